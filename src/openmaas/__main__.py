@@ -1,0 +1,3 @@
+from openmaas.cli import main
+
+main()

@@ -1,0 +1,76 @@
+"""The backend interface.
+
+A backend speaks OpenAI wire dicts on both sides: it receives a request body
+already validated by ``openmaas.protocol`` (with ``model`` set to the
+upstream's own model id) and returns an OpenAI response dict, or an async
+iterator of OpenAI chunk dicts when streaming. Streams always end with a
+usage chunk (``choices == []``); the gateway decides whether the client sees
+it. Failures are raised as ``openmaas.errors.OpenMaaSError`` subclasses.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any
+
+from openmaas.errors import UnsupportedCapability
+from openmaas.settings import Deployment
+
+Payload = dict[str, Any]
+
+
+class Backend(ABC):
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+
+    async def start(self) -> None:
+        """Acquire resources (HTTP pools, engine processes). Called once."""
+
+    async def close(self) -> None:
+        """Release everything ``start`` acquired."""
+
+    async def health(self) -> bool:
+        return True
+
+    @abstractmethod
+    async def chat(self, payload: Payload) -> Payload: ...
+
+    @abstractmethod
+    def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]: ...
+
+    async def complete(self, payload: Payload) -> Payload:
+        raise UnsupportedCapability(
+            f"model '{self.deployment.name}' does not serve text completions", param="model"
+        )
+
+    def complete_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        raise UnsupportedCapability(
+            f"model '{self.deployment.name}' does not serve text completions", param="model"
+        )
+
+    async def embed(self, payload: Payload) -> Payload:
+        raise UnsupportedCapability(
+            f"model '{self.deployment.name}' does not serve embeddings", param="model"
+        )
+
+
+def create_backend(deployment: Deployment, data_dir: Any = None) -> Backend:
+    """Build the backend a deployment names (imports stay lazy and cheap)."""
+    if deployment.backend == "openai_compat":
+        from openmaas.backends.openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend(deployment)
+    if deployment.backend == "anthropic":
+        from openmaas.backends.anthropic import AnthropicBackend
+
+        return AnthropicBackend(deployment)
+    if deployment.backend == "fake":
+        from openmaas.backends.fake import FakeBackend
+
+        return FakeBackend(deployment)
+    if deployment.backend == "llamacpp":
+        from openmaas.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(deployment, data_dir=data_dir)
+    raise ValueError(f"unknown backend {deployment.backend!r}")

@@ -1,0 +1,166 @@
+"""A deterministic fake backend: a real class, used by tests and benchmarks.
+
+Params (all optional): ``reply`` (fixed text; default echoes the last user
+message), ``latency_ms`` (before the first token), ``tokens_per_s`` (stream
+pacing; 0 = as fast as possible), ``fail_every`` (every Nth call fails with
+``fail_status``), ``fail_after_tokens`` (streams break after that many tokens),
+``embedding_dims``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import struct
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from openmaas.backends.base import Backend, Payload
+from openmaas.errors import UpstreamError, UpstreamRateLimited, UpstreamUnavailable
+from openmaas.settings import Deployment
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+class FakeBackend(Backend):
+    def __init__(self, deployment: Deployment) -> None:
+        super().__init__(deployment)
+        p = deployment.params
+        self.reply: str | None = p.get("reply")
+        self.latency = float(p.get("latency_ms", 0)) / 1000
+        self.tokens_per_s = float(p.get("tokens_per_s", 0))
+        self.fail_every = int(p.get("fail_every", 0))
+        self.fail_status = int(p.get("fail_status", 503))
+        self.fail_after_tokens = p.get("fail_after_tokens")
+        self.dims = int(p.get("embedding_dims", 8))
+        self.calls = 0
+
+    def _maybe_fail(self) -> None:
+        self.calls += 1
+        if self.fail_every and self.calls % self.fail_every == 0:
+            message = f"fake deployment '{self.deployment.name}' failed on purpose"
+            if self.fail_status == 429:
+                raise UpstreamRateLimited(message)
+            if self.fail_status == 503:
+                raise UpstreamUnavailable(message)
+            raise UpstreamError(message)
+
+    def _answer(self, payload: Payload) -> tuple[str, int, str | None, list[dict[str, Any]] | None]:
+        messages = payload.get("messages") or []
+        prompt = " ".join(_text_of(m.get("content")) for m in messages)
+        last_user = next(
+            (_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+        )
+        text = self.reply if self.reply is not None else f"fake reply to: {last_user}".strip()
+        limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
+        finish = "stop"
+        words = text.split()
+        if limit is not None and len(words) > int(limit):
+            text, finish = " ".join(words[: int(limit)]), "length"
+        tool_calls = None
+        choice = payload.get("tool_choice")
+        tools = payload.get("tools") or []
+        if tools and choice not in (None, "none", "auto"):
+            name = choice["function"]["name"] if isinstance(choice, dict) else tools[0]["function"]["name"]
+            tool_calls = [{"id": "call_fake_0", "type": "function",
+                           "function": {"name": name, "arguments": "{}"}}]
+            finish = "tool_calls"
+        fmt = (payload.get("response_format") or {}).get("type")
+        if fmt in ("json_object", "json_schema") and tool_calls is None:
+            text = '{"answer": "fake"}'
+        return text, count_words(prompt), finish, tool_calls
+
+    async def chat(self, payload: Payload) -> Payload:
+        self._maybe_fail()
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        text, prompt_tokens, finish, tool_calls = self._answer(payload)
+        message: dict[str, Any] = {"role": "assistant", "content": None if tool_calls else text}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        n = int(payload.get("n") or 1)
+        completion = 0 if tool_calls else count_words(text)
+        return {
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+            "model": payload.get("model"),
+            "choices": [{"index": i, "message": message, "finish_reason": finish, "logprobs": None}
+                        for i in range(n)],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion * n,
+                      "total_tokens": prompt_tokens + completion * n},
+        }
+
+    async def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        self._maybe_fail()
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        text, prompt_tokens, finish, tool_calls = self._answer(payload)
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": payload.get("model")}
+        yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                    "finish_reason": None}]}
+        sent = 0
+        if tool_calls:
+            delta = {"tool_calls": [{"index": 0, **tool_calls[0]}]}
+            yield {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        else:
+            for i, word in enumerate(text.split()):
+                if self.fail_after_tokens is not None and sent >= int(self.fail_after_tokens):
+                    raise UpstreamError(
+                        f"fake deployment '{self.deployment.name}' broke the stream on purpose",
+                        code="upstream_stream_broken",
+                    )
+                if self.tokens_per_s:
+                    await asyncio.sleep(1 / self.tokens_per_s)
+                yield {**base, "choices": [{"index": 0, "delta": {"content": ("" if i == 0 else " ") + word},
+                                            "finish_reason": None}]}
+                sent += 1
+        yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+        yield {**base, "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sent,
+                                                 "total_tokens": prompt_tokens + sent}}
+
+    async def complete(self, payload: Payload) -> Payload:
+        prompt = payload.get("prompt")
+        text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt or []))
+        result = await self.chat({**payload, "messages": [{"role": "user", "content": text}]})
+        choice = result["choices"][0]
+        return {**result, "object": "text_completion", "id": "cmpl-fake",
+                "choices": [{"index": 0, "text": choice["message"]["content"] or "",
+                             "finish_reason": choice["finish_reason"], "logprobs": None}]}
+
+    async def complete_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        prompt = payload.get("prompt")
+        text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt or []))
+        async for chunk in self.chat_stream({**payload, "messages": [{"role": "user", "content": text}]}):
+            choices = [{"index": c["index"], "text": c["delta"].get("content") or "",
+                        "finish_reason": c["finish_reason"], "logprobs": None}
+                       for c in chunk["choices"]]
+            yield {**chunk, "object": "text_completion", "id": "cmpl-fake", "choices": choices}
+
+    async def embed(self, payload: Payload) -> Payload:
+        if not self.deployment.capabilities.embeddings:
+            return await super().embed(payload)
+        self._maybe_fail()
+        inputs = payload["input"]
+        items = [inputs] if isinstance(inputs, str) else inputs
+        data = []
+        tokens = 0
+        for i, item in enumerate(items):
+            text = item if isinstance(item, str) else " ".join(map(str, item))
+            tokens += max(1, count_words(text))
+            digest = hashlib.sha256(text.encode()).digest() * ((self.dims * 4) // 32 + 1)
+            raw = struct.unpack(f"<{self.dims}i", digest[: self.dims * 4])
+            norm = sum(v * v for v in raw) ** 0.5 or 1.0
+            data.append({"object": "embedding", "index": i, "embedding": [v / norm for v in raw]})
+        return {"object": "list", "data": data, "model": payload.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

@@ -1,0 +1,166 @@
+"""The HTTP provider shared by upstream backends: pooling, timeouts, error mapping.
+
+Provider concerns (base URL, auth header, connection pool, timeouts) live
+here; dialect translation lives in the backends. Every aiohttp exception is
+translated into the ``openmaas.errors`` tree at this seam, with secrets
+redacted from anything quoted back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from openmaas.errors import (
+    ContextLengthExceeded,
+    OpenMaaSError,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    redact,
+)
+from openmaas.settings import Deployment
+
+
+def resolve_api_key(params: dict[str, Any]) -> str | None:
+    env_name = params.get("api_key_env")
+    if env_name:
+        return os.environ.get(str(env_name)) or None
+    value = params.get("api_key")
+    return str(value) if value else None
+
+
+class HTTPProvider:
+    def __init__(self, deployment: Deployment, base_url: str, headers: dict[str, str]) -> None:
+        self.name = deployment.name
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"content-type": "application/json", **headers}
+        self.secrets = tuple(v for v in headers.values() if v)
+        t = deployment.timeouts
+        self.timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.first_token)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(
+                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            async with self.session.post(
+                self.base_url + path, data=orjson.dumps(body), headers=self.headers,
+                timeout=self.timeout,
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise self.http_error(resp.status, raw)
+                return orjson.loads(raw)
+        except OpenMaaSError:
+            raise
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(f"upstream for '{self.name}' returned invalid JSON") from exc
+        except Exception as exc:
+            raise self.transport_error(exc) from exc
+
+    async def get_json(self, path: str, timeout: float = 5.0) -> Any:
+        try:
+            async with self.session.get(
+                self.base_url + path, headers=self.headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise self.http_error(resp.status, raw)
+                return orjson.loads(raw)
+        except OpenMaaSError:
+            raise
+        except Exception as exc:
+            raise self.transport_error(exc) from exc
+
+    async def stream_sse(self, path: str, body: dict[str, Any]) -> AsyncIterator[tuple[str | None, bytes]]:
+        """POST and yield ``(event, data)`` for each server-sent event."""
+        try:
+            async with self.session.post(
+                self.base_url + path, data=orjson.dumps(body), headers=self.headers,
+                timeout=self.timeout,
+            ) as resp:
+                if resp.status >= 400:
+                    raise self.http_error(resp.status, await resp.read())
+                event: str | None = None
+                async for line in resp.content:
+                    line = line.rstrip(b"\r\n")
+                    if not line:
+                        event = None
+                        continue
+                    if line.startswith(b"data:"):
+                        yield event, line[5:].lstrip()
+                    elif line.startswith(b"event:"):
+                        event = line[6:].strip().decode()
+        except OpenMaaSError:
+            raise
+        except Exception as exc:
+            raise self.transport_error(exc) from exc
+
+    def transport_error(self, exc: Exception) -> Exception:
+        if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+            return UpstreamTimeout(f"upstream for '{self.name}' timed out")
+        if isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):
+            return UpstreamUnavailable(f"could not connect to the upstream for '{self.name}'")
+        if isinstance(exc, aiohttp.ClientError):
+            return UpstreamError(
+                f"upstream for '{self.name}' failed: {redact(type(exc).__name__, self.secrets)}"
+            )
+        return exc
+
+    def http_error(self, status: int, raw: bytes) -> OpenMaaSError:
+        detail, error = _upstream_message(raw)
+        detail = redact(detail, self.secrets)[:500]
+        where = f"upstream for '{self.name}'"
+        kind = str(error.get("type") or "") + str(error.get("code") or "")
+        if status == 429:
+            return UpstreamRateLimited(f"{where} is rate limiting: {detail}")
+        if status in (401, 403):
+            return UpstreamError(f"{where} refused the gateway's credentials (HTTP {status})")
+        if "context" in kind or "context length" in detail or "context size" in detail:
+            limit = error.get("n_ctx")
+            suffix = f" (the model's context is {limit} tokens)" if limit else ""
+            return ContextLengthExceeded(f"{detail}{suffix}", param="messages")
+        if status == 408:
+            return UpstreamTimeout(f"{where} timed out: {detail}")
+        if 400 <= status < 500:
+            return UpstreamRejected(f"{where} rejected the request: {detail}")
+        if status == 503:
+            return UpstreamUnavailable(f"{where} is unavailable: {detail}")
+        if status == 504:
+            return UpstreamTimeout(f"{where} timed out: {detail}")
+        return UpstreamError(f"{where} failed with HTTP {status}: {detail}")
+
+
+def _upstream_message(raw: bytes) -> tuple[str, dict[str, Any]]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw[:300].decode("utf-8", "replace"), {}
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or error), error
+    if isinstance(error, str):
+        return error, {}
+    return str(body)[:300], {}

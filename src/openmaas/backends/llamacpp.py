@@ -1,0 +1,135 @@
+"""Local GGUF models on llama.cpp's ``llama-server``.
+
+The gateway starts one supervised ``llama-server`` per local deployment on a
+private loopback port (continuous batching over ``parallel`` slots, the
+model's own chat template via ``--jinja``) and talks to it with the same
+OpenAI-compatible code as any upstream. When the model's template has no tool
+support (SmolLM2's has none), tools are served by constrained decoding
+(``openmaas.backends.tool_emulation``).
+
+Params: ``model_path`` (``builtin:NAME`` or a file), ``parallel`` (slots,
+default 4), ``threads``, ``binary`` (a llama-server to use instead of the
+cached build), ``extra_args``, ``tools`` (``auto`` | ``native`` | ``emulated``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from openmaas.backends import tool_emulation
+from openmaas.backends.base import Backend, Payload
+from openmaas.backends.openai_compat import OpenAICompatBackend
+from openmaas.engine import build
+from openmaas.engine.models import resolve_model_path
+from openmaas.engine.supervisor import LlamaServerProcess
+from openmaas.errors import UpstreamUnavailable
+from openmaas.settings import Deployment
+
+log = logging.getLogger("openmaas.engine")
+
+
+def engine_binary(params: dict[str, Any]) -> Path:
+    explicit = params.get("binary") or os.environ.get("OPENMAAS_LLAMA_SERVER")
+    if explicit:
+        return Path(str(explicit))
+    path = build.binary_path()
+    if not path.exists():
+        log.warning("llama-server is not built yet; building it now (a few minutes, once)")
+        path = build.build()
+    return path
+
+
+class LlamaCppBackend(Backend):
+    def __init__(self, deployment: Deployment, data_dir: Path | None = None) -> None:
+        super().__init__(deployment)
+        self.data_dir = Path(data_dir or Path.home() / ".local/share/openmaas")
+        self.params = deployment.params
+        self.process: LlamaServerProcess | None = None
+        self.http: OpenAICompatBackend | None = None
+        self.native_tools = self.params.get("tools") == "native"
+        self.props: dict[str, Any] = {}
+
+    def engine_args(self, model_path: Path) -> list[str]:
+        parallel = int(self.params.get("parallel", 4))
+        args = [
+            "-m", str(model_path),
+            "--alias", self.deployment.upstream_model,
+            "--parallel", str(parallel),
+            "--kv-unified-per-slot", str(self.deployment.context_length),
+            "--jinja", "--no-webui", "--metrics",
+        ]
+        threads = self.params.get("threads")
+        if threads:
+            args += ["--threads", str(threads)]
+        args += [str(a) for a in self.params.get("extra_args", [])]
+        return args
+
+    async def start(self) -> None:
+        model_path = resolve_model_path(str(self.params.get("model_path", "builtin:smollm2-135m")))
+        self.process = LlamaServerProcess(
+            self.deployment.name,
+            engine_binary(self.params),
+            self.engine_args(model_path),
+            self.data_dir / "logs" / f"engine-{self.deployment.name}.log",
+        )
+        await self.process.start()
+        self.http = OpenAICompatBackend(self.deployment, base_url=self.process.base_url + "/v1")
+        self.props = await self.process.get_json("/props")
+        caps = self.props.get("chat_template_caps") or {}
+        mode = self.params.get("tools", "auto")
+        self.native_tools = mode == "native" or (mode == "auto" and bool(caps.get("supports_tools")))
+        log.info("engine %s ready (tools: %s)", self.deployment.name,
+                 "native" if self.native_tools else "constrained decoding")
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+        if self.process is not None:
+            await self.process.stop()
+
+    async def health(self) -> bool:
+        return self.process is not None and self.process.ready
+
+    def _engine(self) -> OpenAICompatBackend:
+        if self.http is None or self.process is None or not self.process.ready:
+            raise UpstreamUnavailable(f"local engine for '{self.deployment.name}' is not ready")
+        return self.http
+
+    async def chat(self, payload: Payload) -> Payload:
+        engine = self._engine()
+        if tool_emulation.wants_tools(payload) and not self.native_tools:
+            return tool_emulation.convert_response(await engine.chat(tool_emulation.to_constrained(payload)))
+        return await engine.chat(_without_unused_tools(payload))
+
+    async def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        engine = self._engine()
+        if tool_emulation.wants_tools(payload) and not self.native_tools:
+            # Constrained JSON can only be converted once complete: the answer is
+            # generated first, then delivered as the chunks OpenAI would send.
+            response = await self.chat(payload)
+            for chunk in tool_emulation.as_chunks(response):
+                yield chunk
+            return
+        async for chunk in engine.chat_stream(_without_unused_tools(payload)):
+            yield chunk
+
+    async def complete(self, payload: Payload) -> Payload:
+        return await self._engine().complete(payload)
+
+    def complete_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        return self._engine().complete_stream(payload)
+
+    async def embed(self, payload: Payload) -> Payload:
+        if not self.deployment.capabilities.embeddings:
+            return await super().embed(payload)
+        return await self._engine().embed(payload)
+
+
+def _without_unused_tools(payload: Payload) -> Payload:
+    if payload.get("tools") and payload.get("tool_choice") == "none":
+        return {k: v for k, v in payload.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")}
+    return payload

@@ -1,0 +1,89 @@
+"""Any OpenAI-compatible server: vLLM, llama.cpp's server, OpenAI, DeepSeek,
+Qwen/DashScope compatible mode, Moonshot…
+
+Requests are passed through as they came (unknown fields included), streams
+chunk by chunk. Params: ``base_url``, ``api_key_env`` (name of the variable
+holding the key), ``headers`` (extra headers), ``stream_usage`` (ask for
+``stream_options.include_usage``; default true).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from openmaas.backends.base import Backend, Payload
+from openmaas.backends.http import HTTPProvider, resolve_api_key
+from openmaas.errors import UpstreamError, redact
+from openmaas.settings import Deployment
+
+
+class OpenAICompatBackend(Backend):
+    def __init__(self, deployment: Deployment, base_url: str | None = None) -> None:
+        super().__init__(deployment)
+        params = deployment.params
+        url = base_url or params.get("base_url")
+        if not url:
+            raise ValueError(f"deployment '{deployment.name}' needs params.base_url")
+        headers: dict[str, str] = {str(k): str(v) for k, v in (params.get("headers") or {}).items()}
+        key = resolve_api_key(params)
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        self.provider = HTTPProvider(deployment, str(url), headers)
+        self.stream_usage = bool(params.get("stream_usage", True))
+
+    async def close(self) -> None:
+        await self.provider.close()
+
+    async def health(self) -> bool:
+        try:
+            await self.provider.get_json("/models")
+        except Exception:
+            return False
+        return True
+
+    async def chat(self, payload: Payload) -> Payload:
+        return await self._post("/chat/completions", payload)
+
+    async def complete(self, payload: Payload) -> Payload:
+        return await self._post("/completions", payload)
+
+    async def embed(self, payload: Payload) -> Payload:
+        return await self._post("/embeddings", payload)
+
+    def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        return self._stream("/chat/completions", payload)
+
+    def complete_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        return self._stream("/completions", payload)
+
+    async def _post(self, path: str, payload: Payload) -> Payload:
+        body = await self.provider.post_json(path, payload)
+        if not isinstance(body, dict):
+            raise UpstreamError(f"upstream for '{self.deployment.name}' returned a non-object")
+        return body
+
+    async def _stream(self, path: str, payload: Payload) -> AsyncIterator[Payload]:
+        body = dict(payload)
+        body["stream"] = True
+        if self.stream_usage:
+            body["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+        async for _event, data in self.provider.stream_sse(path, body):
+            if data == b"[DONE]":
+                return
+            try:
+                chunk: Any = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise UpstreamError(
+                    f"upstream for '{self.deployment.name}' sent a malformed stream event"
+                ) from exc
+            if isinstance(chunk, dict) and "error" in chunk:
+                error = chunk["error"]
+                message = error.get("message") if isinstance(error, dict) else str(error)
+                raise UpstreamError(
+                    f"upstream for '{self.deployment.name}' failed mid-stream: "
+                    f"{redact(str(message), self.provider.secrets)[:300]}"
+                )
+            yield chunk

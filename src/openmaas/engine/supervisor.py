@@ -1,0 +1,181 @@
+"""Start, health-check and restart one ``llama-server`` process.
+
+One process per local GGUF deployment, on a private loopback port. The
+supervisor waits for ``/health`` before declaring the engine ready, restarts
+the process with backoff when it exits or stops answering, and stops it with
+the gateway. The engine's output goes to a log file under the data directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger("openmaas.engine")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EngineFailed(RuntimeError):
+    pass
+
+
+class LlamaServerProcess:
+    def __init__(
+        self,
+        name: str,
+        binary: Path,
+        args: list[str],
+        log_path: Path,
+        *,
+        ready_timeout: float = 120.0,
+        health_interval: float = 5.0,
+        max_health_failures: int = 3,
+    ) -> None:
+        self.name = name
+        self.binary = binary
+        self.args = args
+        self.log_path = log_path
+        self.ready_timeout = ready_timeout
+        self.health_interval = health_interval
+        self.max_health_failures = max_health_failures
+        self.port = 0
+        self.restarts = 0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._ready = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._proc is not None and self._proc.returncode is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        await self._spawn()
+        self._watch = asyncio.create_task(self._supervise(), name=f"engine-{self.name}")
+
+    async def _spawn(self) -> None:
+        self._ready.clear()
+        self.port = self.port or free_port()  # stable across restarts: clients keep their URL
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as out:
+            self._proc = await asyncio.create_subprocess_exec(
+                str(self.binary), *self.args, "--host", "127.0.0.1", "--port", str(self.port),
+                stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL,
+            )
+        log.info("engine %s: started pid %s on port %s", self.name, self._proc.pid, self.port)
+        await self._wait_ready()
+
+    async def _wait_ready(self) -> None:
+        assert self._proc is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ready_timeout
+        delay = 0.05
+        while loop.time() < deadline:
+            if self._proc.returncode is not None:
+                raise EngineFailed(
+                    f"engine '{self.name}' exited with code {self._proc.returncode}; see {self.log_path}"
+                )
+            if await self._healthy():
+                self._ready.set()
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        raise EngineFailed(f"engine '{self.name}' not ready after {self.ready_timeout}s; see {self.log_path}")
+
+    async def _healthy(self) -> bool:
+        assert self._session is not None
+        try:
+            async with self._session.get(
+                self.base_url + "/health", timeout=aiohttp.ClientTimeout(total=2)
+            ) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
+
+    async def get_json(self, path: str) -> dict[str, Any]:
+        assert self._session is not None
+        async with self._session.get(
+            self.base_url + path, timeout=aiohttp.ClientTimeout(total=10)
+        ) as resp:
+            resp.raise_for_status()
+            data = await resp.json()
+            return data if isinstance(data, dict) else {}
+
+    async def _supervise(self) -> None:
+        failures = 0
+        backoff = 0.5
+        while not self._stopping:
+            assert self._proc is not None
+            exited = False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._proc.wait(), timeout=self.health_interval)
+                exited = True
+            if self._stopping:
+                return
+            if not exited:
+                failures = 0 if await self._healthy() else failures + 1
+                if failures < self.max_health_failures:
+                    backoff = 0.5
+                    continue
+                log.warning("engine %s: unhealthy %s times, restarting", self.name, failures)
+                await self._terminate()
+            else:
+                log.warning("engine %s: exited with code %s, restarting", self.name, self._proc.returncode)
+            self._ready.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+            failures = 0
+            self.restarts += 1
+            try:
+                await self._spawn()
+            except EngineFailed as exc:
+                log.error("engine %s: restart failed: %s", self.name, exc)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _terminate(self) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=5)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        await self._terminate()
+        if self._session is not None:
+            await self._session.close()

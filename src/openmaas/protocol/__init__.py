@@ -1,0 +1,1 @@
+"""Wire types (OpenAI and Anthropic). Depends on pydantic only."""

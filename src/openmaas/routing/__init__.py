@@ -1,0 +1,1 @@
+"""Resolving public model names to deployments (aliases, capabilities)."""

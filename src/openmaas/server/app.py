@@ -1,0 +1,48 @@
+"""``create_app(settings)``: everything is wired once, here."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+
+from openmaas.errors import OpenMaaSError
+from openmaas.gateway import Gateway
+from openmaas.routing.registry import Registry
+from openmaas.server import errors
+from openmaas.server.middleware import RequestIdMiddleware
+from openmaas.server.routes import routes
+from openmaas.settings import Settings
+
+log = logging.getLogger("openmaas.server")
+
+
+def create_app(settings: Settings, registry: Registry | None = None) -> Starlette:
+    registry = registry or Registry(settings)
+    gateway = Gateway(registry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await registry.start()
+        try:
+            yield
+        finally:
+            await registry.close()
+
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers={
+            OpenMaaSError: errors.handle_openmaas_error,
+            HTTPException: errors.handle_http_exception,
+            Exception: errors.handle_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.gateway = gateway
+    return app

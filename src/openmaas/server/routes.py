@@ -1,0 +1,114 @@
+"""Thin routes: parse, delegate to the gateway, serialize."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from openmaas.errors import InvalidRequest, ModelNotFound, OpenMaaSError, PayloadTooLarge
+from openmaas.gateway import Gateway, Stream
+
+JSON = "application/json"
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type=JSON)
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    limit: int = request.app.state.settings.server.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes")
+    if not body:
+        raise InvalidRequest("The request body is empty; a JSON object was expected")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"We could not parse the JSON body of your request ({exc.msg} at position {exc.pos})",
+            code="invalid_json",
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object", code="invalid_json")
+    return data
+
+
+async def _sse(stream: Stream) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in stream.chunks():
+            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    except OpenMaaSError as exc:
+        # After the first byte the status is sent: say so explicitly, never truncate silently.
+        yield b"data: " + orjson.dumps(exc.envelope()) + b"\n\n"
+        return
+    yield b"data: [DONE]\n\n"
+
+
+def _respond(result: dict[str, Any] | Stream) -> Response:
+    if isinstance(result, Stream):
+        return StreamingResponse(
+            _sse(result), media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+    return _json(result)
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def chat_completions(request: Request) -> Response:
+    return _respond(await _gateway(request).chat(await read_json(request)))
+
+
+async def completions(request: Request) -> Response:
+    return _respond(await _gateway(request).complete(await read_json(request)))
+
+
+async def embeddings(request: Request) -> Response:
+    return _json(await _gateway(request).embed(await read_json(request)))
+
+
+async def list_models(request: Request) -> Response:
+    return _json({"object": "list", "data": _gateway(request).models()})
+
+
+async def get_model(request: Request) -> Response:
+    model_id = request.path_params["model_id"]
+    for card in _gateway(request).models():
+        if card["id"] == model_id:
+            return _json(card)
+    raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+
+
+async def healthz(request: Request) -> Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    states = await _gateway(request).registry.readiness()
+    ready = all(states.values())
+    return _json({"status": "ready" if ready else "not_ready", "deployments": states}, 200 if ready else 503)
+
+
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/embeddings", embeddings, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+]
