@@ -1,0 +1,139 @@
+"""A fast OpenAI-compatible upstream, as a bare ASGI app (no framework).
+
+Deterministic. Behaviour is chosen by the requested model name:
+``fail-429``, ``fail-500``, ``fail-503``, ``fail-400``, ``fail-401`` (echoes the
+caller's Authorization header in its error, to prove the gateway redacts it),
+``context-overflow``, ``slow-<ms>`` (waits before answering), ``midstream-error``
+(a stream that errors after two tokens), ``garbage`` (invalid JSON).
+Every request body is kept in ``UpstreamState.requests`` (bounded) so tests can
+see exactly what the gateway forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any
+
+import orjson
+
+REPLY = "Hello from the upstream"
+
+
+class OpenAIUpstream:
+    def __init__(self, reply: str = REPLY, keep: int = 100) -> None:
+        self.reply = reply
+        self.requests: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.headers: deque[dict[str, str]] = deque(maxlen=keep)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        path = scope["path"]
+        if scope["method"] == "GET" and path.endswith("/models"):
+            await self._json(send, 200, {"object": "list", "data": [{"id": "up-model", "object": "model"}]})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            req = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            await self._json(send, 400, {"error": {"message": "bad json", "type": "invalid_request_error"}})
+            return
+        self.requests.append(req)
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.headers.append(headers)
+        model = str(req.get("model", ""))
+        if await self._failure(send, model, headers):
+            return
+        if path.endswith("/embeddings"):
+            inputs = req["input"] if isinstance(req["input"], list) else [req["input"]]
+            data = [{"object": "embedding", "index": i, "embedding": [0.5, 0.5]} for i in range(len(inputs))]
+            await self._json(send, 200, {"object": "list", "data": data, "model": model,
+                                         "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+            return
+        text_mode = path.endswith("/completions") and not path.endswith("/chat/completions")
+        if req.get("stream"):
+            await self._stream(send, req, model, text_mode)
+            return
+        words = self.reply.split()
+        if text_mode:
+            choice: dict[str, Any] = {"index": 0, "text": self.reply, "finish_reason": "stop", "logprobs": None}
+        else:
+            choice = {"index": 0, "message": {"role": "assistant", "content": self.reply},
+                      "finish_reason": "stop", "logprobs": None}
+        await self._json(send, 200, {
+            "id": "chatcmpl-up", "object": "text_completion" if text_mode else "chat.completion",
+            "created": int(time.time()), "model": model, "choices": [choice],
+            "usage": {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)},
+        })
+
+    async def _failure(self, send: Any, model: str, headers: dict[str, str]) -> bool:
+        if model.startswith("slow-"):
+            await asyncio.sleep(int(model.split("-", 1)[1]) / 1000)
+            return False
+        failures = {
+            "fail-429": (429, "Rate limit reached for requests", "rate_limit_exceeded"),
+            "fail-500": (500, "The server had an error", None),
+            "fail-503": (503, "The engine is overloaded", None),
+            "fail-400": (400, "Invalid 'temperature': too high", "invalid_value"),
+            "fail-401": (401, f"Incorrect API key provided: {headers.get('authorization', '')}", "invalid_api_key"),
+            "context-overflow": (400, "This model's maximum context length is 4096 tokens.",
+                                 "context_length_exceeded"),
+        }
+        if model == "garbage":
+            await self._raw(send, 200, b"{not json", b"application/json")
+            return True
+        if model in failures:
+            status, message, code = failures[model]
+            await self._json(send, status, {"error": {"message": message, "type": "invalid_request_error",
+                                                      "code": code}})
+            return True
+        return False
+
+    async def _stream(self, send: Any, req: dict[str, Any], model: str, text_mode: bool) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        words = self.reply.split()
+        base = {"id": "chatcmpl-up", "object": "text_completion" if text_mode else "chat.completion.chunk",
+                "created": int(time.time()), "model": model}
+
+        async def event(data: dict[str, Any]) -> None:
+            await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(data) + b"\n\n",
+                        "more_body": True})
+
+        for i, word in enumerate(words):
+            if model == "midstream-error" and i == 2:
+                await event({"error": {"message": "engine crashed", "type": "server_error"}})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            piece = ("" if i == 0 else " ") + word
+            choice = ({"index": 0, "text": piece, "finish_reason": None} if text_mode
+                      else {"index": 0, "delta": {"content": piece}, "finish_reason": None})
+            await event({**base, "choices": [choice]})
+        end = ({"index": 0, "text": "", "finish_reason": "stop"} if text_mode
+               else {"index": 0, "delta": {}, "finish_reason": "stop"})
+        await event({**base, "choices": [end]})
+        if (req.get("stream_options") or {}).get("include_usage"):
+            await event({**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": len(words),
+                                                          "total_tokens": 5 + len(words)}})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+    async def _json(self, send: Any, status: int, data: dict[str, Any]) -> None:
+        await self._raw(send, status, orjson.dumps(data), b"application/json")
+
+    async def _raw(self, send: Any, status: int, body: bytes, ctype: bytes) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,109 @@
+"""In-process app tests (ASGI transport) against the fake backend."""
+
+import json
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "hello there"}]}
+
+
+def sse_events(text: str) -> list:
+    return [line[6:] for line in text.splitlines() if line.startswith("data: ")]
+
+
+async def test_chat_answers_in_openai_shape_under_the_public_name(fake_client: httpx.AsyncClient) -> None:
+    resp = await fake_client.post("/v1/chat/completions", json={**CHAT, "model": "default"})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["model"] == "default"
+    assert body["choices"][0]["message"]["content"] == "fake reply to: hello there"
+    assert body["usage"]["prompt_tokens"] == 2
+    assert resp.headers["x-request-id"].startswith("req_")
+
+
+async def test_request_id_is_echoed_when_the_client_sends_one(fake_client: httpx.AsyncClient) -> None:
+    resp = await fake_client.post("/v1/chat/completions", json=CHAT, headers={"x-request-id": "abc-123"})
+    assert resp.headers["x-request-id"] == "abc-123"
+    bad = await fake_client.post("/v1/chat/completions", json=CHAT, headers={"x-request-id": "bad id\twith tab"})
+    assert bad.headers["x-request-id"].startswith("req_")
+    missing = await fake_client.get("/nope")
+    assert missing.headers["x-request-id"].startswith("req_")
+
+
+async def test_streaming_sends_chunks_then_done_and_hides_usage_unless_asked(fake_client: httpx.AsyncClient) -> None:
+    resp = await fake_client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(resp.text)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["choices"] for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "fake reply to: hello there"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+    with_usage = await fake_client.post("/v1/chat/completions", json={
+        **CHAT, "stream": True, "stream_options": {"include_usage": True}})
+    last = json.loads(sse_events(with_usage.text)[-2])
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] == 5
+
+
+async def test_a_stream_that_breaks_after_tokens_ends_with_an_error_event(fake_client: httpx.AsyncClient) -> None:
+    resp = await fake_client.post("/v1/chat/completions", json={**CHAT, "model": "fake-broken", "stream": True})
+    assert resp.status_code == 200
+    events = sse_events(resp.text)
+    assert "[DONE]" not in events
+    error = json.loads(events[-1])["error"]
+    assert error["code"] == "upstream_stream_broken"
+    delivered = [json.loads(e) for e in events[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in delivered) == "one two"
+
+
+async def test_a_stream_that_fails_before_its_first_token_is_an_http_error(fake_client: httpx.AsyncClient) -> None:
+    resp = await fake_client.post("/v1/chat/completions", json={**CHAT, "model": "fake-down", "stream": True})
+    assert resp.status_code == 503
+    assert resp.json()["error"]["code"] == "upstream_unavailable"
+
+
+async def test_completions_and_max_tokens(fake_client: httpx.AsyncClient) -> None:
+    resp = await fake_client.post("/v1/completions", json={"model": "fake-chat", "prompt": "a b c", "max_tokens": 2})
+    body = resp.json()
+    assert body["object"] == "text_completion"
+    assert body["choices"][0]["text"] == "fake reply"
+    assert body["choices"][0]["finish_reason"] == "length"
+    stream = await fake_client.post("/v1/completions", json={"model": "fake-chat", "prompt": "x", "stream": True})
+    texts = [json.loads(e)["choices"][0]["text"] for e in sse_events(stream.text)[:-1]]
+    assert "".join(texts) == "fake reply to: x"
+
+
+async def test_embeddings_go_to_a_model_that_serves_them(fake_client: httpx.AsyncClient) -> None:
+    resp = await fake_client.post("/v1/embeddings", json={"model": "fake-embed", "input": ["a", "b"]})
+    body = resp.json()
+    assert [d["index"] for d in body["data"]] == [0, 1]
+    assert abs(sum(v * v for v in body["data"][0]["embedding"]) - 1) < 1e-9
+    assert body["data"][0]["embedding"] != body["data"][1]["embedding"]
+
+
+async def test_models_list_deployments_and_aliases(fake_client: httpx.AsyncClient) -> None:
+    body = (await fake_client.get("/v1/models")).json()
+    ids = {m["id"] for m in body["data"]}
+    assert {"fake-chat", "fake-embed", "default"} <= ids
+    alias = (await fake_client.get("/v1/models/default")).json()
+    assert alias["openmaas"]["alias_of"] == "fake-chat"
+    assert alias["openmaas"]["locality"] == "local"
+
+
+async def test_health_and_readiness(fake_client: httpx.AsyncClient) -> None:
+    assert (await fake_client.get("/healthz")).json() == {"status": "ok"}
+    ready = await fake_client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+async def test_tools_on_the_fake_backend_come_back_as_tool_calls(fake_client: httpx.AsyncClient) -> None:
+    tool = {"type": "function", "function": {"name": "lookup"}}
+    resp = await fake_client.post("/v1/chat/completions", json={**CHAT, "tools": [tool], "tool_choice": "required"})
+    choice = resp.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["tool_calls"][0]["function"]["name"] == "lookup"
