@@ -2,7 +2,7 @@
 
 Order: built-in defaults < YAML file (``--config`` or ``OPENMAAS_CONFIG``) <
 environment variables ``OPENMAAS_<SECTION>__<KEY>=value`` (value parsed as
-YAML, e.g. ``OPENMAAS_SERVER__PORT=9000``). Secrets are never stored here:
+YAML, e.g. ``OPENMAAS_SERVER__PORT=9000``) and ``OPENMAAS_DATA_DIR``. Secrets are never stored here:
 deployments name the environment variable that holds their API key.
 """
 
@@ -106,6 +106,8 @@ class Settings(_Strict):
 
 
 def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    if environ.get("OPENMAAS_DATA_DIR"):
+        data["data_dir"] = environ["OPENMAAS_DATA_DIR"]
     for key, raw in environ.items():
         if not key.startswith("OPENMAAS_") or "__" not in key:
             continue

@@ -15,11 +15,12 @@ def _req(**kw: object) -> dict:
 
 
 def test_required_admits_only_calls_of_offered_tools() -> None:
-    schema = te.response_schema(_req(tool_choice="required"))
+    schema = te.response_schema(_req(tool_choice="required", parallel_tool_calls=True))
     items = schema["properties"]["tool_calls"]["items"]["anyOf"]
     assert [i["properties"]["name"]["const"] for i in items] == ["get_weather", "get_time"]
     assert items[1]["properties"]["arguments"] == {"type": "object"}
     assert schema["properties"]["tool_calls"]["minItems"] == 1
+    assert schema["properties"]["tool_calls"]["maxItems"] == te.MAX_PARALLEL_CALLS
 
 
 def test_a_named_choice_admits_exactly_one_call_of_that_function() -> None:
@@ -35,9 +36,10 @@ def test_auto_admits_calls_or_a_plain_answer() -> None:
     assert schema["anyOf"][1]["required"] == ["content"]
 
 
-def test_parallel_tool_calls_false_limits_to_one_call() -> None:
-    schema = te.response_schema(_req(tool_choice="required", parallel_tool_calls=False))
-    assert schema["properties"]["tool_calls"]["maxItems"] == 1
+def test_one_call_per_turn_unless_parallel_calls_are_asked_for() -> None:
+    for parallel in (False, None):
+        schema = te.response_schema(_req(tool_choice="required", parallel_tool_calls=parallel))
+        assert schema["properties"]["tool_calls"]["maxItems"] == 1
 
 
 def test_the_constrained_request_describes_tools_and_flattens_history() -> None:

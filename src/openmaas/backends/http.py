@@ -71,10 +71,10 @@ class HTTPProvider:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise self.http_error(resp.status, raw)
-                return orjson.loads(raw)
+                return loads(raw)
         except OpenMaaSError:
             raise
-        except orjson.JSONDecodeError as exc:
+        except ValueError as exc:
             raise UpstreamError(f"upstream for '{self.name}' returned invalid JSON") from exc
         except Exception as exc:
             raise self.transport_error(exc) from exc
@@ -151,6 +151,15 @@ class HTTPProvider:
         if status == 504:
             return UpstreamTimeout(f"{where} timed out: {detail}")
         return UpstreamError(f"{where} failed with HTTP {status}: {detail}")
+
+
+def loads(raw: bytes) -> Any:
+    """Parse JSON; engines may cut a multi-byte character at max_tokens, so
+    invalid UTF-8 is replaced rather than failing the whole response."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return orjson.loads(raw.decode("utf-8", "replace"))
 
 
 def _upstream_message(raw: bytes) -> tuple[str, dict[str, Any]]:

@@ -110,7 +110,8 @@ class LlamaCppBackend(Backend):
         if tool_emulation.wants_tools(payload) and not self.native_tools:
             # Constrained JSON can only be converted once complete: the answer is
             # generated first, then delivered as the chunks OpenAI would send.
-            response = await self.chat(payload)
+            whole = {k: v for k, v in payload.items() if k not in ("stream", "stream_options")}
+            response = await self.chat(whole)
             for chunk in tool_emulation.as_chunks(response):
                 yield chunk
             return

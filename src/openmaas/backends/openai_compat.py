@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-
 from openmaas.backends.base import Backend, Payload
-from openmaas.backends.http import HTTPProvider, resolve_api_key
+from openmaas.backends.http import HTTPProvider, loads, resolve_api_key
 from openmaas.errors import UpstreamError, redact
 from openmaas.settings import Deployment
 
@@ -74,8 +72,8 @@ class OpenAICompatBackend(Backend):
             if data == b"[DONE]":
                 return
             try:
-                chunk: Any = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
+                chunk: Any = loads(data)
+            except ValueError as exc:
                 raise UpstreamError(
                     f"upstream for '{self.deployment.name}' sent a malformed stream event"
                 ) from exc

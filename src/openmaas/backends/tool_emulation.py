@@ -39,7 +39,9 @@ def response_schema(payload: Payload) -> Payload:
     choice = payload.get("tool_choice") or "auto"
     if isinstance(choice, dict):
         tools = [t for t in tools if t["function"]["name"] == choice["function"]["name"]]
-    one_call = isinstance(choice, dict) or payload.get("parallel_tool_calls") is False
+    # Small local models tend to repeat calls: one call per turn unless the
+    # client explicitly asks for parallel calls.
+    one_call = isinstance(choice, dict) or payload.get("parallel_tool_calls") is not True
     calls = {
         "type": "array",
         "items": {"anyOf": [_call_schema(t) for t in tools]},
