@@ -19,11 +19,14 @@ def anyio_backend() -> str:
 def fake_settings(tmp_path: Any, **extra: Any) -> Settings:
     deployments = [
         {"name": "fake-chat", "backend": "fake", "locality": "local", "context_length": 4096},
-        {"name": "fake-embed", "backend": "fake", "locality": "local",
-         "capabilities": {"embeddings": True, "chat": False, "completions": False}},
+        {
+            "name": "fake-embed",
+            "backend": "fake",
+            "locality": "local",
+            "capabilities": {"embeddings": True, "chat": False, "completions": False},
+        },
         {"name": "fake-notools", "backend": "fake", "capabilities": {"tools": False, "json_schema": False}},
-        {"name": "fake-broken", "backend": "fake", "params": {"fail_after_tokens": 2,
-                                                               "reply": "one two three four"}},
+        {"name": "fake-broken", "backend": "fake", "params": {"fail_after_tokens": 2, "reply": "one two three four"}},
         {"name": "fake-down", "backend": "fake", "params": {"fail_every": 1, "fail_status": 503}},
     ]
     data = {"deployments": deployments, "aliases": {"default": "fake-chat"}, "data_dir": str(tmp_path)}

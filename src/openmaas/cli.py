@@ -41,11 +41,19 @@ def serve(config: str | None, host: str | None, port: int | None) -> None:
         settings.server.host = host
     if port is not None:
         settings.server.port = port
-    logging.basicConfig(level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     app = create_app(settings)
     uvicorn.run(
-        app, host=settings.server.host, port=settings.server.port, loop="uvloop", http="httptools",
-        log_level=settings.server.log_level, access_log=False, timeout_graceful_shutdown=10,
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.server.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
     )
 
 
@@ -56,19 +64,30 @@ def models(config: str | None, as_json: bool) -> None:
     """List the models (deployments and aliases) the config serves."""
     settings = _settings(config)
     rows: list[dict[str, Any]] = [
-        {"name": d.name, "backend": d.backend, "locality": d.locality, "context": d.context_length,
-         "price_in": d.pricing.input_per_mtok, "price_out": d.pricing.output_per_mtok, "alias_of": ""}
+        {
+            "name": d.name,
+            "backend": d.backend,
+            "locality": d.locality,
+            "context": d.context_length,
+            "price_in": d.pricing.input_per_mtok,
+            "price_out": d.pricing.output_per_mtok,
+            "alias_of": "",
+        }
         for d in settings.deployments
     ]
-    rows += [{"name": a, "backend": "", "locality": "", "context": "", "price_in": "", "price_out": "",
-              "alias_of": t} for a, t in settings.aliases.items()]
+    rows += [
+        {"name": a, "backend": "", "locality": "", "context": "", "price_in": "", "price_out": "", "alias_of": t}
+        for a, t in settings.aliases.items()
+    ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     click.echo(f"{'MODEL':<24}{'BACKEND':<15}{'LOCALITY':<10}{'CONTEXT':<9}{'$/M IN':<8}{'$/M OUT':<8}ALIAS OF")
     for r in rows:
-        click.echo(f"{r['name']:<24}{r['backend']:<15}{r['locality']:<10}{r['context']!s:<9}"
-                   f"{r['price_in']!s:<8}{r['price_out']!s:<8}{r['alias_of']}")
+        click.echo(
+            f"{r['name']:<24}{r['backend']:<15}{r['locality']:<10}{r['context']!s:<9}"
+            f"{r['price_in']!s:<8}{r['price_out']!s:<8}{r['alias_of']}"
+        )
 
 
 @main.command()
@@ -85,12 +104,19 @@ def chat(question: str, model: str, base_url: str, api_key: str, max_tokens: int
 async def _chat(question: str, model: str, base_url: str, api_key: str, max_tokens: int) -> None:
     import aiohttp
 
-    body = {"model": model, "stream": True, "max_tokens": max_tokens,
-            "messages": [{"role": "user", "content": question}]}
+    body = {
+        "model": model,
+        "stream": True,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": question}],
+    }
     try:
-        async with aiohttp.ClientSession() as session, session.post(
-            base_url + "/chat/completions", json=body, headers={"authorization": f"Bearer {api_key}"}
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                base_url + "/chat/completions", json=body, headers={"authorization": f"Bearer {api_key}"}
+            ) as resp,
+        ):
             if resp.status >= 400:
                 error = (await resp.json(content_type=None)).get("error", {})
                 raise click.ClickException(f"HTTP {resp.status}: {error.get('message')}")

@@ -83,10 +83,9 @@ def _default_deployments() -> list[Deployment]:
 class Settings(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     data_dir: Path = Field(
-        default_factory=lambda: Path(
-            os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+        default_factory=lambda: (
+            Path(os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")) / "openmaas"
         )
-        / "openmaas"
     )
     deployments: list[Deployment] = Field(default_factory=_default_deployments)
     aliases: dict[str, str] = Field(default_factory=lambda: {"default": "smollm2-135m"})

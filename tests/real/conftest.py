@@ -50,7 +50,9 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "openmaas", "serve", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     server = RunningServer(proc, f"http://127.0.0.1:{port}", log)
     try:

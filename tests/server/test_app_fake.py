@@ -44,8 +44,9 @@ async def test_streaming_sends_chunks_then_done_and_hides_usage_unless_asked(fak
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "fake reply to: hello there"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
-    with_usage = await fake_client.post("/v1/chat/completions", json={
-        **CHAT, "stream": True, "stream_options": {"include_usage": True}})
+    with_usage = await fake_client.post(
+        "/v1/chat/completions", json={**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    )
     last = json.loads(sse_events(with_usage.text)[-2])
     assert last["choices"] == [] and last["usage"]["completion_tokens"] == 5
 

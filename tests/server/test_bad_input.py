@@ -19,8 +19,9 @@ def assert_envelope(resp: httpx.Response, status: int, code: str | None = None) 
 
 
 async def test_malformed_json(fake_client: httpx.AsyncClient) -> None:
-    resp = await fake_client.post("/v1/chat/completions", content=b'{"model": "x", ',
-                                  headers={"content-type": "application/json"})
+    resp = await fake_client.post(
+        "/v1/chat/completions", content=b'{"model": "x", ', headers={"content-type": "application/json"}
+    )
     assert_envelope(resp, 400, "invalid_json")
 
 
@@ -30,16 +31,19 @@ async def test_bodies_that_are_not_objects(fake_client: httpx.AsyncClient, raw: 
     assert_envelope(resp, 400)
 
 
-@pytest.mark.parametrize("body, param", [
-    ({"model": "fake-chat"}, "messages"),
-    ({"model": "fake-chat", "messages": "hi"}, "messages"),
-    ({"model": 7, "messages": [{"role": "user", "content": "x"}]}, "model"),
-    ({**CHAT, "temperature": "warm"}, "temperature"),
-    ({**CHAT, "max_tokens": -1}, "max_tokens"),
-    ({**CHAT, "stream": "yes please"}, "stream"),
-    ({**CHAT, "response_format": {"type": "json_object", "schema": {}}}, "response_format.json_object.schema"),
-    ({**CHAT, "tool_choice": {"type": "function", "function": {"name": "f", "extra": 1}}}, None),
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"model": "fake-chat"}, "messages"),
+        ({"model": "fake-chat", "messages": "hi"}, "messages"),
+        ({"model": 7, "messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({**CHAT, "temperature": "warm"}, "temperature"),
+        ({**CHAT, "max_tokens": -1}, "max_tokens"),
+        ({**CHAT, "stream": "yes please"}, "stream"),
+        ({**CHAT, "response_format": {"type": "json_object", "schema": {}}}, "response_format.json_object.schema"),
+        ({**CHAT, "tool_choice": {"type": "function", "function": {"name": "f", "extra": 1}}}, None),
+    ],
+)
 async def test_wrong_types_and_misplaced_fields(fake_client: httpx.AsyncClient, body: dict, param: str | None) -> None:
     error = assert_envelope(await fake_client.post("/v1/chat/completions", json=body), 400)
     if param is not None:
@@ -59,32 +63,45 @@ async def test_oversized_bodies_are_413(fake_client: httpx.AsyncClient) -> None:
 
 
 async def test_unknown_model_is_404_listing_known_ones(fake_client: httpx.AsyncClient) -> None:
-    error = assert_envelope(await fake_client.post("/v1/chat/completions", json={**CHAT, "model": "gpt-9"}),
-                            404, "model_not_found")
+    error = assert_envelope(
+        await fake_client.post("/v1/chat/completions", json={**CHAT, "model": "gpt-9"}), 404, "model_not_found"
+    )
     assert "fake-chat" in error["message"] and "default" in error["message"]
     assert_envelope(await fake_client.get("/v1/models/gpt-9"), 404, "model_not_found")
 
 
 async def test_context_overflow_names_the_limit(fake_client: httpx.AsyncClient) -> None:
-    error = assert_envelope(await fake_client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 5000}),
-                            400, "context_length_exceeded")
+    error = assert_envelope(
+        await fake_client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 5000}),
+        400,
+        "context_length_exceeded",
+    )
     assert "4096" in error["message"]
 
 
 async def test_capabilities_the_model_lacks_are_400(fake_client: httpx.AsyncClient) -> None:
     tool = {"type": "function", "function": {"name": "f"}}
-    assert_envelope(await fake_client.post("/v1/chat/completions", json={**CHAT, "model": "fake-notools",
-                                                                         "tools": [tool]}),
-                    400, "unsupported_capability")
-    assert_envelope(await fake_client.post("/v1/embeddings", json={"model": "fake-chat", "input": "x"}),
-                    400, "unsupported_capability")
-    assert_envelope(await fake_client.post("/v1/chat/completions", json={**CHAT, "model": "fake-embed"}),
-                    400, "unsupported_capability")
+    assert_envelope(
+        await fake_client.post("/v1/chat/completions", json={**CHAT, "model": "fake-notools", "tools": [tool]}),
+        400,
+        "unsupported_capability",
+    )
+    assert_envelope(
+        await fake_client.post("/v1/embeddings", json={"model": "fake-chat", "input": "x"}),
+        400,
+        "unsupported_capability",
+    )
+    assert_envelope(
+        await fake_client.post("/v1/chat/completions", json={**CHAT, "model": "fake-embed"}),
+        400,
+        "unsupported_capability",
+    )
 
 
 async def test_upstream_unavailable_is_503(fake_client: httpx.AsyncClient) -> None:
-    assert_envelope(await fake_client.post("/v1/chat/completions", json={**CHAT, "model": "fake-down"}),
-                    503, "upstream_unavailable")
+    assert_envelope(
+        await fake_client.post("/v1/chat/completions", json={**CHAT, "model": "fake-down"}), 503, "upstream_unavailable"
+    )
 
 
 async def test_unknown_routes_and_methods(fake_client: httpx.AsyncClient) -> None:

@@ -31,30 +31,56 @@ async def stack(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
     monkeypatch.setenv("TEST_ANTHROPIC_KEY", ANTHROPIC_KEY)
     oa, an = OpenAIUpstream(), AnthropicUpstream(ANTHROPIC_KEY)
     async with serve_app(oa) as oa_url, serve_app(an.app) as an_url:
+
         def up(name: str, model: str, **kw: Any) -> dict[str, Any]:
-            return {"name": name, "backend": "openai_compat", "model": model, **kw,
-                    "params": {"base_url": oa_url + "/v1", "api_key_env": "TEST_UPSTREAM_KEY"}}
-        settings = Settings.model_validate({
-            "data_dir": str(tmp_path),
-            "deployments": [
-                up("cloud-chat", "up-model", capabilities={"embeddings": True}),
-                up("cloud-429", "fail-429"), up("cloud-500", "fail-500"), up("cloud-503", "fail-503"),
-                up("cloud-400", "fail-400"), up("cloud-401", "fail-401"), up("cloud-ctx", "context-overflow"),
-                up("cloud-garbage", "garbage"), up("cloud-midstream", "midstream-error"),
-                up("cloud-slow", "slow-3000", timeouts={"first_token": 0.3, "total": 5}),
-                {"name": "cloud-refused", "backend": "openai_compat",
-                 "params": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "TEST_UPSTREAM_KEY"}},
-                {"name": "claude", "backend": "anthropic", "model": "claude-test",
-                 "params": {"base_url": an_url, "api_key_env": "TEST_ANTHROPIC_KEY"}},
-            ],
-            "aliases": {},
-        })
+            return {
+                "name": name,
+                "backend": "openai_compat",
+                "model": model,
+                **kw,
+                "params": {"base_url": oa_url + "/v1", "api_key_env": "TEST_UPSTREAM_KEY"},
+            }
+
+        settings = Settings.model_validate(
+            {
+                "data_dir": str(tmp_path),
+                "deployments": [
+                    up("cloud-chat", "up-model", capabilities={"embeddings": True}),
+                    up("cloud-429", "fail-429"),
+                    up("cloud-500", "fail-500"),
+                    up("cloud-503", "fail-503"),
+                    up("cloud-400", "fail-400"),
+                    up("cloud-401", "fail-401"),
+                    up("cloud-ctx", "context-overflow"),
+                    up("cloud-garbage", "garbage"),
+                    up("cloud-midstream", "midstream-error"),
+                    up("cloud-slow", "slow-3000", timeouts={"first_token": 0.3, "total": 5}),
+                    {
+                        "name": "cloud-refused",
+                        "backend": "openai_compat",
+                        "params": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "TEST_UPSTREAM_KEY"},
+                    },
+                    {
+                        "name": "claude",
+                        "backend": "anthropic",
+                        "model": "claude-test",
+                        "params": {"base_url": an_url, "api_key_env": "TEST_ANTHROPIC_KEY"},
+                    },
+                ],
+                "aliases": {},
+            }
+        )
         registry = Registry(settings)
         async with serve_app(create_app(settings, registry)) as gw_url:
             client = openai.AsyncOpenAI(base_url=gw_url + "/v1", api_key="unused", max_retries=0)
             try:
-                yield {"gateway": gw_url, "openai_upstream": oa, "anthropic_upstream": an, "anthropic_url": an_url,
-                       "client": client}
+                yield {
+                    "gateway": gw_url,
+                    "openai_upstream": oa,
+                    "anthropic_upstream": an,
+                    "anthropic_url": an_url,
+                    "client": client,
+                }
             finally:
                 await client.close()
 
@@ -65,8 +91,9 @@ MSG = [{"role": "user", "content": "hi"}]
 async def test_openai_sdk_through_the_gateway_to_an_openai_compatible_upstream(tmp_path, monkeypatch) -> None:
     async with stack(tmp_path, monkeypatch) as s:
         client: openai.AsyncOpenAI = s["client"]
-        r = await client.chat.completions.create(model="cloud-chat", messages=MSG, temperature=0.5,
-                                                 extra_body={"vendor_knob": {"x": 1}})
+        r = await client.chat.completions.create(
+            model="cloud-chat", messages=MSG, temperature=0.5, extra_body={"vendor_knob": {"x": 1}}
+        )
         assert r.choices[0].message.content == REPLY
         assert r.model == "cloud-chat"
         forwarded = s["openai_upstream"].requests[-1]
@@ -79,8 +106,9 @@ async def test_openai_sdk_through_the_gateway_to_an_openai_compatible_upstream(t
         assert "".join(pieces) == REPLY
         assert s["openai_upstream"].requests[-1]["stream_options"] == {"include_usage": True}
 
-        stream = await client.chat.completions.create(model="cloud-chat", messages=MSG, stream=True,
-                                                      stream_options={"include_usage": True})
+        stream = await client.chat.completions.create(
+            model="cloud-chat", messages=MSG, stream=True, stream_options={"include_usage": True}
+        )
         usage = [c.usage async for c in stream if c.usage]
         assert usage[0].completion_tokens == len(REPLY.split())
 
@@ -90,19 +118,23 @@ async def test_openai_sdk_through_the_gateway_to_an_openai_compatible_upstream(t
         assert len(emb.data) == 2
 
 
-@pytest.mark.parametrize("model, status, code", [
-    ("cloud-429", 429, "upstream_rate_limited"),
-    ("cloud-500", 502, "upstream_error"),
-    ("cloud-503", 503, "upstream_unavailable"),
-    ("cloud-400", 400, "upstream_rejected"),
-    ("cloud-401", 502, "upstream_error"),
-    ("cloud-ctx", 400, "context_length_exceeded"),
-    ("cloud-garbage", 502, "upstream_error"),
-    ("cloud-refused", 503, "upstream_unavailable"),
-    ("cloud-slow", 504, "upstream_timeout"),
-])
-async def test_upstream_failures_map_to_clear_statuses_without_secrets(tmp_path, monkeypatch, model, status,
-                                                                       code) -> None:
+@pytest.mark.parametrize(
+    "model, status, code",
+    [
+        ("cloud-429", 429, "upstream_rate_limited"),
+        ("cloud-500", 502, "upstream_error"),
+        ("cloud-503", 503, "upstream_unavailable"),
+        ("cloud-400", 400, "upstream_rejected"),
+        ("cloud-401", 502, "upstream_error"),
+        ("cloud-ctx", 400, "context_length_exceeded"),
+        ("cloud-garbage", 502, "upstream_error"),
+        ("cloud-refused", 503, "upstream_unavailable"),
+        ("cloud-slow", 504, "upstream_timeout"),
+    ],
+)
+async def test_upstream_failures_map_to_clear_statuses_without_secrets(
+    tmp_path, monkeypatch, model, status, code
+) -> None:
     async with stack(tmp_path, monkeypatch) as s:
         with pytest.raises(openai.APIStatusError) as info:
             await s["client"].chat.completions.create(model=model, messages=MSG)
@@ -137,28 +169,38 @@ async def test_the_anthropic_upstream_speaks_the_real_messages_format(tmp_path, 
 async def test_openai_sdk_through_the_gateway_to_an_anthropic_upstream(tmp_path, monkeypatch) -> None:
     async with stack(tmp_path, monkeypatch) as s:
         client: openai.AsyncOpenAI = s["client"]
-        r = await client.chat.completions.create(model="claude", messages=[
-            {"role": "system", "content": "be brief"}, *MSG])
+        r = await client.chat.completions.create(
+            model="claude", messages=[{"role": "system", "content": "be brief"}, *MSG]
+        )
         assert r.choices[0].message.content == TEXT
         assert r.usage is not None and r.usage.prompt_tokens == 12
         sent = s["anthropic_upstream"].requests[-1]
         assert sent["system"] == "be brief" and sent["model"] == "claude-test" and sent["max_tokens"] == 4096
 
-        stream = await client.chat.completions.create(model="claude", messages=MSG, stream=True,
-                                                      stream_options={"include_usage": True})
+        stream = await client.chat.completions.create(
+            model="claude", messages=MSG, stream=True, stream_options={"include_usage": True}
+        )
         chunks = [c async for c in stream]
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip() == TEXT
         assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
 
-        tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-            "type": "object", "properties": {"city": {"type": "string"}}}}}]
+        tools = [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                },
+            }
+        ]
         r = await client.chat.completions.create(model="claude", messages=MSG, tools=tools, tool_choice="required")
         call = r.choices[0].message.tool_calls[0]
         assert r.choices[0].finish_reason == "tool_calls"
         assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
 
-        stream = await client.chat.completions.create(model="claude", messages=MSG, tools=tools,
-                                                      tool_choice="required", stream=True)
+        stream = await client.chat.completions.create(
+            model="claude", messages=MSG, tools=tools, tool_choice="required", stream=True
+        )
         args = ""
         async for c in stream:
             for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:

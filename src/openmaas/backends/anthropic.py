@@ -29,9 +29,7 @@ class AnthropicBackend(Backend):
         key = resolve_api_key(params)
         if key:
             headers["x-api-key"] = key
-        self.provider = HTTPProvider(
-            deployment, str(params.get("base_url", "https://api.anthropic.com")), headers
-        )
+        self.provider = HTTPProvider(deployment, str(params.get("base_url", "https://api.anthropic.com")), headers)
         self.default_max_tokens = int(params.get("default_max_tokens", 4096))
 
     async def close(self) -> None:

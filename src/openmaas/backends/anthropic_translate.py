@@ -43,8 +43,7 @@ def _blocks(content: Any) -> list[Payload]:
             else:
                 blocks.append({"type": "image", "source": {"type": "url", "url": url}})
         else:
-            raise InvalidRequest(f"content part type '{kind}' is not supported by Anthropic models",
-                                 param="messages")
+            raise InvalidRequest(f"content part type '{kind}' is not supported by Anthropic models", param="messages")
     return blocks
 
 
@@ -92,17 +91,13 @@ def to_messages_request(payload: Payload, default_max_tokens: int = 4096) -> Pay
                 try:
                     args = json.loads(call["function"].get("arguments") or "{}")
                 except json.JSONDecodeError as exc:
-                    raise InvalidRequest("assistant tool_calls arguments must be JSON",
-                                         param="messages") from exc
-                blocks.append({"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
-                               "input": args})
+                    raise InvalidRequest("assistant tool_calls arguments must be JSON", param="messages") from exc
+                blocks.append({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": args})
             add("assistant", blocks)
         elif role == "tool":
-            add("user", [{"type": "tool_result", "tool_use_id": m["tool_call_id"],
-                          "content": _text(m["content"])}])
+            add("user", [{"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": _text(m["content"])}])
         else:
-            raise InvalidRequest(f"message role '{role}' is not supported by Anthropic models",
-                                 param="messages")
+            raise InvalidRequest(f"message role '{role}' is not supported by Anthropic models", param="messages")
     body: Payload = {
         "model": payload["model"],
         "messages": messages,
@@ -118,8 +113,11 @@ def to_messages_request(payload: Payload, default_max_tokens: int = 4096) -> Pay
         body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
     if payload.get("tools"):
         body["tools"] = [
-            {"name": t["function"]["name"], "description": t["function"].get("description") or "",
-             "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}}}
+            {
+                "name": t["function"]["name"],
+                "description": t["function"].get("description") or "",
+                "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}},
+            }
             for t in payload["tools"]
         ]
     choice = _tool_choice(payload.get("tool_choice"), payload.get("parallel_tool_calls"))
@@ -134,8 +132,10 @@ def to_messages_request(payload: Payload, default_max_tokens: int = 4096) -> Pay
 
 def _usage(usage: Payload | None) -> Payload:
     usage = usage or {}
-    prompt = int(usage.get("input_tokens") or 0) + int(usage.get("cache_read_input_tokens") or 0) + int(
-        usage.get("cache_creation_input_tokens") or 0
+    prompt = (
+        int(usage.get("input_tokens") or 0)
+        + int(usage.get("cache_read_input_tokens") or 0)
+        + int(usage.get("cache_creation_input_tokens") or 0)
     )
     completion = int(usage.get("output_tokens") or 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -148,9 +148,13 @@ def from_messages_response(resp: Payload, model: str) -> Payload:
         if block.get("type") == "text":
             text.append(block["text"])
         elif block.get("type") == "tool_use":
-            calls.append({"id": block["id"], "type": "function",
-                          "function": {"name": block["name"],
-                                       "arguments": json.dumps(block.get("input") or {})}})
+            calls.append(
+                {
+                    "id": block["id"],
+                    "type": "function",
+                    "function": {"name": block["name"], "arguments": json.dumps(block.get("input") or {})},
+                }
+            )
     message: Payload = {"role": "assistant", "content": "".join(text) if text or not calls else None}
     if calls:
         message["tool_calls"] = calls
@@ -159,8 +163,14 @@ def from_messages_response(resp: Payload, model: str) -> Payload:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": STOP_REASONS.get(str(resp.get("stop_reason")), "stop")}],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": STOP_REASONS.get(str(resp.get("stop_reason")), "stop"),
+            }
+        ],
         "usage": _usage(resp.get("usage")),
     }
 
@@ -176,8 +186,13 @@ class StreamTranslator:
         self.tool_index: dict[int, int] = {}  # content block index -> tool_calls index
 
     def _chunk(self, delta: Payload, finish: str | None = None) -> Payload:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
 
     def feed(self, event: Payload) -> list[Payload]:
         kind = event.get("type")
@@ -191,8 +206,20 @@ class StreamTranslator:
             if block.get("type") == "tool_use":
                 index = len(self.tool_index)
                 self.tool_index[int(event.get("index", 0))] = index
-                return [self._chunk({"tool_calls": [{"index": index, "id": block["id"], "type": "function",
-                                                     "function": {"name": block["name"], "arguments": ""}}]})]
+                return [
+                    self._chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": index,
+                                    "id": block["id"],
+                                    "type": "function",
+                                    "function": {"name": block["name"], "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
+                ]
             if block.get("type") == "text" and block.get("text"):
                 return [self._chunk({"content": block["text"]})]
             return []
@@ -202,14 +229,25 @@ class StreamTranslator:
                 return [self._chunk({"content": delta.get("text", "")})]
             if delta.get("type") == "input_json_delta":
                 index = self.tool_index.get(int(event.get("index", 0)), 0)
-                return [self._chunk({"tool_calls": [{"index": index,
-                                                     "function": {"arguments": delta.get("partial_json", "")}}]})]
+                return [
+                    self._chunk(
+                        {"tool_calls": [{"index": index, "function": {"arguments": delta.get("partial_json", "")}}]}
+                    )
+                ]
             return []
         if kind == "message_delta":
             self.usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
             reason = (event.get("delta") or {}).get("stop_reason")
             return [self._chunk({}, STOP_REASONS.get(str(reason), "stop"))]
         if kind == "message_stop":
-            return [{"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                     "model": self.model, "choices": [], "usage": _usage(self.usage)}]
+            return [
+                {
+                    "id": self.id,
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.model,
+                    "choices": [],
+                    "usage": _usage(self.usage),
+                }
+            ]
         return []  # ping, content_block_stop, unknown future events

@@ -40,19 +40,13 @@ class Backend(ABC):
     def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]: ...
 
     async def complete(self, payload: Payload) -> Payload:
-        raise UnsupportedCapability(
-            f"model '{self.deployment.name}' does not serve text completions", param="model"
-        )
+        raise UnsupportedCapability(f"model '{self.deployment.name}' does not serve text completions", param="model")
 
     def complete_stream(self, payload: Payload) -> AsyncIterator[Payload]:
-        raise UnsupportedCapability(
-            f"model '{self.deployment.name}' does not serve text completions", param="model"
-        )
+        raise UnsupportedCapability(f"model '{self.deployment.name}' does not serve text completions", param="model")
 
     async def embed(self, payload: Payload) -> Payload:
-        raise UnsupportedCapability(
-            f"model '{self.deployment.name}' does not serve embeddings", param="model"
-        )
+        raise UnsupportedCapability(f"model '{self.deployment.name}' does not serve embeddings", param="model")
 
 
 def create_backend(deployment: Deployment, data_dir: Any = None) -> Backend:

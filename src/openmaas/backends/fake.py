@@ -59,9 +59,7 @@ class FakeBackend(Backend):
     def _answer(self, payload: Payload) -> tuple[str, int, str | None, list[dict[str, Any]] | None]:
         messages = payload.get("messages") or []
         prompt = " ".join(_text_of(m.get("content")) for m in messages)
-        last_user = next(
-            (_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
-        )
+        last_user = next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         text = self.reply if self.reply is not None else f"fake reply to: {last_user}".strip()
         limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
         finish = "stop"
@@ -73,8 +71,7 @@ class FakeBackend(Backend):
         tools = payload.get("tools") or []
         if tools and choice not in (None, "none", "auto"):
             name = choice["function"]["name"] if isinstance(choice, dict) else tools[0]["function"]["name"]
-            tool_calls = [{"id": "call_fake_0", "type": "function",
-                           "function": {"name": name, "arguments": "{}"}}]
+            tool_calls = [{"id": "call_fake_0", "type": "function", "function": {"name": name, "arguments": "{}"}}]
             finish = "tool_calls"
         fmt = (payload.get("response_format") or {}).get("type")
         if fmt in ("json_object", "json_schema") and tool_calls is None:
@@ -92,12 +89,16 @@ class FakeBackend(Backend):
         n = int(payload.get("n") or 1)
         completion = 0 if tool_calls else count_words(text)
         return {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": payload.get("model"),
-            "choices": [{"index": i, "message": message, "finish_reason": finish, "logprobs": None}
-                        for i in range(n)],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion * n,
-                      "total_tokens": prompt_tokens + completion * n},
+            "choices": [{"index": i, "message": message, "finish_reason": finish, "logprobs": None} for i in range(n)],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion * n,
+                "total_tokens": prompt_tokens + completion * n,
+            },
         }
 
     async def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
@@ -105,10 +106,13 @@ class FakeBackend(Backend):
         if self.latency:
             await asyncio.sleep(self.latency)
         text, prompt_tokens, finish, tool_calls = self._answer(payload)
-        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": payload.get("model")}
-        yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                    "finish_reason": None}]}
+        base = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": payload.get("model"),
+        }
+        yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
         sent = 0
         if tool_calls:
             delta = {"tool_calls": [{"index": 0, **tool_calls[0]}]}
@@ -122,29 +126,52 @@ class FakeBackend(Backend):
                     )
                 if self.tokens_per_s:
                     await asyncio.sleep(1 / self.tokens_per_s)
-                yield {**base, "choices": [{"index": 0, "delta": {"content": ("" if i == 0 else " ") + word},
-                                            "finish_reason": None}]}
+                yield {
+                    **base,
+                    "choices": [
+                        {"index": 0, "delta": {"content": ("" if i == 0 else " ") + word}, "finish_reason": None}
+                    ],
+                }
                 sent += 1
         yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
-        yield {**base, "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sent,
-                                                 "total_tokens": prompt_tokens + sent}}
+        yield {
+            **base,
+            "choices": [],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sent, "total_tokens": prompt_tokens + sent},
+        }
 
     async def complete(self, payload: Payload) -> Payload:
         prompt = payload.get("prompt")
         text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt or []))
         result = await self.chat({**payload, "messages": [{"role": "user", "content": text}]})
         choice = result["choices"][0]
-        return {**result, "object": "text_completion", "id": "cmpl-fake",
-                "choices": [{"index": 0, "text": choice["message"]["content"] or "",
-                             "finish_reason": choice["finish_reason"], "logprobs": None}]}
+        return {
+            **result,
+            "object": "text_completion",
+            "id": "cmpl-fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "text": choice["message"]["content"] or "",
+                    "finish_reason": choice["finish_reason"],
+                    "logprobs": None,
+                }
+            ],
+        }
 
     async def complete_stream(self, payload: Payload) -> AsyncIterator[Payload]:
         prompt = payload.get("prompt")
         text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt or []))
         async for chunk in self.chat_stream({**payload, "messages": [{"role": "user", "content": text}]}):
-            choices = [{"index": c["index"], "text": c["delta"].get("content") or "",
-                        "finish_reason": c["finish_reason"], "logprobs": None}
-                       for c in chunk["choices"]]
+            choices = [
+                {
+                    "index": c["index"],
+                    "text": c["delta"].get("content") or "",
+                    "finish_reason": c["finish_reason"],
+                    "logprobs": None,
+                }
+                for c in chunk["choices"]
+            ]
             yield {**chunk, "object": "text_completion", "id": "cmpl-fake", "choices": choices}
 
     async def embed(self, payload: Payload) -> Payload:
@@ -162,5 +189,9 @@ class FakeBackend(Backend):
             raw = struct.unpack(f"<{self.dims}i", digest[: self.dims * 4])
             norm = sum(v * v for v in raw) ** 0.5 or 1.0
             data.append({"object": "embedding", "index": i, "embedding": [v / norm for v in raw]})
-        return {"object": "list", "data": data, "model": payload.get("model"),
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "data": data,
+            "model": payload.get("model"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }

@@ -52,7 +52,8 @@ class HTTPProvider:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(
-                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
+                connector=connector,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
                 auto_decompress=True,
             )
         return self._session
@@ -65,7 +66,9 @@ class HTTPProvider:
     async def post_json(self, path: str, body: dict[str, Any]) -> Any:
         try:
             async with self.session.post(
-                self.base_url + path, data=orjson.dumps(body), headers=self.headers,
+                self.base_url + path,
+                data=orjson.dumps(body),
+                headers=self.headers,
                 timeout=self.timeout,
             ) as resp:
                 raw = await resp.read()
@@ -82,7 +85,8 @@ class HTTPProvider:
     async def get_json(self, path: str, timeout: float = 5.0) -> Any:
         try:
             async with self.session.get(
-                self.base_url + path, headers=self.headers,
+                self.base_url + path,
+                headers=self.headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
                 raw = await resp.read()
@@ -98,7 +102,9 @@ class HTTPProvider:
         """POST and yield ``(event, data)`` for each server-sent event."""
         try:
             async with self.session.post(
-                self.base_url + path, data=orjson.dumps(body), headers=self.headers,
+                self.base_url + path,
+                data=orjson.dumps(body),
+                headers=self.headers,
                 timeout=self.timeout,
             ) as resp:
                 if resp.status >= 400:
@@ -124,9 +130,7 @@ class HTTPProvider:
         if isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):
             return UpstreamUnavailable(f"could not connect to the upstream for '{self.name}'")
         if isinstance(exc, aiohttp.ClientError):
-            return UpstreamError(
-                f"upstream for '{self.name}' failed: {redact(type(exc).__name__, self.secrets)}"
-            )
+            return UpstreamError(f"upstream for '{self.name}' failed: {redact(type(exc).__name__, self.secrets)}")
         return exc
 
     def http_error(self, status: int, raw: bytes) -> OpenMaaSError:

@@ -56,11 +56,17 @@ class LlamaCppBackend(Backend):
     def engine_args(self, model_path: Path) -> list[str]:
         parallel = int(self.params.get("parallel", 4))
         args = [
-            "-m", str(model_path),
-            "--alias", self.deployment.upstream_model,
-            "--parallel", str(parallel),
-            "--kv-unified-per-slot", str(self.deployment.context_length),
-            "--jinja", "--no-webui", "--metrics",
+            "-m",
+            str(model_path),
+            "--alias",
+            self.deployment.upstream_model,
+            "--parallel",
+            str(parallel),
+            "--kv-unified-per-slot",
+            str(self.deployment.context_length),
+            "--jinja",
+            "--no-webui",
+            "--metrics",
         ]
         threads = self.params.get("threads")
         if threads:
@@ -82,8 +88,11 @@ class LlamaCppBackend(Backend):
         caps = self.props.get("chat_template_caps") or {}
         mode = self.params.get("tools", "auto")
         self.native_tools = mode == "native" or (mode == "auto" and bool(caps.get("supports_tools")))
-        log.info("engine %s ready (tools: %s)", self.deployment.name,
-                 "native" if self.native_tools else "constrained decoding")
+        log.info(
+            "engine %s ready (tools: %s)",
+            self.deployment.name,
+            "native" if self.native_tools else "constrained decoding",
+        )
 
     async def close(self) -> None:
         if self.http is not None:

@@ -74,9 +74,7 @@ class OpenAICompatBackend(Backend):
             try:
                 chunk: Any = loads(data)
             except ValueError as exc:
-                raise UpstreamError(
-                    f"upstream for '{self.deployment.name}' sent a malformed stream event"
-                ) from exc
+                raise UpstreamError(f"upstream for '{self.deployment.name}' sent a malformed stream event") from exc
             if isinstance(chunk, dict) and "error" in chunk:
                 error = chunk["error"]
                 message = error.get("message") if isinstance(error, dict) else str(error)

@@ -67,8 +67,7 @@ def response_schema(payload: Payload) -> Payload:
 
 def _instructions(payload: Payload) -> str:
     described = [
-        {k: v for k, v in t["function"].items() if k in ("name", "description", "parameters")}
-        for t in payload["tools"]
+        {k: v for k, v in t["function"].items() if k in ("name", "description", "parameters")} for t in payload["tools"]
     ]
     choice = payload.get("tool_choice") or "auto"
     text = (
@@ -178,16 +177,17 @@ def as_chunks(response: Payload) -> list[Payload]:
     for choice in response.get("choices", []):
         i = choice.get("index", 0)
         message = choice["message"]
-        chunks.append({**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
-                                            "finish_reason": None}]})
+        chunks.append(
+            {**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        )
         if message.get("tool_calls"):
             for k, call in enumerate(message["tool_calls"]):
                 delta = {"tool_calls": [{"index": k, **call}]}
                 chunks.append({**base, "choices": [{"index": i, "delta": delta, "finish_reason": None}]})
         elif message.get("content"):
-            chunks.append({**base, "choices": [{"index": i, "delta": {"content": message["content"]},
-                                                "finish_reason": None}]})
-        chunks.append({**base, "choices": [{"index": i, "delta": {},
-                                            "finish_reason": choice.get("finish_reason")}]})
+            chunks.append(
+                {**base, "choices": [{"index": i, "delta": {"content": message["content"]}, "finish_reason": None}]}
+            )
+        chunks.append({**base, "choices": [{"index": i, "delta": {}, "finish_reason": choice.get("finish_reason")}]})
     chunks.append({**base, "choices": [], "usage": response.get("usage")})
     return chunks

@@ -65,9 +65,7 @@ def binary_path(version: str = LLAMA_CPP_PYTHON_VERSION) -> Path:
 
 
 def _sdist_url(version: str) -> tuple[str, str | None]:
-    request = urllib.request.Request(
-        SIMPLE_INDEX, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
-    )
+    request = urllib.request.Request(SIMPLE_INDEX, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         index = json.load(response)
     name = f"llama_cpp_python-{version}.tar.gz"
@@ -89,8 +87,18 @@ def fetch_sdist(version: str, dest: Path) -> Path:
     except (OSError, RuntimeError, ValueError) as exc:  # fall back to pip's own resolver
         print(f"direct download failed ({exc}); using pip download", file=sys.stderr)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-             f"llama-cpp-python=={version}", "-d", str(dest)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"llama-cpp-python=={version}",
+                "-d",
+                str(dest),
+            ],
             check=True,
         )
     return target
@@ -110,8 +118,7 @@ def build(version: str = LLAMA_CPP_PYTHON_VERSION, jobs: int | None = None) -> P
         build_dir = work / "build"
         subprocess.run(["cmake", "-S", str(src), "-B", str(build_dir), *CMAKE_FLAGS], check=True)
         subprocess.run(
-            ["cmake", "--build", str(build_dir), "--target", "llama-server",
-             "-j", str(jobs or os.cpu_count() or 2)],
+            ["cmake", "--build", str(build_dir), "--target", "llama-server", "-j", str(jobs or os.cpu_count() or 2)],
             check=True,
         )
         built = build_dir / "bin" / "llama-server"

@@ -30,7 +30,7 @@ def resolve_model_path(spec: str) -> Path:
         found = importlib.util.find_spec(package)
         if found is None or not found.submodule_search_locations:
             raise ModelFileMissing(f"builtin model '{name}' needs the package: {install}")
-        path = Path(list(found.submodule_search_locations)[0]) / filename
+        path = Path(next(iter(found.submodule_search_locations))) / filename
     else:
         path = Path(spec).expanduser()
     if not path.is_file():

@@ -80,8 +80,15 @@ class LlamaServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as out:
             self._proc = await asyncio.create_subprocess_exec(
-                str(self.binary), *self.args, "--host", "127.0.0.1", "--port", str(self.port),
-                stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL,
+                str(self.binary),
+                *self.args,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                stdout=out,
+                stderr=out,
+                stdin=asyncio.subprocess.DEVNULL,
             )
         log.info("engine %s: started pid %s on port %s", self.name, self._proc.pid, self.port)
         await self._wait_ready()
@@ -106,20 +113,16 @@ class LlamaServerProcess:
     async def _healthy(self) -> bool:
         assert self._session is not None
         try:
-            async with self._session.get(
-                self.base_url + "/health", timeout=aiohttp.ClientTimeout(total=2)
-            ) as resp:
+            async with self._session.get(self.base_url + "/health", timeout=aiohttp.ClientTimeout(total=2)) as resp:
                 return resp.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False
 
     async def get_json(self, path: str) -> dict[str, Any]:
         assert self._session is not None
-        async with self._session.get(
-            self.base_url + path, timeout=aiohttp.ClientTimeout(total=10)
-        ) as resp:
+        async with self._session.get(self.base_url + path, timeout=aiohttp.ClientTimeout(total=10)) as resp:
             resp.raise_for_status()
-            data = await resp.json()
+            data = await resp.json(content_type=None)
             return data if isinstance(data, dict) else {}
 
     async def _supervise(self) -> None:
@@ -155,7 +158,7 @@ class LlamaServerProcess:
     async def wait_ready(self, timeout: float) -> bool:
         try:
             await asyncio.wait_for(self._ready.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
@@ -166,7 +169,7 @@ class LlamaServerProcess:
         proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), timeout=5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
 

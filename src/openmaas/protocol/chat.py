@@ -202,8 +202,7 @@ class ChatCompletionRequest(_Open):
             names = {t.function.name for t in self.tools or []}
             if self.tool_choice.function.name not in names:
                 raise ValueError(
-                    f"tool_choice names function '{self.tool_choice.function.name}', "
-                    "which is not in tools"
+                    f"tool_choice names function '{self.tool_choice.function.name}', which is not in tools"
                 )
         if self.tool_choice in ("required",) and not self.tools:
             raise ValueError("tool_choice 'required' needs at least one tool")

@@ -57,9 +57,7 @@ class Registry:
                 param="model",
             )
         if not getattr(deployment.capabilities, capability):
-            raise UnsupportedCapability(
-                f"model '{model}' does not serve {capability.replace('_', ' ')}", param="model"
-            )
+            raise UnsupportedCapability(f"model '{model}' does not serve {capability.replace('_', ' ')}", param="model")
         return Target(model, deployment, self.backends[name])
 
     def check_request(self, target: Target, payload: dict[str, Any]) -> None:

@@ -18,7 +18,9 @@ log = logging.getLogger("openmaas.server")
 
 def error_response(exc: OpenMaaSError) -> Response:
     return Response(
-        orjson.dumps(exc.envelope()), status_code=exc.status, media_type="application/json",
+        orjson.dumps(exc.envelope()),
+        status_code=exc.status,
+        media_type="application/json",
         headers=exc.headers,
     )
 

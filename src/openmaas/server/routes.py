@@ -58,7 +58,8 @@ async def _sse(stream: Stream) -> AsyncIterator[bytes]:
 def _respond(result: dict[str, Any] | Stream) -> Response:
     if isinstance(result, Stream):
         return StreamingResponse(
-            _sse(result), media_type="text/event-stream",
+            _sse(result),
+            media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
     return _json(result)

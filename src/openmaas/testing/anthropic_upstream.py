@@ -22,8 +22,11 @@ TEXT = "Hello from Claude"
 
 
 def _error(status: int, kind: str, message: str) -> Response:
-    return Response(orjson.dumps({"type": "error", "error": {"type": kind, "message": message}}),
-                    status_code=status, media_type="application/json")
+    return Response(
+        orjson.dumps({"type": "error", "error": {"type": kind, "message": message}}),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
 def _answer(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -58,33 +61,66 @@ class AnthropicUpstream:
         content = _answer(body)
         usage = {"input_tokens": 12, "output_tokens": 4}
         stop = "tool_use" if content[0]["type"] == "tool_use" else "end_turn"
-        message = {"id": "msg_01", "type": "message", "role": "assistant", "model": body["model"],
-                   "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage}
+        message = {
+            "id": "msg_01",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": usage,
+        }
         if not body.get("stream"):
             return Response(orjson.dumps(message), media_type="application/json")
         return StreamingResponse(self._events(message), media_type="text/event-stream")
 
     async def _events(self, message: dict[str, Any]) -> AsyncIterator[bytes]:
-        start = {**message, "content": [], "stop_reason": None,
-                 "usage": {"input_tokens": message["usage"]["input_tokens"], "output_tokens": 1}}
+        start = {
+            **message,
+            "content": [],
+            "stop_reason": None,
+            "usage": {"input_tokens": message["usage"]["input_tokens"], "output_tokens": 1},
+        }
         yield _sse("message_start", {"type": "message_start", "message": start})
         yield _sse("ping", {"type": "ping"})
         for index, block in enumerate(message["content"]):
             if block["type"] == "text":
-                yield _sse("content_block_start", {"type": "content_block_start", "index": index,
-                                                   "content_block": {"type": "text", "text": ""}})
+                yield _sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+                )
                 for word in block["text"].split(" "):
-                    yield _sse("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                       "delta": {"type": "text_delta", "text": word + " "}})
+                    yield _sse(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "text_delta", "text": word + " "},
+                        },
+                    )
             else:
-                yield _sse("content_block_start", {"type": "content_block_start", "index": index,
-                                                   "content_block": {**block, "input": {}}})
+                yield _sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}},
+                )
                 raw = orjson.dumps(block["input"]).decode()
                 for part in (raw[: len(raw) // 2], raw[len(raw) // 2 :]):
-                    yield _sse("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                       "delta": {"type": "input_json_delta", "partial_json": part}})
+                    yield _sse(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": part},
+                        },
+                    )
             yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
-        yield _sse("message_delta", {"type": "message_delta",
-                                     "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                                     "usage": {"output_tokens": message["usage"]["output_tokens"]}})
+        yield _sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+            },
+        )
         yield _sse("message_stop", {"type": "message_stop"})

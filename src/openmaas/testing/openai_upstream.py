@@ -60,8 +60,11 @@ class OpenAIUpstream:
         if path.endswith("/embeddings"):
             inputs = req["input"] if isinstance(req["input"], list) else [req["input"]]
             data = [{"object": "embedding", "index": i, "embedding": [0.5, 0.5]} for i in range(len(inputs))]
-            await self._json(send, 200, {"object": "list", "data": data, "model": model,
-                                         "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+            await self._json(
+                send,
+                200,
+                {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 3, "total_tokens": 3}},
+            )
             return
         text_mode = path.endswith("/completions") and not path.endswith("/chat/completions")
         if req.get("stream"):
@@ -71,13 +74,24 @@ class OpenAIUpstream:
         if text_mode:
             choice: dict[str, Any] = {"index": 0, "text": self.reply, "finish_reason": "stop", "logprobs": None}
         else:
-            choice = {"index": 0, "message": {"role": "assistant", "content": self.reply},
-                      "finish_reason": "stop", "logprobs": None}
-        await self._json(send, 200, {
-            "id": "chatcmpl-up", "object": "text_completion" if text_mode else "chat.completion",
-            "created": int(time.time()), "model": model, "choices": [choice],
-            "usage": {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)},
-        })
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": self.reply},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        await self._json(
+            send,
+            200,
+            {
+                "id": "chatcmpl-up",
+                "object": "text_completion" if text_mode else "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [choice],
+                "usage": {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)},
+            },
+        )
 
     async def _failure(self, send: Any, model: str, headers: dict[str, str]) -> bool:
         if model.startswith("slow-"):
@@ -89,29 +103,33 @@ class OpenAIUpstream:
             "fail-503": (503, "The engine is overloaded", None),
             "fail-400": (400, "Invalid 'temperature': too high", "invalid_value"),
             "fail-401": (401, f"Incorrect API key provided: {headers.get('authorization', '')}", "invalid_api_key"),
-            "context-overflow": (400, "This model's maximum context length is 4096 tokens.",
-                                 "context_length_exceeded"),
+            "context-overflow": (400, "This model's maximum context length is 4096 tokens.", "context_length_exceeded"),
         }
         if model == "garbage":
             await self._raw(send, 200, b"{not json", b"application/json")
             return True
         if model in failures:
             status, message, code = failures[model]
-            await self._json(send, status, {"error": {"message": message, "type": "invalid_request_error",
-                                                      "code": code}})
+            await self._json(
+                send, status, {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+            )
             return True
         return False
 
     async def _stream(self, send: Any, req: dict[str, Any], model: str, text_mode: bool) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
         words = self.reply.split()
-        base = {"id": "chatcmpl-up", "object": "text_completion" if text_mode else "chat.completion.chunk",
-                "created": int(time.time()), "model": model}
+        base = {
+            "id": "chatcmpl-up",
+            "object": "text_completion" if text_mode else "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
 
         async def event(data: dict[str, Any]) -> None:
-            await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(data) + b"\n\n",
-                        "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": b"data: " + orjson.dumps(data) + b"\n\n", "more_body": True}
+            )
 
         for i, word in enumerate(words):
             if model == "midstream-error" and i == 2:
@@ -119,21 +137,37 @@ class OpenAIUpstream:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             piece = ("" if i == 0 else " ") + word
-            choice = ({"index": 0, "text": piece, "finish_reason": None} if text_mode
-                      else {"index": 0, "delta": {"content": piece}, "finish_reason": None})
+            choice = (
+                {"index": 0, "text": piece, "finish_reason": None}
+                if text_mode
+                else {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+            )
             await event({**base, "choices": [choice]})
-        end = ({"index": 0, "text": "", "finish_reason": "stop"} if text_mode
-               else {"index": 0, "delta": {}, "finish_reason": "stop"})
+        end = (
+            {"index": 0, "text": "", "finish_reason": "stop"}
+            if text_mode
+            else {"index": 0, "delta": {}, "finish_reason": "stop"}
+        )
         await event({**base, "choices": [end]})
         if (req.get("stream_options") or {}).get("include_usage"):
-            await event({**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": len(words),
-                                                          "total_tokens": 5 + len(words)}})
+            await event(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)},
+                }
+            )
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
     async def _json(self, send: Any, status: int, data: dict[str, Any]) -> None:
         await self._raw(send, status, orjson.dumps(data), b"application/json")
 
     async def _raw(self, send: Any, status: int, body: bytes, ctype: bytes) -> None:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

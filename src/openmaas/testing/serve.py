@@ -5,15 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: Any, host: str = "127.0.0.1", lifespan: str = "on") -> AsyncIterator[str]:
-    config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan=lifespan,
-                            loop="asyncio", http="httptools", access_log=False)
+async def serve_app(
+    app: Any, host: str = "127.0.0.1", lifespan: Literal["auto", "on", "off"] = "on"
+) -> AsyncIterator[str]:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=0,
+        log_level="warning",
+        lifespan=lifespan,
+        loop="asyncio",
+        http="httptools",
+        access_log=False,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
