@@ -68,3 +68,10 @@ def test_a_non_mapping_yaml_is_refused(tmp_path: Path) -> None:
     config.write_text("- just\n- a list\n")
     with pytest.raises(ValueError, match="mapping"):
         load_settings(config, environ={})
+
+
+def test_the_example_config_in_the_repository_loads() -> None:
+    settings = load_settings(Path(__file__).parents[1] / "examples" / "openmaas.yaml", environ={})
+    backends = {d.backend for d in settings.deployments}
+    assert backends == {"llamacpp", "openai_compat", "anthropic"}
+    assert settings.aliases["strong"] == "gpt-4o-mini"

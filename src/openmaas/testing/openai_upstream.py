@@ -22,8 +22,9 @@ REPLY = "Hello from the upstream"
 
 
 class OpenAIUpstream:
-    def __init__(self, reply: str = REPLY, keep: int = 100) -> None:
+    def __init__(self, reply: str = REPLY, keep: int = 100, chunk_delay: float = 0.0) -> None:
         self.reply = reply
+        self.chunk_delay = chunk_delay  # seconds between streamed tokens
         self.requests: deque[dict[str, Any]] = deque(maxlen=keep)
         self.headers: deque[dict[str, str]] = deque(maxlen=keep)
 
@@ -136,6 +137,8 @@ class OpenAIUpstream:
                 await event({"error": {"message": "engine crashed", "type": "server_error"}})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
+            if i and self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
             piece = ("" if i == 0 else " ") + word
             choice = (
                 {"index": 0, "text": piece, "finish_reason": None}

@@ -1,0 +1,74 @@
+"""Shared helpers for the benchmark scripts: processes pinned to cores, readiness, hey."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cores() -> tuple[str, str]:
+    """(gateway core, everything-else core) — separate when the machine has two or more."""
+    n = os.cpu_count() or 1
+    return ("0", "1") if n >= 2 else ("0", "0")
+
+
+def start(cmd: list[str], core: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out = log.open("wb")
+    return subprocess.Popen(["taskset", "-c", core, *cmd], stdout=out, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})})
+
+
+def wait_http(url: str, timeout: float = 120, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2, headers=headers).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def hey(url: str, body: str, concurrency: int, seconds: int, core: str, headers: dict[str, str]) -> dict[str, Any]:
+    cmd = ["taskset", "-c", core, "hey", "-z", f"{seconds}s", "-c", str(concurrency), "-m", "POST",
+           "-T", "application/json", "-d", body]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = float(re.search(r"50%+ in ([\d.]+) secs", out).group(1)) * 1000  # type: ignore[union-attr]
+    p99 = float(re.search(r"99%+ in ([\d.]+) secs", out).group(1)) * 1000  # type: ignore[union-attr]
+    codes = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
+    errors = sum(int(v) for k, v in codes.items() if k != "200") + len(re.findall(r"Error distribution", out))
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non_200": errors}
+
+
+def python() -> str:
+    return sys.executable
