@@ -62,12 +62,24 @@ def hey(url: str, body: str, concurrency: int, seconds: int, core: str, headers:
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = float(re.search(r"50%+ in ([\d.]+) secs", out).group(1)) * 1000  # type: ignore[union-attr]
-    p99 = float(re.search(r"99%+ in ([\d.]+) secs", out).group(1)) * 1000  # type: ignore[union-attr]
+    def number(pattern: str, scale: float = 1.0) -> float:
+        found = re.search(pattern, out)
+        return float(found.group(1)) * scale if found else float("nan")
+
+    rps = number(r"Requests/sec:\s+([\d.]+)")
+    p50 = number(r"50%+ in ([\d.]+) secs", 1000)
+    p99 = number(r"99%+ in ([\d.]+) secs", 1000)
     codes = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
-    errors = sum(int(v) for k, v in codes.items() if k != "200") + len(re.findall(r"Error distribution", out))
+    errors = sum(int(v) for k, v in codes.items() if k != "200")
+    errors += sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+\S", out.split("Error distribution")[-1], re.M)) \
+        if "Error distribution" in out else 0
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non_200": errors}
+
+
+def warm_up(url: str, body: str, headers: dict[str, str], count: int = 20) -> None:
+    """A few requests before measuring, so lazy initialisation is not counted."""
+    for _ in range(count):
+        httpx.post(url, content=body, headers={**headers, "content-type": "application/json"}, timeout=60)
 
 
 def python() -> str:

@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, cores, free_port, hey, python, start, stop, wait_http  # noqa: E402
+from common import RESULTS, cores, free_port, hey, python, start, stop, wait_http, warm_up  # noqa: E402
 
 KEY = "sk-bench-master-key"
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Say something short."}],
@@ -41,10 +41,11 @@ CACHE = Path(os.environ.get("OPENMAAS_CACHE_DIR") or Path.home() / ".cache/openm
 
 def litellm_bin() -> Path:
     venv = CACHE / "bench" / "litellm-venv"
-    exe = venv / "bin" / "litellm"
-    if not exe.exists():
+    exe, marker = venv / "bin" / "litellm", venv / ".installed"
+    if not marker.exists():  # written only after a complete install
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
+        marker.touch()
     return exe
 
 
@@ -123,13 +124,14 @@ def main() -> None:
         procs.append(start([str(litellm_bin()), "--config", str(ll_config), "--port", str(ll_port),
                             "--num_workers", "1"], gw_core, tmp / "litellm.log",
                            {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
-                            "DATABASE_URL": "", "DISABLE_SCHEMA_UPDATE": "True"}))
+                            "DISABLE_SCHEMA_UPDATE": "True"}))
         targets["litellm"] = f"http://127.0.0.1:{ll_port}"
         stream_targets["litellm"] = f"http://127.0.0.1:{ll_port}"
     try:
         headers = {"Authorization": f"Bearer {KEY}"}
         for url in targets.values():
             wait_http(url + "/v1/models", 180, headers)
+            warm_up(url + "/v1/chat/completions", BODY, headers)
         results: dict[str, Any] = {"litellm_version": None if args.no_litellm else litellm_version(),
                                    "cpu_count": os.cpu_count(), "seconds_per_run": args.seconds, "runs": []}
         names = list(targets)

@@ -54,6 +54,8 @@ def serve(config: str | None, host: str | None, port: int | None) -> None:
         log_level=settings.server.log_level,
         access_log=False,
         timeout_graceful_shutdown=10,
+        proxy_headers=False,
+        server_header=False,
     )
 
 
