@@ -31,8 +31,9 @@ def cores() -> tuple[str, str]:
 def start(cmd: list[str], core: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     out = log.open("wb")
-    return subprocess.Popen(["taskset", "-c", core, *cmd], stdout=out, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        ["taskset", "-c", core, *cmd], stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
 
 
 def wait_http(url: str, timeout: float = 120, headers: dict[str, str] | None = None) -> None:
@@ -57,11 +58,26 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def hey(url: str, body: str, concurrency: int, seconds: int, core: str, headers: dict[str, str]) -> dict[str, Any]:
-    cmd = ["taskset", "-c", core, "hey", "-z", f"{seconds}s", "-c", str(concurrency), "-m", "POST",
-           "-T", "application/json", "-d", body]
+    cmd = [
+        "taskset",
+        "-c",
+        core,
+        "hey",
+        "-z",
+        f"{seconds}s",
+        "-c",
+        str(concurrency),
+        "-m",
+        "POST",
+        "-T",
+        "application/json",
+        "-d",
+        body,
+    ]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+
     def number(pattern: str, scale: float = 1.0) -> float:
         found = re.search(pattern, out)
         return float(found.group(1)) * scale if found else float("nan")
@@ -71,8 +87,11 @@ def hey(url: str, body: str, concurrency: int, seconds: int, core: str, headers:
     p99 = number(r"99%+ in ([\d.]+) secs", 1000)
     codes = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
     errors = sum(int(v) for k, v in codes.items() if k != "200")
-    errors += sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+\S", out.split("Error distribution")[-1], re.M)) \
-        if "Error distribution" in out else 0
+    errors += (
+        sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+\S", out.split("Error distribution")[-1], re.M))
+        if "Error distribution" in out
+        else 0
+    )
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non_200": errors}
 
 

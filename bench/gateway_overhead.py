@@ -29,13 +29,20 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, cores, free_port, hey, python, start, stop, wait_http, warm_up  # noqa: E402
+from common import RESULTS, cores, free_port, hey, python, start, stop, wait_http, warm_up
 
 KEY = "sk-bench-master-key"
-BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Say something short."}],
-                   "max_tokens": 16})
-STREAM_BODY = json.dumps({"model": "bench", "stream": True, "max_tokens": 16,
-                          "messages": [{"role": "user", "content": "Say something short."}]})
+BODY = json.dumps(
+    {"model": "bench", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 16}
+)
+STREAM_BODY = json.dumps(
+    {
+        "model": "bench",
+        "stream": True,
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": "Say something short."}],
+    }
+)
 CACHE = Path(os.environ.get("OPENMAAS_CACHE_DIR") or Path.home() / ".cache/openmaas")
 
 
@@ -50,8 +57,9 @@ def litellm_bin() -> Path:
 
 
 def litellm_version() -> str:
-    out = subprocess.run([str(CACHE / "bench/litellm-venv/bin/pip"), "show", "litellm"], capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [str(CACHE / "bench/litellm-venv/bin/pip"), "show", "litellm"], capture_output=True, text=True
+    ).stdout
     return next((line.split()[1] for line in out.splitlines() if line.startswith("Version:")), "?")
 
 
@@ -96,35 +104,72 @@ def main() -> None:
         start([python(), "bench/upstream.py", str(stream_port), "5"], other, tmp / "upstream-stream.log"),
     ]
     config = tmp / "openmaas.yaml"
-    config.write_text(json.dumps({
-        "server": {"log_level": "warning"},
-        "deployments": [
-            {"name": "bench", "backend": "openai_compat", "params": {"base_url": f"http://127.0.0.1:{up_port}/v1"}},
-            {"name": "bench-stream", "backend": "openai_compat",
-             "params": {"base_url": f"http://127.0.0.1:{stream_port}/v1"}},
-        ],
-        "aliases": {},
-    }))
-    procs.append(start([python(), "-m", "openmaas", "serve", "--config", str(config), "--port", str(om_port)],
-                       gw_core, tmp / "openmaas.log", {"OPENMAAS_DATA_DIR": str(tmp)}))
+    config.write_text(
+        json.dumps(
+            {
+                "server": {"log_level": "warning"},
+                "deployments": [
+                    {
+                        "name": "bench",
+                        "backend": "openai_compat",
+                        "params": {"base_url": f"http://127.0.0.1:{up_port}/v1"},
+                    },
+                    {
+                        "name": "bench-stream",
+                        "backend": "openai_compat",
+                        "params": {"base_url": f"http://127.0.0.1:{stream_port}/v1"},
+                    },
+                ],
+                "aliases": {},
+            }
+        )
+    )
+    procs.append(
+        start(
+            [python(), "-m", "openmaas", "serve", "--config", str(config), "--port", str(om_port)],
+            gw_core,
+            tmp / "openmaas.log",
+            {"OPENMAAS_DATA_DIR": str(tmp)},
+        )
+    )
     targets = {"direct": f"http://127.0.0.1:{up_port}", "openmaas": f"http://127.0.0.1:{om_port}"}
     stream_targets = {"direct": f"http://127.0.0.1:{stream_port}", "openmaas": f"http://127.0.0.1:{om_port}"}
     if not args.no_litellm:
         ll_config = tmp / "litellm.yaml"
-        ll_config.write_text(json.dumps({
-            "model_list": [
-                {"model_name": "bench", "litellm_params": {"model": "openai/bench", "api_key": "x",
-                                                           "api_base": f"http://127.0.0.1:{up_port}/v1"}},
-                {"model_name": "bench-stream", "litellm_params": {"model": "openai/bench", "api_key": "x",
-                                                                  "api_base": f"http://127.0.0.1:{stream_port}/v1"}},
-            ],
-            "general_settings": {"master_key": KEY},
-            "litellm_settings": {"telemetry": False},
-        }))
-        procs.append(start([str(litellm_bin()), "--config", str(ll_config), "--port", str(ll_port),
-                            "--num_workers", "1"], gw_core, tmp / "litellm.log",
-                           {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
-                            "DISABLE_SCHEMA_UPDATE": "True"}))
+        ll_config.write_text(
+            json.dumps(
+                {
+                    "model_list": [
+                        {
+                            "model_name": "bench",
+                            "litellm_params": {
+                                "model": "openai/bench",
+                                "api_key": "x",
+                                "api_base": f"http://127.0.0.1:{up_port}/v1",
+                            },
+                        },
+                        {
+                            "model_name": "bench-stream",
+                            "litellm_params": {
+                                "model": "openai/bench",
+                                "api_key": "x",
+                                "api_base": f"http://127.0.0.1:{stream_port}/v1",
+                            },
+                        },
+                    ],
+                    "general_settings": {"master_key": KEY},
+                    "litellm_settings": {"telemetry": False},
+                }
+            )
+        )
+        procs.append(
+            start(
+                [str(litellm_bin()), "--config", str(ll_config), "--port", str(ll_port), "--num_workers", "1"],
+                gw_core,
+                tmp / "litellm.log",
+                {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "True"},
+            )
+        )
         targets["litellm"] = f"http://127.0.0.1:{ll_port}"
         stream_targets["litellm"] = f"http://127.0.0.1:{ll_port}"
     try:
@@ -132,12 +177,16 @@ def main() -> None:
         for url in targets.values():
             wait_http(url + "/v1/models", 180, headers)
             warm_up(url + "/v1/chat/completions", BODY, headers)
-        results: dict[str, Any] = {"litellm_version": None if args.no_litellm else litellm_version(),
-                                   "cpu_count": os.cpu_count(), "seconds_per_run": args.seconds, "runs": []}
+        results: dict[str, Any] = {
+            "litellm_version": None if args.no_litellm else litellm_version(),
+            "cpu_count": os.cpu_count(),
+            "seconds_per_run": args.seconds,
+            "runs": [],
+        }
         names = list(targets)
         for concurrency in (1, 16, 64):
             for rnd in range(args.rounds):
-                order = names[rnd % len(names):] + names[: rnd % len(names)]  # alternate who goes first
+                order = names[rnd % len(names) :] + names[: rnd % len(names)]  # alternate who goes first
                 for name in order:
                     r = hey(targets[name] + "/v1/chat/completions", BODY, concurrency, args.seconds, other, headers)
                     results["runs"].append({"target": name, "concurrency": concurrency, "round": rnd, **r})
@@ -160,16 +209,20 @@ def main() -> None:
 
 def summary(results: dict[str, Any]) -> str:
     def best(target: str, c: int, key: str, stream: bool = False) -> float:
-        vals = [r[key] for r in results["runs"] if r["target"] == target and r["concurrency"] == c
-                and bool(r.get("stream")) == stream]
+        vals = [
+            r[key]
+            for r in results["runs"]
+            if r["target"] == target and r["concurrency"] == c and bool(r.get("stream")) == stream
+        ]
         return statistics.median(vals) if vals else float("nan")
 
     targets = sorted({r["target"] for r in results["runs"]})
     lines = ["| target | c | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|"]
     for c in (1, 16, 64):
         for t in targets:
-            lines.append(f"| {t} | {c} | {best(t, c, 'rps'):.0f} | {best(t, c, 'p50_ms'):.2f} | "
-                         f"{best(t, c, 'p99_ms'):.2f} |")
+            lines.append(
+                f"| {t} | {c} | {best(t, c, 'rps'):.0f} | {best(t, c, 'p50_ms'):.2f} | {best(t, c, 'p99_ms'):.2f} |"
+            )
     lines += ["", "| target | streaming TTFB p50 ms (c=16) | p99 ms |", "|---|---|---|"]
     for t in targets:
         lines.append(f"| {t} | {best(t, 16, 'ttfb_p50_ms', True):.2f} | {best(t, 16, 'ttfb_p99_ms', True):.2f} |")

@@ -3,8 +3,9 @@
 Method: ``openmaas serve`` starts one llama-server (SmolLM2-135M Q4_1, 8 slots);
 the same engine is then driven directly (its private port) and through the
 gateway, alternating, at 1, 4 and 8 concurrent streams. Each stream asks for
-128 tokens with ``ignore_eos`` and a unique prompt (so the prompt cache cannot
-favour either side). Reported: aggregate decode tokens/s (completion tokens
+128 tokens with ``ignore_eos`` and a unique prompt of fixed token length (a
+random 8-digit request number, so the prompt cache cannot favour either side
+and every prompt costs the same). Reported: aggregate decode tokens/s (completion tokens
 over wall time) and time to first token (first content chunk).
 
 Usage: python bench/local_generation.py [--rounds 2] [--tokens 128]
@@ -15,19 +16,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, free_port, python, stop, wait_http  # noqa: E402
+from common import RESULTS, free_port, python, stop, wait_http
 
 
 def engine_port(gateway_pid: int) -> int:
@@ -38,9 +39,15 @@ def engine_port(gateway_pid: int) -> int:
 
 
 async def one_stream(session: aiohttp.ClientSession, url: str, model: str, tokens: int) -> tuple[float, int]:
-    body = {"model": model, "stream": True, "max_tokens": tokens, "ignore_eos": True, "temperature": 0,
-            "stream_options": {"include_usage": True},
-            "messages": [{"role": "user", "content": f"Request {uuid.uuid4().hex}: tell me a long story."}]}
+    body = {
+        "model": model,
+        "stream": True,
+        "max_tokens": tokens,
+        "ignore_eos": True,
+        "temperature": 0,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": f"Request {random.randrange(10**8):08d}: tell me a long story."}],
+    }
     t0 = time.perf_counter()
     ttft, completion = -1.0, 0
     async with session.post(url, json=body) as resp:
@@ -72,21 +79,37 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="openmaas-bench-gen-"))
     config = tmp / "openmaas.yaml"
-    config.write_text(json.dumps({
-        "server": {"log_level": "warning"},
-        "deployments": [{"name": "smollm2-135m", "backend": "llamacpp", "locality": "local", "context_length": 2048,
-                         "params": {"model_path": "builtin:smollm2-135m", "parallel": 8}}],
-        "aliases": {},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "server": {"log_level": "warning"},
+                "deployments": [
+                    {
+                        "name": "smollm2-135m",
+                        "backend": "llamacpp",
+                        "locality": "local",
+                        "context_length": 2048,
+                        "params": {"model_path": "builtin:smollm2-135m", "parallel": 8},
+                    }
+                ],
+                "aliases": {},
+            }
+        )
+    )
     port = free_port()
     log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen([python(), "-m", "openmaas", "serve", "--config", str(config), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env={"OPENMAAS_DATA_DIR": str(tmp),
-                                                                       "PATH": "/usr/bin:/bin"})
+    proc = subprocess.Popen(
+        [python(), "-m", "openmaas", "serve", "--config", str(config), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={"OPENMAAS_DATA_DIR": str(tmp), "PATH": "/usr/bin:/bin"},
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", 600)
-        targets = {"engine": f"http://127.0.0.1:{engine_port(proc.pid)}/v1/chat/completions",
-                   "openmaas": f"http://127.0.0.1:{port}/v1/chat/completions"}
+        targets = {
+            "engine": f"http://127.0.0.1:{engine_port(proc.pid)}/v1/chat/completions",
+            "openmaas": f"http://127.0.0.1:{port}/v1/chat/completions",
+        }
         asyncio.run(run(targets["engine"], "smollm2-135m", 2, 16))  # warm-up
         rows: list[dict[str, Any]] = []
         for streams in (1, 4, 8):
@@ -97,16 +120,21 @@ def main() -> None:
                     rows.append({"target": name, "streams": streams, "round": rnd, **r})
                     print(f"streams={streams} {name:<9} {r}", flush=True)
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "local_generation.json").write_text(json.dumps({"tokens_per_stream": args.tokens, "runs": rows},
-                                                                  indent=2))
+        (RESULTS / "local_generation.json").write_text(
+            json.dumps({"tokens_per_stream": args.tokens, "runs": rows}, indent=2)
+        )
         print("| streams | engine tok/s | openmaas tok/s | ratio | engine TTFT p50 ms | openmaas TTFT p50 ms |")
         print("|---|---|---|---|---|---|")
         for streams in (1, 4, 8):
+
             def med(target: str, key: str, s: int = streams) -> float:
                 return statistics.median(r[key] for r in rows if r["target"] == target and r["streams"] == s)
+
             e, o = med("engine", "tok_s"), med("openmaas", "tok_s")
-            print(f"| {streams} | {e:.1f} | {o:.1f} | {o / e:.3f} | {med('engine', 'ttft_p50_ms'):.1f} | "
-                  f"{med('openmaas', 'ttft_p50_ms'):.1f} |")
+            print(
+                f"| {streams} | {e:.1f} | {o:.1f} | {o / e:.3f} | {med('engine', 'ttft_p50_ms'):.1f} | "
+                f"{med('openmaas', 'ttft_p50_ms'):.1f} |"
+            )
     finally:
         stop(proc)
 

@@ -39,6 +39,7 @@ def test_auto_admits_calls_or_a_plain_answer() -> None:
     schema = te.response_schema(_req(tool_choice="auto"))
     assert len(schema["anyOf"]) == 2
     assert schema["anyOf"][1]["required"] == ["content"]
+    assert schema["anyOf"][1]["properties"]["content"]["minLength"] == 1, "an answer is never empty"
 
 
 def test_one_call_per_turn_unless_parallel_calls_are_asked_for() -> None:

@@ -57,7 +57,7 @@ def response_schema(payload: Payload) -> Payload:
     if choice == "auto":
         answer = {
             "type": "object",
-            "properties": {"content": {"type": "string"}},
+            "properties": {"content": {"type": "string", "minLength": 1}},
             "required": ["content"],
             "additionalProperties": False,
         }
