@@ -14,11 +14,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from openmaas.backends.base import Payload
-from openmaas.errors import ContextLengthExceeded
+from openmaas.errors import ContextLengthExceeded, from_validation_error
 from openmaas.protocol.chat import ChatCompletionRequest
 from openmaas.protocol.completions import CompletionRequest, EmbeddingRequest
 from openmaas.routing.registry import Registry, Target
-from openmaas.server.errors import from_validation_error
 
 M = TypeVar("M", bound=BaseModel)
 

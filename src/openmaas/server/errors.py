@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import orjson
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from openmaas.errors import InvalidRequest, MethodNotAllowed, NotFound, OpenMaaSError
+from openmaas.errors import MethodNotAllowed, NotFound, OpenMaaSError
 
 log = logging.getLogger("openmaas.server")
 
@@ -23,34 +21,6 @@ def error_response(exc: OpenMaaSError) -> Response:
         media_type="application/json",
         headers=exc.headers,
     )
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif str(part).startswith(("function-after", "function-before")) or "[" in str(part):
-            continue  # pydantic's internal validator / union tags, not a field
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def from_validation_error(exc: ValidationError) -> InvalidRequest:
-    errors = exc.errors(include_url=False, include_input=False)
-    first = errors[0]
-    param = _loc(tuple(first.get("loc", ())))
-    message = str(first.get("msg", "invalid value"))
-    if first.get("type") == "missing":
-        text = f"Missing required parameter: '{param}'."
-    elif first.get("type") == "extra_forbidden":
-        text = f"Unrecognized parameter: '{param}'."
-    else:
-        text = f"Invalid value for '{param}': {message}." if param else f"Invalid request: {message}."
-    if len(errors) > 1:
-        text += f" ({len(errors) - 1} more error(s))"
-    return InvalidRequest(text, param=param or None, code="invalid_value")
 
 
 async def handle_openmaas_error(request: Request, exc: Exception) -> Response:
