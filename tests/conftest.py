@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
 import pytest
 
-from openmaas.routing.registry import Registry
 from openmaas.server import create_app
 from openmaas.settings import Settings
 
@@ -34,14 +35,18 @@ def fake_settings(tmp_path: Any, **extra: Any) -> Settings:
     return Settings.model_validate(data)
 
 
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """The whole app in-process, lifespan included (store, ledger, engines)."""
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        yield app, client
+
+
 @pytest.fixture
 async def fake_client(tmp_path: Any) -> AsyncIterator[httpx.AsyncClient]:
-    settings = fake_settings(tmp_path, server={"max_body_bytes": 4096})
-    registry = Registry(settings)
-    app = create_app(settings, registry)
-    await registry.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            yield client
-    finally:
-        await registry.close()
+    async with running_app(fake_settings(tmp_path, server={"max_body_bytes": 4096})) as (_, client):
+        yield client

@@ -64,6 +64,34 @@ class AuthenticationFailed(OpenMaaSError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(OpenMaaSError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class RateLimitExceeded(OpenMaaSError):
+    """Our own limiter refused (RPM/TPM); an upstream's 429 is ``upstream_rate_limited``."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(OpenMaaSError):
+    """A budget or plan quota would be exceeded (402: retrying does not help until it resets)."""
+
+    status = 402
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class ServiceUnavailable(OpenMaaSError):
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+
 class NotFound(OpenMaaSError):
     status = 404
     type = "invalid_request_error"

@@ -27,6 +27,29 @@ class ServerSettings(_Strict):
     log_level: str = "info"
 
 
+class StoreSettings(_Strict):
+    """Where keys, plans and the ledger live, and where shared counters live.
+
+    ``url``: ``sqlite:///path`` (default: ``<data_dir>/openmaas.db``) or ``postgresql://user:pw@host/db``.
+    ``redis_url``: unset → counters in this process; set → rate limits and budgets hold across replicas.
+    """
+
+    url: str | None = None
+    redis_url: str | None = None
+
+
+class AuthSettings(_Strict):
+    admin_key_env: str = "OPENMAAS_ADMIN_KEY"
+    # None: open (no key needed) only while the server binds to loopback and no API key exists.
+    required: bool | None = None
+    refresh_seconds: float = Field(default=2.0, gt=0)
+
+
+class MeteringSettings(_Strict):
+    enabled: bool = True
+    max_batch: int = Field(default=1024, ge=1)
+
+
 class Capabilities(_Strict):
     chat: bool = True
     completions: bool = True
@@ -87,6 +110,9 @@ class Settings(_Strict):
             Path(os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")) / "openmaas"
         )
     )
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    metering: MeteringSettings = Field(default_factory=MeteringSettings)
     deployments: list[Deployment] = Field(default_factory=_default_deployments)
     aliases: dict[str, str] = Field(default_factory=lambda: {"default": "smollm2-135m"})
 
@@ -102,6 +128,9 @@ class Settings(_Strict):
             if target not in names:
                 raise ValueError(f"alias '{alias}' points to unknown deployment '{target}'")
         return self
+
+    def database_url(self) -> str:
+        return self.store.url or f"sqlite:///{Path(self.data_dir).expanduser() / 'openmaas.db'}"
 
 
 def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:

@@ -48,6 +48,14 @@ class Backend(ABC):
     async def embed(self, payload: Payload) -> Payload:
         raise UnsupportedCapability(f"model '{self.deployment.name}' does not serve embeddings", param="model")
 
+    async def count_tokens(self, text: str) -> int | None:
+        """Tokens of ``text`` by the model's own tokenizer; None when we do not have it."""
+        return None
+
+    async def count_prompt_tokens(self, payload: Payload) -> int | None:
+        """Prompt tokens of a request as the model will see them (template applied); None if unknown."""
+        return None
+
 
 def create_backend(deployment: Deployment, data_dir: Any = None) -> Backend:
     """Build the backend a deployment names (imports stay lazy and cheap)."""

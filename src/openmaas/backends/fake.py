@@ -174,6 +174,12 @@ class FakeBackend(Backend):
             ]
             yield {**chunk, "object": "text_completion", "id": "cmpl-fake", "choices": choices}
 
+    async def count_tokens(self, text: str) -> int | None:
+        return count_words(text)
+
+    async def count_prompt_tokens(self, payload: Payload) -> int | None:
+        return count_words(" ".join(_text_of(m.get("content")) for m in payload.get("messages") or []))
+
     async def embed(self, payload: Payload) -> Payload:
         if not self.deployment.capabilities.embeddings:
             return await super().embed(payload)

@@ -22,6 +22,7 @@ from typing import Any
 
 from openmaas.backends import tool_emulation
 from openmaas.backends.base import Backend, Payload
+from openmaas.backends.http import HTTPProvider
 from openmaas.backends.openai_compat import OpenAICompatBackend
 from openmaas.engine import build
 from openmaas.engine.models import resolve_model_path
@@ -50,6 +51,7 @@ class LlamaCppBackend(Backend):
         self.params = deployment.params
         self.process: LlamaServerProcess | None = None
         self.http: OpenAICompatBackend | None = None
+        self.root: HTTPProvider | None = None  # the engine's own endpoints (/tokenize, /apply-template)
         self.native_tools = self.params.get("tools") == "native"
         self.props: dict[str, Any] = {}
 
@@ -84,6 +86,7 @@ class LlamaCppBackend(Backend):
         )
         await self.process.start()
         self.http = OpenAICompatBackend(self.deployment, base_url=self.process.base_url + "/v1")
+        self.root = HTTPProvider(self.deployment, self.process.base_url, {})
         self.props = await self.process.get_json("/props")
         caps = self.props.get("chat_template_caps") or {}
         mode = self.params.get("tools", "auto")
@@ -97,6 +100,8 @@ class LlamaCppBackend(Backend):
     async def close(self) -> None:
         if self.http is not None:
             await self.http.close()
+        if self.root is not None:
+            await self.root.close()
         if self.process is not None:
             await self.process.stop()
 
@@ -137,6 +142,24 @@ class LlamaCppBackend(Backend):
         if not self.deployment.capabilities.embeddings:
             return await super().embed(payload)
         return await self._engine().embed(payload)
+
+    async def count_tokens(self, text: str) -> int | None:
+        self._engine()
+        assert self.root is not None
+        body = await self.root.post_json("/tokenize", {"content": text, "add_special": False})
+        return len(body.get("tokens") or [])
+
+    async def count_prompt_tokens(self, payload: Payload) -> int | None:
+        self._engine()
+        assert self.root is not None
+        if "messages" in payload:
+            rendered = await self.root.post_json("/apply-template", {"messages": payload["messages"]})
+            text = str(rendered.get("prompt", ""))
+        else:
+            prompt = payload.get("prompt", payload.get("input")) or ""
+            text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+        body = await self.root.post_json("/tokenize", {"content": text, "add_special": True, "parse_special": True})
+        return len(body.get("tokens") or [])
 
 
 def _without_unused_tools(payload: Payload) -> Payload:

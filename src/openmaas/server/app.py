@@ -14,8 +14,10 @@ from openmaas.errors import OpenMaaSError
 from openmaas.gateway import Gateway
 from openmaas.routing.registry import Registry
 from openmaas.server import errors
+from openmaas.server.admin_routes import admin_routes
 from openmaas.server.middleware import RequestIdMiddleware
 from openmaas.server.routes import routes
+from openmaas.services import Services
 from openmaas.settings import Settings
 
 log = logging.getLogger("openmaas.server")
@@ -23,18 +25,23 @@ log = logging.getLogger("openmaas.server")
 
 def create_app(settings: Settings, registry: Registry | None = None) -> Starlette:
     registry = registry or Registry(settings)
-    gateway = Gateway(registry)
+    services = Services(settings)
+    gateway = Gateway(registry, services.metering)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await registry.start()
+        await services.start()
         try:
-            yield
+            await registry.start()
+            try:
+                yield
+            finally:
+                await registry.close()
         finally:
-            await registry.close()
+            await services.close()
 
     app = Starlette(
-        routes=routes,
+        routes=[*routes, *admin_routes],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={
             OpenMaaSError: errors.handle_openmaas_error,
@@ -45,4 +52,5 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Starlett
     )
     app.state.settings = settings
     app.state.gateway = gateway
+    app.state.services = services
     return app

@@ -11,7 +11,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from openmaas.errors import InvalidRequest, ModelNotFound, OpenMaaSError, PayloadTooLarge
-from openmaas.gateway import Gateway, Stream
+from openmaas.gateway import Call, Gateway, Stream
+from openmaas.services import Services
+from openmaas.store import usage
 
 JSON = "application/json"
 
@@ -55,14 +57,13 @@ async def _sse(stream: Stream) -> AsyncIterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
-def _respond(result: dict[str, Any] | Stream) -> Response:
+def _respond(result: dict[str, Any] | Stream, call: Call) -> Response:
     if isinstance(result, Stream):
-        return StreamingResponse(
-            _sse(result),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
-    return _json(result)
+        headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **call.headers}
+        return StreamingResponse(_sse(result), media_type="text/event-stream", headers=headers)
+    response = _json(result)
+    response.headers.update(call.headers)
+    return response
 
 
 def _gateway(request: Request) -> Gateway:
@@ -70,23 +71,58 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
+def api_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def _call(request: Request) -> Call:
+    services: Services = request.app.state.services
+    return Call(request.state.request_id, services.keys.authenticate(api_key(request)))
+
+
 async def chat_completions(request: Request) -> Response:
-    return _respond(await _gateway(request).chat(await read_json(request)))
+    call = _call(request)
+    return _respond(await _gateway(request).chat(await read_json(request), call), call)
 
 
 async def completions(request: Request) -> Response:
-    return _respond(await _gateway(request).complete(await read_json(request)))
+    call = _call(request)
+    return _respond(await _gateway(request).complete(await read_json(request), call), call)
 
 
 async def embeddings(request: Request) -> Response:
-    return _json(await _gateway(request).embed(await read_json(request)))
+    call = _call(request)
+    return _respond(await _gateway(request).embed(await read_json(request), call), call)
+
+
+async def my_usage(request: Request) -> Response:
+    """The calling key's own usage (``start``/``end`` dates, ``group_by``)."""
+    principal = _call(request).principal
+    q = request.query_params
+    group_by = usage.parse_group_by(q.get("group_by") or "day,model")
+    rows = await usage.report(
+        request.app.state.services.db,
+        group_by=group_by,
+        start=usage.parse_day(q.get("start"), "start"),
+        end=usage.parse_day(q.get("end"), "end"),
+        key_id=principal.key_id,
+        anonymous=principal.anonymous,
+    )
+    return _json({"object": "list", "key": principal.key_prefix, "group_by": group_by, "data": rows})
 
 
 async def list_models(request: Request) -> Response:
+    _call(request)
     return _json({"object": "list", "data": _gateway(request).models()})
 
 
 async def get_model(request: Request) -> Response:
+    _call(request)
     model_id = request.path_params["model_id"]
     for card in _gateway(request).models():
         if card["id"] == model_id:
@@ -109,6 +145,7 @@ routes = [
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/v1/embeddings", embeddings, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/usage", my_usage, methods=["GET"]),
     Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),

@@ -1,0 +1,1 @@
+"""API keys: generation, hashing, and the cached lookup that authenticates each request."""

@@ -1,0 +1,1 @@
+"""Admission counters: RPM/TPM token buckets and budget/quota reservations, in-process or in Redis."""

@@ -1,0 +1,1 @@
+"""Pricing, token counting, the usage ledger and budget reservations."""

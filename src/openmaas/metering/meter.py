@@ -1,0 +1,233 @@
+"""Per-request metering: admission (limits + reservations) before the call, the ledger event after.
+
+``admit`` does no database round-trip on the hot path: keys come from the
+cache, counters are in memory or one Redis script. ``finish`` waits for the
+group commit and queues the settlement that swaps reservations for actuals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+
+from openmaas.auth.principal import Limits, Principal
+from openmaas.errors import BudgetExceeded, RateLimitExceeded
+from openmaas.limits.counters import Admission, Bucket, Counters, Quota, Settlement
+from openmaas.metering.ledger import Ledger, UsageEvent
+from openmaas.metering.pricing import cost_nanos, day_of, max_output_tokens, period_start, prompt_upper_bound
+from openmaas.settings import Deployment
+from openmaas.store.db import Database
+from openmaas.store.schema import usage_events
+
+
+@dataclass
+class Ticket:
+    id: str
+    request_id: str
+    principal: Principal
+    endpoint: str
+    model: str
+    deployment: Deployment
+    started: float
+    wall_start: float
+    buckets: list[tuple[Bucket, float]] = field(default_factory=list)
+    quotas: list[tuple[Quota, int]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    route_reason: str = ""
+    first_token_at: float | None = None
+    finished: bool = False
+
+
+@dataclass
+class Outcome:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    source: str = "upstream"
+    status: int = 200
+    error_code: str | None = None
+    interrupted: bool = False
+
+
+def _buckets(scope: str, owner: str, limits: Limits, tokens: int) -> list[tuple[Bucket, float]]:
+    out: list[tuple[Bucket, float]] = []
+    if limits.rpm:
+        out.append((Bucket(f"rpm:{scope}:{owner}", "requests", limits.rpm), 1.0))
+    if limits.tpm:
+        out.append((Bucket(f"tpm:{scope}:{owner}", "tokens", limits.tpm), float(tokens)))
+    return out
+
+
+def _quota(kind: str, column: Literal["key_id", "tenant_id"], owner: str, limit: int, period: str, now: float) -> Quota:
+    label, since, ttl = period_start(period, now)
+    unit: Literal["nanos", "tokens"] = "tokens" if kind == "tokens" else "nanos"
+    return Quota(f"q:{kind}:{column[:-3]}:{owner}:{label}", unit, limit, column, owner, since, ttl)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(seconds, 0.001):.3g}s"
+    return f"{int(seconds // 60)}m{int(seconds % 60)}s"
+
+
+def ratelimit_headers(admission: Admission, buckets: list[tuple[Bucket, float]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for kind, suffix in (("requests", "requests"), ("tokens", "tokens")):
+        states = [(b, *admission.buckets[b.name]) for b, _ in buckets if b.kind == kind and b.name in admission.buckets]
+        if not states:
+            continue
+        bucket, left, reset = min(states, key=lambda s: s[1])
+        headers[f"x-ratelimit-limit-{suffix}"] = str(bucket.per_minute)
+        headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, int(left)))
+        headers[f"x-ratelimit-reset-{suffix}"] = _duration(reset)
+    return headers
+
+
+class Metering:
+    def __init__(self, db: Database, ledger: Ledger, counters: Counters) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.counters = counters
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def admit(
+        self, principal: Principal, request_id: str, endpoint: str, model: str, deployment: Deployment, body: Any
+    ) -> Ticket:
+        principal.check_model(model, deployment.name)
+        now = time.time()
+        ticket = Ticket(
+            "evt_" + os.urandom(12).hex(), request_id, principal, endpoint, model, deployment, time.perf_counter(), now
+        )
+        if principal.anonymous:
+            return ticket
+        prompt = prompt_upper_bound(body)
+        output = max_output_tokens(body, deployment, prompt) if endpoint != "embeddings" else 0
+        tokens = prompt + output
+        nanos = cost_nanos(deployment, prompt, output)
+        kl, tl = principal.key_limits, principal.tenant_limits
+        assert principal.key_id is not None and principal.tenant_id is not None
+        ticket.buckets = _buckets("key", principal.key_id, kl, tokens) + _buckets(
+            "tenant", principal.tenant_id, tl, tokens
+        )
+        if kl.budget_nanos is not None:
+            ticket.quotas.append(
+                (_quota("usd", "key_id", principal.key_id, kl.budget_nanos, kl.budget_period, now), nanos)
+            )
+        if tl.budget_nanos is not None:
+            ticket.quotas.append(
+                (_quota("usd", "tenant_id", principal.tenant_id, tl.budget_nanos, tl.budget_period, now), nanos)
+            )
+        if tl.monthly_cost_quota_nanos is not None:
+            quota = _quota("planusd", "tenant_id", principal.tenant_id, tl.monthly_cost_quota_nanos, "month", now)
+            ticket.quotas.append((quota, nanos))
+        if tl.monthly_token_quota is not None:
+            quota = _quota("tokens", "tenant_id", principal.tenant_id, tl.monthly_token_quota, "month", now)
+            ticket.quotas.append((quota, tokens))
+        if not ticket.buckets and not ticket.quotas:
+            return ticket
+        for _ in range(len(ticket.quotas) + 1):
+            admission = await self.counters.admit(ticket.buckets, ticket.quotas)
+            if admission.unloaded is None:
+                break
+            await self.counters.seed(admission.unloaded, await self._spent(admission.unloaded))
+        if not admission.ok:
+            self._refuse(ticket, admission)
+        ticket.headers = ratelimit_headers(admission, ticket.buckets)
+        return ticket
+
+    def _refuse(self, ticket: Ticket, admission: Admission) -> None:
+        name = admission.failed or ""
+        if name.startswith(("rpm:", "tpm:")):
+            kind, scope = name.split(":")[:2]
+            bucket = next(b for b, _ in ticket.buckets if b.name == name)
+            unit = "requests" if kind == "rpm" else "tokens"
+            headers = {
+                "retry-after": str(max(1, int(admission.retry_after + 0.999))),
+                f"x-ratelimit-limit-{unit}": str(bucket.per_minute),
+                f"x-ratelimit-remaining-{unit}": "0",
+                f"x-ratelimit-reset-{unit}": _duration(admission.retry_after),
+            }
+            raise RateLimitExceeded(
+                f"Rate limit reached for {scope} {ticket.principal.key_prefix if scope == 'key' else ''}"
+                f"{ticket.principal.tenant_name if scope == 'tenant' else ''}: {bucket.per_minute} {unit} per minute."
+                f" Please try again in {admission.retry_after:.2f}s.",
+                headers=headers,
+            )
+        unit, scope = name.split(":")[1:3]
+        what = {"usd": "budget", "planusd": "plan's monthly cost quota", "tokens": "plan's monthly token quota"}[unit]
+        raise BudgetExceeded(
+            f"This request could exceed the {scope}'s {what} (it reserves the cost of its prompt plus max_tokens)."
+            " Lower max_tokens, or raise the budget.",
+            code="budget_exceeded" if unit == "usd" else "quota_exceeded",
+        )
+
+    async def _spent(self, quota: Quota) -> int:
+        column = usage_events.c[quota.owner_column]
+        amount = (
+            usage_events.c.cost_nanos
+            if quota.unit == "nanos"
+            else usage_events.c.prompt_tokens + usage_events.c.completion_tokens
+        )
+        query = select(func.coalesce(func.sum(amount), 0)).where(column == quota.owner)
+        query = query.where(usage_events.c.created_at >= quota.since)
+        async with self.db.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    def _event(self, ticket: Ticket, outcome: Outcome) -> tuple[UsageEvent, Settlement]:
+        ticket.finished = True
+        cost = cost_nanos(ticket.deployment, outcome.prompt_tokens, outcome.completion_tokens)
+        now = time.perf_counter()
+        event = UsageEvent(
+            id=ticket.id,
+            request_id=ticket.request_id,
+            tenant_id=ticket.principal.tenant_id,
+            key_id=ticket.principal.key_id,
+            endpoint=ticket.endpoint,
+            model=ticket.model,
+            deployment=ticket.deployment.name,
+            route_reason=ticket.route_reason,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            cost_nanos=cost,
+            usage_source=outcome.source,
+            latency_ms=round((now - ticket.started) * 1000, 3),
+            ttft_ms=None
+            if ticket.first_token_at is None
+            else round((ticket.first_token_at - ticket.started) * 1000, 3),
+            status=outcome.status,
+            error_code=outcome.error_code,
+            interrupted=outcome.interrupted,
+            created_at=ticket.wall_start,
+            day=day_of(ticket.wall_start),
+        )
+        used = outcome.prompt_tokens + outcome.completion_tokens
+        settlement = Settlement()
+        for bucket, reserved in ticket.buckets:
+            if bucket.kind == "tokens":
+                settlement.refunds.append((bucket, reserved - used))
+        for quota, reserved_amount in ticket.quotas:
+            settlement.quotas.append((quota, reserved_amount, cost if quota.unit == "nanos" else used))
+        return event, settlement
+
+    async def finish(self, ticket: Ticket, outcome: Outcome) -> None:
+        """Record the request and wait for the group commit (call before the response's final byte)."""
+        if not ticket.finished:
+            await self.ledger.record(*self._event(ticket, outcome))
+
+    def finish_later(self, ticket: Ticket, outcome: Outcome) -> None:
+        """Record without waiting (the client is gone)."""
+        if not ticket.finished:
+            self.ledger.submit(*self._event(ticket, outcome))
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

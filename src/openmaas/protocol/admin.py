@@ -1,0 +1,63 @@
+"""Admin API wire types (tenants, keys, plans), shared by ``/admin/`` and the CLI.
+
+Money on the wire is USD (float); the store keeps integer nano-dollars.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Period = Literal["day", "month", "total"]
+Privacy = Literal["allow", "mask", "local_only"]
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlanFields(_Closed):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    monthly_token_quota: int | None = Field(default=None, ge=0)
+    monthly_cost_quota_usd: float | None = Field(default=None, ge=0)
+    models: list[str] | None = None
+    features: dict[str, Any] | None = None
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+
+class PlanCreate(PlanFields):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class TenantFields(_Closed):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    plan: str | None = Field(default=None, description="plan id")
+    budget_usd: float | None = Field(default=None, ge=0)
+    budget_period: Period | None = None
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    privacy: Privacy | None = None
+    enabled: bool | None = None
+
+
+class TenantCreate(TenantFields):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class KeyFields(_Closed):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    models: list[str] | None = None
+    privacy: Privacy | None = None
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    budget_usd: float | None = Field(default=None, ge=0)
+    budget_period: Period | None = None
+    expires_at: float | None = Field(default=None, description="UTC epoch seconds")
+    enabled: bool | None = None
+
+
+class KeyCreate(KeyFields):
+    tenant: str = Field(min_length=1, description="tenant id or name")
+    name: str = Field(default="default", min_length=1, max_length=200)

@@ -1,0 +1,1 @@
+"""Durable state: tenants, plans, API keys and the usage ledger (SQLite or PostgreSQL)."""

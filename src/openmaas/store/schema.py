@@ -1,0 +1,86 @@
+"""The tables, as SQLAlchemy Core metadata (the migrations create them; this describes them).
+
+Money is stored as integer nano-dollars (1e-9 USD) so sums never drift; times are
+UTC epoch seconds; ``day`` is the UTC date of an event, for portable grouping.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, ForeignKey, Integer, MetaData, String, Table
+
+metadata = MetaData()
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("monthly_token_quota", BigInteger),
+    Column("monthly_cost_quota_nanos", BigInteger),
+    Column("models", JSON),  # null: every model
+    Column("features", JSON, nullable=False, default=dict),
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False, index=True),
+)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("plan_id", String(64), ForeignKey("plans.id")),
+    Column("budget_nanos", BigInteger),
+    Column("budget_period", String(16), nullable=False, default="month"),
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("privacy", String(16), nullable=False, default="allow"),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False, index=True),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(32), nullable=False),  # shown in lists and logs; not enough to authenticate
+    Column("hash", String(64), nullable=False, unique=True),  # sha256 of the whole key
+    Column("models", JSON),  # null: every model the tenant's plan allows
+    Column("privacy", String(16)),  # null: the tenant's policy
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("budget_nanos", BigInteger),
+    Column("budget_period", String(16), nullable=False, default="month"),
+    Column("expires_at", Float),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False, index=True),
+)
+
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("id", String(64), primary_key=True),  # server-generated per request: the idempotency key
+    Column("request_id", String(128), nullable=False, index=True),  # x-request-id as the client saw it
+    Column("tenant_id", String(64), index=True),
+    Column("key_id", String(64), index=True),
+    Column("endpoint", String(32), nullable=False),
+    Column("model", String(200), nullable=False),  # as requested
+    Column("deployment", String(200)),  # as served
+    Column("route_reason", String(500), nullable=False, default=""),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cost_nanos", BigInteger, nullable=False, default=0),
+    Column("usage_source", String(16), nullable=False, default="upstream"),
+    Column("latency_ms", Float, nullable=False, default=0),
+    Column("ttft_ms", Float),
+    Column("status", Integer, nullable=False),
+    Column("error_code", String(64)),
+    Column("interrupted", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False, index=True),
+    Column("day", String(10), nullable=False, index=True),
+)

@@ -1,0 +1,97 @@
+"""Usage reports from the ledger: aggregated by any of tenant, key, model, deployment and day."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from openmaas.errors import InvalidRequest
+from openmaas.store.db import Database
+from openmaas.store.schema import usage_events
+
+DIMENSIONS = {
+    "tenant": usage_events.c.tenant_id,
+    "key": usage_events.c.key_id,
+    "model": usage_events.c.model,
+    "deployment": usage_events.c.deployment,
+    "day": usage_events.c.day,
+}
+COLUMNS = ["requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "errors", "interrupted"]
+
+
+def parse_group_by(text: str | None) -> list[str]:
+    names = [n.strip() for n in (text or "day").split(",") if n.strip()]
+    unknown = [n for n in names if n not in DIMENSIONS]
+    if unknown:
+        raise InvalidRequest(
+            f"cannot group usage by {', '.join(unknown)}; choose from {', '.join(DIMENSIONS)}", param="group_by"
+        )
+    return names
+
+
+def parse_day(text: str | None, param: str) -> str | None:
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise InvalidRequest(f"'{param}' must be a date like 2026-11-22", param=param) from None
+
+
+async def report(
+    db: Database,
+    *,
+    group_by: list[str],
+    start: str | None = None,
+    end: str | None = None,
+    tenant_id: str | None = None,
+    key_id: str | None = None,
+    anonymous: bool = False,
+) -> list[dict[str, Any]]:
+    """Rows of totals; ``start``/``end`` are inclusive UTC dates."""
+    c = usage_events.c
+    dims = [DIMENSIONS[name].label(name) for name in group_by]
+    query = select(
+        *dims,
+        func.count().label("requests"),
+        func.coalesce(func.sum(c.prompt_tokens), 0).label("prompt_tokens"),
+        func.coalesce(func.sum(c.completion_tokens), 0).label("completion_tokens"),
+        func.coalesce(func.sum(c.cost_nanos), 0).label("cost_nanos"),
+        func.coalesce(func.sum(case((c.status >= 400, 1), else_=0)), 0).label("errors"),
+        func.coalesce(func.sum(case((c.interrupted, 1), else_=0)), 0).label("interrupted"),
+    )
+    if start:
+        query = query.where(c.day >= start)
+    if end:
+        query = query.where(c.day <= end)
+    if tenant_id is not None:
+        query = query.where(c.tenant_id == tenant_id)
+    if key_id is not None:
+        query = query.where(c.key_id == key_id)
+    if anonymous:
+        query = query.where(c.key_id.is_(None))
+    if dims:
+        query = query.group_by(*[DIMENSIONS[n] for n in group_by]).order_by(*[DIMENSIONS[n] for n in group_by])
+    async with db.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in await conn.execute(query)]
+    out = []
+    for row in rows:
+        nanos = int(row.pop("cost_nanos"))
+        row = {k: (int(v) if k in COLUMNS else v) for k, v in row.items()}
+        row["total_tokens"] = row["prompt_tokens"] + row["completion_tokens"]
+        row["cost_usd"] = nanos / 1e9
+        out.append(row)
+    return [r for r in out if r["requests"]]
+
+
+def to_csv(rows: list[dict[str, Any]], group_by: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*group_by, *COLUMNS], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "cost_usd": f"{row['cost_usd']:.9f}"})
+    return buffer.getvalue()
