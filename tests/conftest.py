@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from openmaas.server import create_app
 from openmaas.settings import Settings
+from tests.helpers import log_dir, store_settings
 
 
 @pytest.fixture
@@ -50,3 +52,50 @@ async def running_app(settings: Settings) -> AsyncIterator[tuple[Starlette, http
 async def fake_client(tmp_path: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with running_app(fake_settings(tmp_path, server={"max_body_bytes": 4096})) as (_, client):
         yield client
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Everything logged in-process during the run also goes to a file the log-scanning test reads."""
+    handler = logging.FileHandler(log_dir() / "in-process.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(min(root.level or logging.INFO, logging.INFO))
+    logging.getLogger("openmaas").setLevel(logging.DEBUG)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Any) -> dict[str, Any]:
+    """``store`` settings for each backend: SQLite + in-process counters; PostgreSQL + Redis."""
+    return await store_settings(request.param, tmp_path)
+
+
+def metered_settings(tmp_path: Any, store: dict[str, Any], **extra: Any) -> Settings:
+    """Fake deployments with prices, keys required (as on a shared server)."""
+    deployments = [
+        {
+            "name": "fake-chat",
+            "backend": "fake",
+            "pricing": {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0},
+            "context_length": 4096,
+            "capabilities": {"embeddings": True},
+        },
+        {"name": "fake-other", "backend": "fake", "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 1.0}},
+        {
+            "name": "fake-slow",
+            "backend": "fake",
+            "params": {"tokens_per_s": 50, "reply": " ".join(f"w{i}" for i in range(200))},
+        },
+        {"name": "fake-broken", "backend": "fake", "params": {"fail_after_tokens": 3, "reply": "a b c d e f"}},
+        {"name": "fake-429", "backend": "fake", "params": {"fail_every": 1, "fail_status": 429}},
+    ]
+    data: dict[str, Any] = {
+        "deployments": deployments,
+        "aliases": {"default": "fake-chat"},
+        "data_dir": str(tmp_path),
+        "store": store,
+        "auth": {"required": True, "refresh_seconds": 0.2},
+    }
+    data.update(extra)
+    return Settings.model_validate(data)

@@ -155,3 +155,12 @@ def engine_path() -> None:
     from openmaas.engine import build
 
     click.echo(build.binary_path())
+
+
+def _register_admin() -> None:
+    from openmaas import cli_admin
+
+    cli_admin.register(main)
+
+
+_register_admin()
