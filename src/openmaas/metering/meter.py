@@ -93,6 +93,7 @@ class Metering:
         self.ledger = ledger
         self.counters = counters
         self._tasks: set[asyncio.Task[None]] = set()
+        self._seeding: dict[str, asyncio.Future[None]] = {}
 
     async def close(self) -> None:
         if self._tasks:
@@ -137,7 +138,7 @@ class Metering:
             admission = await self.counters.admit(ticket.buckets, ticket.quotas)
             if admission.unloaded is None:
                 break
-            await self.counters.seed(admission.unloaded, await self._spent(admission.unloaded))
+            await self._seed(admission.unloaded)
         if not admission.ok:
             self._refuse(ticket, admission)
         ticket.headers = ratelimit_headers(admission, ticket.buckets)
@@ -168,6 +169,18 @@ class Metering:
             " Lower max_tokens, or raise the budget.",
             code="budget_exceeded" if unit == "usd" else "quota_exceeded",
         )
+
+    async def _seed(self, quota: Quota) -> None:
+        """Load a quota's spend from the ledger once, however many requests ask at the same time."""
+        pending = self._seeding.get(quota.name)
+        if pending is None:
+
+            async def load() -> None:
+                await self.counters.seed(quota, await self._spent(quota))
+
+            pending = self._seeding[quota.name] = asyncio.ensure_future(load())
+            pending.add_done_callback(lambda _: self._seeding.pop(quota.name, None))
+        await asyncio.shield(pending)
 
     async def _spent(self, quota: Quota) -> int:
         column = usage_events.c[quota.owner_column]

@@ -35,7 +35,7 @@ def _money_fields(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _public(row: Any) -> dict[str, Any]:
-    data = dict(row._mapping)
+    data = {str(k): v for k, v in row._mapping.items()}
     data.pop("hash", None)
     for nanos, usd in (("budget_nanos", "budget_usd"), ("monthly_cost_quota_nanos", "monthly_cost_quota_usd")):
         if nanos in data:

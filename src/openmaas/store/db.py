@@ -54,7 +54,9 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(self.url)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = create_async_engine(self.url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+            # No pre-ping: it would cost a round-trip per transaction; a dead connection fails the
+            # ledger batch, which is retried (idempotently) on a fresh one.
+            self.engine = create_async_engine(self.url, pool_size=8, max_overflow=8, pool_recycle=1800)
 
     async def migrate(self) -> None:
         async with self.engine.begin() as conn:

@@ -77,7 +77,7 @@ async def report(
     if dims:
         query = query.group_by(*[DIMENSIONS[n] for n in group_by]).order_by(*[DIMENSIONS[n] for n in group_by])
     async with db.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in await conn.execute(query)]
+        rows = [{str(k): v for k, v in r._mapping.items()} for r in await conn.execute(query)]
     out = []
     for row in rows:
         nanos = int(row.pop("cost_nanos"))
