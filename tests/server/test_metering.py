@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 
+from openmaas.metering.meter import _quota
 from openmaas.store.schema import usage_events
 from tests.conftest import metered_settings, running_app
 from tests.helpers import ADMIN_KEY
@@ -157,11 +159,9 @@ async def test_concurrent_requests_cannot_overshoot_a_budget(env: Env) -> None:
 
 
 async def _key_quota(env: Env) -> Any:
-    from openmaas.metering.meter import _quota
-
     principal = next(iter(env.app.state.services.keys.by_hash.values()))
     limits = principal.key_limits
-    return _quota("usd", "key_id", principal.key_id, limits.budget_nanos, limits.budget_period, __import__("time").time())
+    return _quota("usd", "key_id", principal.key_id, limits.budget_nanos, limits.budget_period, time.time())
 
 
 async def test_plan_token_quota_and_allowed_models(env: Env) -> None:

@@ -85,7 +85,7 @@ async def test_client_disconnect_is_billed_for_tokens_produced(tmp_path: Any, st
 
 
 async def test_usage_endpoints_never_cross_tenants(tmp_path: Any, store: dict[str, Any]) -> None:
-    async with running_app(metered_settings(tmp_path, store)) as (app, client):
+    async with running_app(metered_settings(tmp_path, store)) as (_app, client):
         keys = {}
         for name in ("acme", "globex"):
             await client.post("/admin/tenants", json={"name": name}, headers=ADMIN)

@@ -1,0 +1,172 @@
+"""Metering overhead: the same gateway with auth + metering + limits off, and on over each store.
+
+Method: as in ``gateway_overhead.py`` — the fast upstream and ``hey`` share one
+core, the gateway under test (one worker) has the other (``taskset``). Targets:
+``off`` (auth.required false, metering disabled), ``sqlite`` (a key with RPM,
+TPM and a budget; SQLite ledger, in-process counters) and ``pg_redis``
+(PostgreSQL ledger, Redis counters: one Lua admission script and one
+settlement pipeline per ledger batch). Runs alternate between targets, two
+rounds per concurrency; the figure of merit is requests/s on vs off.
+PostgreSQL and Redis must be running (``bash scripts/services.sh``); the bench
+uses its own database ``openmaas_bench``, dropped and re-created each run.
+
+Usage: python bench/metering_overhead.py [--seconds 5] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS, cores, free_port, hey, python, start, stop, wait_http, warm_up
+
+BODY = json.dumps(
+    {"model": "bench", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 16}
+)
+PG_ADMIN = os.environ.get("OPENMAAS_TEST_PG_URL", "postgresql://openmaas:openmaas@127.0.0.1:5432/openmaas_test")
+PG_BENCH = PG_ADMIN.rsplit("/", 1)[0] + "/openmaas_bench"
+REDIS = os.environ.get("OPENMAAS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+async def fresh_pg_and_redis() -> None:
+    import asyncpg
+    import redis.asyncio as redis
+
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute("DROP DATABASE IF EXISTS openmaas_bench")
+        await conn.execute("CREATE DATABASE openmaas_bench")
+    finally:
+        await conn.close()
+    client = redis.from_url(REDIS)
+    await client.flushdb()
+    await client.aclose()
+
+
+def gateway_config(tmp: Path, name: str, up_port: int) -> Path:
+    store: dict[str, Any] = {"url": f"sqlite:///{tmp / name / 'openmaas.db'}"}
+    if name == "pg_redis":
+        store = {"url": PG_BENCH, "redis_url": REDIS}
+    config: dict[str, Any] = {
+        "server": {"log_level": "warning"},
+        "data_dir": str(tmp / name),
+        "store": store,
+        "deployments": [
+            {
+                "name": "bench",
+                "backend": "openai_compat",
+                "params": {"base_url": f"http://127.0.0.1:{up_port}/v1"},
+                "pricing": {"input_per_mtok": 0.5, "output_per_mtok": 1.5},
+            }
+        ],
+        "aliases": {},
+    }
+    if name == "off":
+        config["auth"] = {"required": False}
+        config["metering"] = {"enabled": False}
+    path = tmp / f"{name}.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def make_key(config: Path) -> str:
+    openmaas = [python(), "-m", "openmaas"]
+    subprocess.run([*openmaas, "tenants", "create", "bench", "--budget-usd", "1000000", "-c", str(config)], check=True)
+    out = subprocess.run(
+        [
+            *openmaas,
+            "keys",
+            "create",
+            "--tenant",
+            "bench",
+            "--rpm",
+            "100000000",
+            "--tpm",
+            "1000000000",
+            "--budget-usd",
+            "1000000",
+            "-c",
+            str(config),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return out.strip().splitlines()[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    gw_core, other = cores()
+    tmp = Path(tempfile.mkdtemp(prefix="openmaas-bench-metering-"))
+    asyncio.run(fresh_pg_and_redis())
+    up_port = free_port()
+    procs = [start([python(), "bench/upstream.py", str(up_port)], other, tmp / "upstream.log")]
+    targets: dict[str, tuple[str, dict[str, str]]] = {}
+    try:
+        for name in ("off", "sqlite", "pg_redis"):
+            (tmp / name).mkdir()
+            config = gateway_config(tmp, name, up_port)
+            key = "none" if name == "off" else make_key(config)
+            port = free_port()
+            procs.append(
+                start(
+                    [python(), "-m", "openmaas", "serve", "--config", str(config), "--port", str(port)],
+                    gw_core,
+                    tmp / f"{name}.log",
+                )
+            )
+            targets[name] = (f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"})
+        for url, headers in targets.values():
+            wait_http(url + "/healthz", 120, headers)
+            warm_up(url + "/v1/chat/completions", BODY, headers, count=200)
+        results: dict[str, Any] = {"cpu_count": os.cpu_count(), "seconds_per_run": args.seconds, "runs": []}
+        names = list(targets)
+        for concurrency in (16, 64):
+            for rnd in range(args.rounds):
+                order = names[rnd % len(names) :] + names[: rnd % len(names)]
+                for name in order:
+                    url, headers = targets[name]
+                    r = hey(url + "/v1/chat/completions", BODY, concurrency, args.seconds, other, headers)
+                    results["runs"].append({"target": name, "concurrency": concurrency, "round": rnd, **r})
+                    print(f"c={concurrency:<3} {name:<9} {r}", flush=True)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "metering_overhead.json").write_text(json.dumps(results, indent=2))
+        print(summary(results))
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+def summary(results: dict[str, Any]) -> str:
+    def med(target: str, c: int, key: str) -> float:
+        vals = [r[key] for r in results["runs"] if r["target"] == target and r["concurrency"] == c]
+        return statistics.median(vals) if vals else float("nan")
+
+    lines = ["| target | c | req/s | vs off | p50 ms | p99 ms | non-2xx |", "|---|---|---|---|---|---|---|"]
+    for c in (16, 64):
+        base = med("off", c, "rps")
+        for t in ("off", "sqlite", "pg_redis"):
+            rps = med(t, c, "rps")
+            errors = sum(r.get("non_200", 0) for r in results["runs"] if r["target"] == t and r["concurrency"] == c)
+            lines.append(
+                f"| {t} | {c} | {rps:.0f} | {rps / base:.3f} | {med(t, c, 'p50_ms'):.2f} | "
+                f"{med(t, c, 'p99_ms'):.2f} | {errors} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Runs last (file order): no API key, admin key or upstream secret was written to any log of this run.
+
+It first drives a full flow itself (admin creates a key, the key is used, mistyped,
+rotated and revoked, an upstream with a secret is called), so the scan means
+something even when run alone; after a full run it also covers every log the
+other tests wrote (in-process and every ``openmaas serve`` subprocess).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.conftest import metered_settings, running_app
+from tests.helpers import ADMIN_KEY, log_dir
+from tests.server.test_upstreams_e2e import ANTHROPIC_KEY, UPSTREAM_KEY
+
+pytestmark = pytest.mark.anyio
+FULL_KEY = re.compile(r"om-[A-Za-z0-9_\-]{30,}")
+
+
+async def test_no_secret_reaches_any_log(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENMAAS_ADMIN_KEY", ADMIN_KEY)
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    used: list[str] = []
+    async with running_app(metered_settings(tmp_path, {"url": f"sqlite:///{tmp_path / 'db.sqlite'}"})) as (_, client):
+        await client.post("/admin/tenants", json={"name": "scan"}, headers=admin)
+        created = (await client.post("/admin/keys", json={"tenant": "scan", "rpm": 2}, headers=admin)).json()
+        used.append(created["key"])
+        auth = {"authorization": f"Bearer {created['key']}"}
+        for _ in range(3):  # the third is rate limited
+            await client.post("/v1/chat/completions", json={"model": "fake-chat", "messages": []}, headers=auth)
+        await client.post("/v1/chat/completions", json={"model": "x"}, headers={"x-api-key": created["key"] + "x"})
+        rotated = (await client.post(f"/admin/keys/{created['id']}/rotate", headers=admin)).json()
+        used.append(rotated["key"])
+        await client.post(f"/admin/keys/{created['id']}/revoke", headers=admin)
+        await client.get("/v1/models", headers={"authorization": f"Bearer {rotated['key']}"})
+
+    logs = sorted(p for p in log_dir().rglob("*.log") if p.is_file())
+    assert logs, f"no logs found in {log_dir()}"
+    text = "\n".join(p.read_text(errors="replace") for p in logs)
+    assert "openmaas" in text  # the scan reads real log output
+    secrets = [*used, ADMIN_KEY, UPSTREAM_KEY, ANTHROPIC_KEY]
+    leaked = [s[:6] for s in secrets if s in text]
+    assert not leaked, f"secrets starting with {leaked} appear in the logs under {log_dir()}"
+    shaped = FULL_KEY.findall(text)
+    assert not shaped, f"{len(shaped)} full API keys appear in the logs under {log_dir()}"
