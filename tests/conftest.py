@@ -89,6 +89,7 @@ def metered_settings(tmp_path: Any, store: dict[str, Any], **extra: Any) -> Sett
         },
         {"name": "fake-broken", "backend": "fake", "params": {"fail_after_tokens": 3, "reply": "a b c d e f"}},
         {"name": "fake-429", "backend": "fake", "params": {"fail_every": 1, "fail_status": 429}},
+        {"name": "fake-latent", "backend": "fake", "params": {"latency_ms": 5000}},
     ]
     data: dict[str, Any] = {
         "deployments": deployments,

@@ -7,6 +7,7 @@ policy, test-time compute) compose here, not in the routes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
@@ -163,9 +164,25 @@ class Gateway:
             if ticket is not None and self.metering is not None:
                 await self.metering.finish(ticket, Outcome(status=exc.status, error_code=exc.code))
             raise
+        except BaseException as exc:  # cancelled (the client left) or a bug: still settle the reservation
+            if ticket is not None and self.metering is not None:
+                status, code = (
+                    (499, "client_disconnected") if isinstance(exc, asyncio.CancelledError) else (500, "internal_error")
+                )
+                self.metering.spawn(self._cut_off(ticket, target, payload, status, code))
+            raise
         if ticket is not None and self.metering is not None:
             await self.metering.finish(ticket, await tokens.from_response(target.backend, payload, result))
         return result
+
+    async def _cut_off(self, ticket: Ticket, target: Target, payload: Payload, status: int, code: str) -> None:
+        assert self.metering is not None
+        try:
+            outcome = await tokens.prompt_only(target.backend, payload)
+        except Exception:
+            outcome = Outcome(source="estimate")
+        outcome.status, outcome.error_code, outcome.interrupted = status, code, True
+        self.metering.finish_later(ticket, outcome)
 
     async def chat(self, body: Payload, call: Call | None = None) -> Payload | Stream:
         call = call or Call()

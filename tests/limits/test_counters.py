@@ -83,3 +83,28 @@ async def test_concurrent_reservations_never_overshoot(counters: Counters) -> No
     assert admitted == 14  # floor(10000 / 700)
     state = await counters.quota_state(q)
     assert state == (0, admitted * 700)
+
+
+async def test_requests_admitted_together_are_checked_one_after_another(counters: Counters) -> None:
+    """Concurrent admissions (one Redis script call for many) still apply each request all-or-nothing in turn."""
+    rpm = Bucket("rpm:key:k4", "requests", 5)
+    tpm = Bucket("tpm:key:k4", "tokens", 1100)
+    q = quota(10_000, "q:usd:key:k4:all")
+    await counters.seed(q, 0)
+    costs = [400, 400, 400, 100, 100, 100, 100]  # the third 400 overflows TPM; the 7th finds RPM spent
+    results: list[Any] = await asyncio.gather(*(counters.admit([(rpm, 1), (tpm, c)], [(q, c)]) for c in costs))
+    assert [r.ok for r in results] == [True, True, False, True, True, True, False]
+    assert results[2].failed == "tpm:key:k4" and results[6].failed == "rpm:key:k4"
+    assert await counters.quota_state(q) == (0, 400 + 400 + 100 + 100 + 100)
+
+
+async def test_settling_a_batch_sums_per_counter(counters: Counters) -> None:
+    tpm = Bucket("tpm:key:k5", "tokens", 1000)
+    q = quota(10_000, "q:usd:key:k5:all")
+    await counters.seed(q, 0)
+    for _ in range(3):
+        assert (await counters.admit([(tpm, 300)], [(q, 300)])).ok
+    await counters.settle([Settlement([(tpm, 200)], [(q, 300, 100)]) for _ in range(3)])
+    assert await counters.quota_state(q) == (300, 0)
+    after = await counters.admit([(tpm, 1)], [])
+    assert after.buckets["tpm:key:k5"][0] == pytest.approx(1000 - 300 - 1, abs=5)  # 600 back, capped by refill

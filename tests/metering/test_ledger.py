@@ -3,13 +3,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import fields
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from openmaas.errors import ServiceUnavailable
 from openmaas.metering.ledger import Ledger, UsageEvent
 from openmaas.store.db import Database
+from openmaas.store.ledger_sink import COLUMNS, LedgerSink, Row, sink_for
 from openmaas.store.schema import usage_events
 
 pytestmark = pytest.mark.anyio
@@ -128,3 +131,50 @@ async def test_close_flushes_events_that_nobody_waited_for(db: Database) -> None
         ledger.submit(event(i))
     await ledger.close()
     assert (await rows(db))[0] == 10
+
+
+class DownUntilReleased(LedgerSink):
+    """The real sink behind a switch: every write fails until ``release`` (a store outage)."""
+
+    def __init__(self, inner: LedgerSink) -> None:
+        self.inner = inner
+        self.down = True
+        self.attempts = 0
+
+    async def write(self, rows: list[Row]) -> None:
+        self.attempts += 1
+        if self.down:
+            raise ConnectionError("store unreachable")
+        await self.inner.write(rows)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_an_outage_gives_503_after_the_wait_timeout_and_keeps_the_row(db: Database) -> None:
+    sink = DownUntilReleased(sink_for(db))
+    ledger = Ledger(db, wait_timeout=0.3, sink=sink)
+    await ledger.start()
+    with pytest.raises(ServiceUnavailable):
+        await ledger.record(event(3))
+    assert await rows(db) == (0, 0) and sink.attempts >= 2  # it kept retrying
+    sink.down = False
+    await ledger.close()  # flushes the queued row once the store is back
+    assert await rows(db) == (1, 1003)
+
+
+async def test_a_cancelled_waiter_does_not_drop_its_event(db: Database) -> None:
+    sink = DownUntilReleased(sink_for(db))
+    ledger = Ledger(db, sink=sink)
+    await ledger.start()
+    waiter = asyncio.ensure_future(ledger.record(event(4)))
+    await asyncio.sleep(0.05)
+    waiter.cancel()  # the client went away while its row was being committed
+    sink.down = False
+    await ledger.close()
+    assert await rows(db) == (1, 1004)
+
+
+def test_event_fields_are_the_ledger_columns_in_order() -> None:
+    assert tuple(f.name for f in fields(UsageEvent)) == COLUMNS
+    assert event(5).row()[COLUMNS.index("cost_nanos")] == 1005

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 
+from openmaas.gateway import Call
 from openmaas.metering.meter import _quota
 from openmaas.store.schema import usage_events
 from tests.conftest import metered_settings, running_app
@@ -154,8 +155,29 @@ async def test_concurrent_requests_cannot_overshoot_a_budget(env: Env) -> None:
     assert len(events) == statuses.count(200)
     assert spent <= 0.5, f"spent ${spent} of a $0.50 budget"
     # every reservation was settled to the ledger's actual cost
+    await env.app.state.services.ledger.settled()
     ticket_quota = await _key_quota(env)
     assert await env.app.state.services.counters.quota_state(ticket_quota) == (sum(e["cost_nanos"] for e in events), 0)
+
+
+async def test_a_cancelled_call_is_recorded_and_releases_its_reservation(env: Env) -> None:
+    """A non-streaming call cut off mid-way (client gone): billed for its prompt, nothing left reserved."""
+    await env.tenant("acme")
+    key = await env.key("acme", budget_usd=100.0)
+    call = Call("req_cut", env.app.state.services.keys.authenticate(key))
+    body = {"model": "fake-latent", "messages": MSG, "max_tokens": 10}
+    pending = asyncio.ensure_future(env.app.state.gateway.chat(body, call))
+    await asyncio.sleep(0.2)
+    assert not pending.done()
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    await env.app.state.services.metering.close()  # the billing task of the cut-off call has run
+    [event] = await env.events()
+    assert (event["request_id"], event["status"], event["error_code"]) == ("req_cut", 499, "client_disconnected")
+    assert event["interrupted"] is True and event["prompt_tokens"] > 0 and event["completion_tokens"] == 0
+    await env.app.state.services.ledger.settled()
+    assert await env.app.state.services.counters.quota_state(await _key_quota(env)) == (event["cost_nanos"], 0)
 
 
 async def _key_quota(env: Env) -> Any:

@@ -1,12 +1,16 @@
 """The usage ledger: one row per admitted request, written by group commit.
 
 Requests hand their event to ``record`` and wait; one writer task inserts
-everything that queued up meanwhile in one transaction, then wakes them all.
+everything that queued up meanwhile in one statement (``store.ledger_sink``),
+then wakes them all.
 Responses send their final byte only after that, so a response the client
 received in full is on disk even if the process is killed right after. Rows
 are keyed by a server-generated event id and inserted with ON CONFLICT DO
 NOTHING: re-flushing a batch after a failure never counts anything twice.
-After each commit the batch's budget settlements are applied in one go.
+After each commit the batch's budget settlements are applied in one go, off
+the writer's path. A request waits at most ``wait_timeout`` for its commit
+(then 503, its row stays queued); a watchdog enforces that, so the per-request
+cost is one future, not a timer task.
 """
 
 from __future__ import annotations
@@ -15,18 +19,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from operator import attrgetter
 
 from openmaas.errors import ServiceUnavailable
 from openmaas.limits.counters import Settlement
 from openmaas.store.db import Database
-from openmaas.store.schema import usage_events
+from openmaas.store.ledger_sink import COLUMNS, LedgerSink, Row, sink_for
 
 log = logging.getLogger("openmaas.ledger")
 
 
-@dataclass
+@dataclass(slots=True)
 class UsageEvent:
     id: str
     request_id: str
@@ -48,12 +52,20 @@ class UsageEvent:
     created_at: float
     day: str
 
+    def row(self) -> Row:
+        """The values in ``usage_events`` column order."""
+        return _ROW(self)
 
-@dataclass
+
+_ROW = attrgetter(*COLUMNS)
+
+
+@dataclass(slots=True)
 class _Pending:
     event: UsageEvent
     settlement: Settlement | None
     done: asyncio.Future[None] | None
+    queued_at: float
 
 
 class Ledger:
@@ -64,42 +76,75 @@ class Ledger:
         max_batch: int = 1024,
         wait_timeout: float = 10.0,
         on_commit: Callable[[list[Settlement]], Awaitable[None]] | None = None,
+        sink: LedgerSink | None = None,
     ) -> None:
         self.db = db
+        self.sink = sink or sink_for(db)
         self.max_batch = max_batch
         self.wait_timeout = wait_timeout
         self.on_commit = on_commit
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._settling: set[asyncio.Task[None]] = set()
         self._closing = False
         self.committed = 0
 
     async def start(self) -> None:
+        self._closing = False
         self._task = asyncio.create_task(self._writer(), name="openmaas-ledger")
+        self._watchdog = asyncio.create_task(self._watch(), name="openmaas-ledger-watchdog")
 
     async def close(self) -> None:
-        """Flush everything queued, then stop."""
+        """Flush everything queued, apply its settlements, then stop."""
         self._closing = True
         self._wake.set()
         if self._task is not None:
             await self._task
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        await self.settled()
+        await self.sink.close()
+
+    async def settled(self) -> None:
+        """Wait until the settlements of every committed batch have been applied."""
+        while self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
 
     async def record(self, event: UsageEvent, settlement: Settlement | None = None) -> None:
-        """Queue the event and wait until it is committed."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(event, settlement, done))
+        """Queue the event and wait until it is committed.
+
+        Cancelling the caller does not drop the event: it stays queued and is written.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.append(_Pending(event, settlement, done, loop.time()))
         self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(done), self.wait_timeout)
-        except TimeoutError:
-            # The row stays queued and will be written when the store is back.
-            raise ServiceUnavailable("The usage ledger is unavailable; please retry shortly.") from None
+        await done
 
     def submit(self, event: UsageEvent, settlement: Settlement | None = None) -> None:
         """Queue without waiting (for streams the client already abandoned)."""
-        self._queue.append(_Pending(event, settlement, None))
+        self._queue.append(_Pending(event, settlement, None, 0.0))
         self._wake.set()
+
+    async def _watch(self) -> None:
+        """Fail waiters whose commit is overdue (the store is down); their rows stay queued."""
+        loop = asyncio.get_running_loop()
+        tick = min(1.0, self.wait_timeout / 4)
+        while True:
+            await asyncio.sleep(tick)
+            overdue = loop.time() - self.wait_timeout
+            for pending in self._queue:
+                if pending.queued_at > overdue:
+                    break  # the queue is in arrival order
+                done = pending.done
+                if done is not None and not done.done():
+                    done.set_exception(ServiceUnavailable("The usage ledger is unavailable; please retry shortly."))
+                    done.exception()  # retrieved here, so an abandoned waiter logs nothing
+                pending.done = None
 
     async def _writer(self) -> None:
         delay = 0.05
@@ -122,19 +167,24 @@ class Ledger:
             del self._queue[: len(batch)]
             self.committed += len(batch)
             for pending in batch:
-                if pending.done is not None and not pending.done.done():
-                    pending.done.set_result(None)
+                done = pending.done
+                if done is not None and not done.done():
+                    done.set_result(None)
             settlements = [p.settlement for p in batch if p.settlement is not None]
             if settlements and self.on_commit is not None:
-                try:
-                    await self.on_commit(settlements)
-                except Exception as exc:
-                    log.warning("settling %d budget reservations failed: %s", len(settlements), exc)
+                task = asyncio.create_task(self._settle(self.on_commit, settlements))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
+
+    @staticmethod
+    async def _settle(apply: Callable[[list[Settlement]], Awaitable[None]], settlements: list[Settlement]) -> None:
+        try:
+            await apply(settlements)
+        except Exception as exc:
+            log.warning("settling %d budget reservations failed: %s", len(settlements), type(exc).__name__)
 
     async def _write(self, events: list[UsageEvent]) -> None:
-        rows: list[dict[str, Any]] = [asdict(e) for e in events]
-        async with self.db.engine.begin() as conn:
-            await conn.execute(self.db.insert_ignore(usage_events), rows)
+        await self.sink.write([e.row() for e in events])
 
 
 async def close_quietly(ledger: Ledger) -> None:

@@ -25,6 +25,11 @@ from openmaas.store.db import Database
 from openmaas.store.schema import usage_events
 
 
+def new_event_id() -> str:
+    """Time-ordered (nanoseconds, then 48 random bits): new rows append to the primary-key index."""
+    return f"evt_{time.time_ns():016x}{os.urandom(6).hex()}"
+
+
 @dataclass
 class Ticket:
     id: str
@@ -39,6 +44,7 @@ class Ticket:
     quotas: list[tuple[Quota, int]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     route_reason: str = ""
+    day: str = ""
     first_token_at: float | None = None
     finished: bool = False
 
@@ -53,19 +59,53 @@ class Outcome:
     interrupted: bool = False
 
 
-def _buckets(scope: str, owner: str, limits: Limits, tokens: int) -> list[tuple[Bucket, float]]:
-    out: list[tuple[Bucket, float]] = []
-    if limits.rpm:
-        out.append((Bucket(f"rpm:{scope}:{owner}", "requests", limits.rpm), 1.0))
-    if limits.tpm:
-        out.append((Bucket(f"tpm:{scope}:{owner}", "tokens", limits.tpm), float(tokens)))
-    return out
+@dataclass(frozen=True)
+class _Shape:
+    """What admission checks for one principal today: built once per key and UTC day, not per request."""
+
+    principal: Principal
+    request_buckets: tuple[Bucket, ...]
+    token_buckets: tuple[Bucket, ...]
+    quotas: tuple[tuple[Quota, bool], ...]  # (quota, counts tokens rather than cost)
+    day: str
+    until: float  # next UTC midnight: every budget period starts at one
+
+
+def _buckets(scope: str, owner: str, limits: Limits) -> tuple[list[Bucket], list[Bucket]]:
+    requests = [Bucket(f"rpm:{scope}:{owner}", "requests", limits.rpm)] if limits.rpm else []
+    tokens = [Bucket(f"tpm:{scope}:{owner}", "tokens", limits.tpm)] if limits.tpm else []
+    return requests, tokens
 
 
 def _quota(kind: str, column: Literal["key_id", "tenant_id"], owner: str, limit: int, period: str, now: float) -> Quota:
     label, since, ttl = period_start(period, now)
     unit: Literal["nanos", "tokens"] = "tokens" if kind == "tokens" else "nanos"
     return Quota(f"q:{kind}:{column[:-3]}:{owner}:{label}", unit, limit, column, owner, since, ttl)
+
+
+def _shape(principal: Principal, now: float) -> _Shape:
+    assert principal.key_id is not None and principal.tenant_id is not None
+    kl, tl = principal.key_limits, principal.tenant_limits
+    key_requests, key_tokens = _buckets("key", principal.key_id, kl)
+    tenant_requests, tenant_tokens = _buckets("tenant", principal.tenant_id, tl)
+    quotas: list[tuple[Quota, bool]] = []
+    if kl.budget_nanos is not None:
+        quotas.append((_quota("usd", "key_id", principal.key_id, kl.budget_nanos, kl.budget_period, now), False))
+    if tl.budget_nanos is not None:
+        quotas.append((_quota("usd", "tenant_id", principal.tenant_id, tl.budget_nanos, tl.budget_period, now), False))
+    if tl.monthly_cost_quota_nanos is not None:
+        quota = _quota("planusd", "tenant_id", principal.tenant_id, tl.monthly_cost_quota_nanos, "month", now)
+        quotas.append((quota, False))
+    if tl.monthly_token_quota is not None:
+        quotas.append((_quota("tokens", "tenant_id", principal.tenant_id, tl.monthly_token_quota, "month", now), True))
+    return _Shape(
+        principal,
+        tuple(key_requests + tenant_requests),
+        tuple(key_tokens + tenant_tokens),
+        tuple(quotas),
+        day_of(now),
+        (now // 86_400 + 1) * 86_400,
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -75,15 +115,19 @@ def _duration(seconds: float) -> str:
 
 
 def ratelimit_headers(admission: Admission, buckets: list[tuple[Bucket, float]]) -> dict[str, str]:
+    """OpenAI-style headers from the tightest bucket of each kind."""
+    tightest: dict[str, tuple[Bucket, float, float]] = {}
+    for bucket, _ in buckets:
+        state = admission.buckets.get(bucket.name)
+        if state is not None:
+            best = tightest.get(bucket.kind)
+            if best is None or state[0] < best[1]:
+                tightest[bucket.kind] = (bucket, state[0], state[1])
     headers: dict[str, str] = {}
-    for kind, suffix in (("requests", "requests"), ("tokens", "tokens")):
-        states = [(b, *admission.buckets[b.name]) for b, _ in buckets if b.kind == kind and b.name in admission.buckets]
-        if not states:
-            continue
-        bucket, left, reset = min(states, key=lambda s: s[1])
-        headers[f"x-ratelimit-limit-{suffix}"] = str(bucket.per_minute)
-        headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, int(left)))
-        headers[f"x-ratelimit-reset-{suffix}"] = _duration(reset)
+    for kind, (bucket, left, reset) in tightest.items():
+        headers[f"x-ratelimit-limit-{kind}"] = str(bucket.per_minute)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, int(left)))
+        headers[f"x-ratelimit-reset-{kind}"] = _duration(reset)
     return headers
 
 
@@ -94,46 +138,38 @@ class Metering:
         self.counters = counters
         self._tasks: set[asyncio.Task[None]] = set()
         self._seeding: dict[str, asyncio.Future[None]] = {}
+        self._shapes: dict[str, _Shape] = {}
 
     async def close(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _shape(self, principal: Principal, now: float) -> _Shape:
+        assert principal.key_id is not None
+        shape = self._shapes.get(principal.key_id)
+        if shape is None or shape.principal is not principal or now >= shape.until:
+            shape = self._shapes[principal.key_id] = _shape(principal, now)
+        return shape
 
     async def admit(
         self, principal: Principal, request_id: str, endpoint: str, model: str, deployment: Deployment, body: Any
     ) -> Ticket:
         principal.check_model(model, deployment.name)
         now = time.time()
-        ticket = Ticket(
-            "evt_" + os.urandom(12).hex(), request_id, principal, endpoint, model, deployment, time.perf_counter(), now
-        )
+        ticket = Ticket(new_event_id(), request_id, principal, endpoint, model, deployment, time.perf_counter(), now)
         if principal.anonymous:
+            ticket.day = day_of(now)
+            return ticket
+        shape = self._shape(principal, now)
+        ticket.day = shape.day
+        if not shape.request_buckets and not shape.token_buckets and not shape.quotas:
             return ticket
         prompt = prompt_upper_bound(body)
         output = max_output_tokens(body, deployment, prompt) if endpoint != "embeddings" else 0
         tokens = prompt + output
         nanos = cost_nanos(deployment, prompt, output)
-        kl, tl = principal.key_limits, principal.tenant_limits
-        assert principal.key_id is not None and principal.tenant_id is not None
-        ticket.buckets = _buckets("key", principal.key_id, kl, tokens) + _buckets(
-            "tenant", principal.tenant_id, tl, tokens
-        )
-        if kl.budget_nanos is not None:
-            ticket.quotas.append(
-                (_quota("usd", "key_id", principal.key_id, kl.budget_nanos, kl.budget_period, now), nanos)
-            )
-        if tl.budget_nanos is not None:
-            ticket.quotas.append(
-                (_quota("usd", "tenant_id", principal.tenant_id, tl.budget_nanos, tl.budget_period, now), nanos)
-            )
-        if tl.monthly_cost_quota_nanos is not None:
-            quota = _quota("planusd", "tenant_id", principal.tenant_id, tl.monthly_cost_quota_nanos, "month", now)
-            ticket.quotas.append((quota, nanos))
-        if tl.monthly_token_quota is not None:
-            quota = _quota("tokens", "tenant_id", principal.tenant_id, tl.monthly_token_quota, "month", now)
-            ticket.quotas.append((quota, tokens))
-        if not ticket.buckets and not ticket.quotas:
-            return ticket
+        ticket.buckets = [(b, 1.0) for b in shape.request_buckets] + [(b, float(tokens)) for b in shape.token_buckets]
+        ticket.quotas = [(q, tokens if counts_tokens else nanos) for q, counts_tokens in shape.quotas]
         for _ in range(len(ticket.quotas) + 1):
             admission = await self.counters.admit(ticket.buckets, ticket.quotas)
             if admission.unloaded is None:
@@ -219,7 +255,7 @@ class Metering:
             error_code=outcome.error_code,
             interrupted=outcome.interrupted,
             created_at=ticket.wall_start,
-            day=day_of(ticket.wall_start),
+            day=ticket.day,
         )
         used = outcome.prompt_tokens + outcome.completion_tokens
         settlement = Settlement()

@@ -58,3 +58,9 @@ async def from_partial_stream(
         # Upstreams stream about one token per content chunk.
         return Outcome(prompt, content_chunks, "estimate")
     return Outcome(prompt, counted, source)
+
+
+async def prompt_only(backend: Backend, payload: Payload) -> Outcome:
+    """A call cut off before any output reached us: the prompt was sent, so it is billed."""
+    prompt, source = await _prompt_tokens(backend, payload)
+    return Outcome(prompt, 0, source)

@@ -18,8 +18,8 @@ from openmaas.store import usage
 JSON = "application/json"
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type=JSON)
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -61,9 +61,7 @@ def _respond(result: dict[str, Any] | Stream, call: Call) -> Response:
     if isinstance(result, Stream):
         headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **call.headers}
         return StreamingResponse(_sse(result), media_type="text/event-stream", headers=headers)
-    response = _json(result)
-    response.headers.update(call.headers)
-    return response
+    return _json(result, headers=call.headers)
 
 
 def _gateway(request: Request) -> Gateway:

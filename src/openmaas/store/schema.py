@@ -6,7 +6,7 @@ UTC epoch seconds; ``day`` is the UTC date of an event, for portable grouping.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, ForeignKey, Integer, MetaData, String, Table
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -66,8 +66,8 @@ usage_events = Table(
     metadata,
     Column("id", String(64), primary_key=True),  # server-generated per request: the idempotency key
     Column("request_id", String(128), nullable=False, index=True),  # x-request-id as the client saw it
-    Column("tenant_id", String(64), index=True),
-    Column("key_id", String(64), index=True),
+    Column("tenant_id", String(64)),
+    Column("key_id", String(64)),
     Column("endpoint", String(32), nullable=False),
     Column("model", String(200), nullable=False),  # as requested
     Column("deployment", String(200)),  # as served
@@ -81,6 +81,8 @@ usage_events = Table(
     Column("status", Integer, nullable=False),
     Column("error_code", String(64)),
     Column("interrupted", Boolean, nullable=False, default=False),
-    Column("created_at", Float, nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
     Column("day", String(10), nullable=False, index=True),
+    Index("ix_usage_events_key_created", "key_id", "created_at"),
+    Index("ix_usage_events_tenant_created", "tenant_id", "created_at"),
 )

@@ -1,0 +1,154 @@
+"""Where ledger batches go: one multi-row insert per batch on the database's own driver.
+
+The ledger writer is the only hot-path database client, so it skips the ORM
+layer: rows arrive as tuples in ``usage_events`` column order and go out in
+one statement per batch — ``executemany`` on a dedicated sqlite3 connection in
+its own thread (SQLite), or a single ``INSERT … SELECT FROM unnest(…)`` on an
+asyncpg connection (PostgreSQL). Both use ON CONFLICT DO NOTHING on the event
+id, so writing a batch again after a lost acknowledgement changes nothing.
+Everything else (admin, reports, migrations) stays on SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Float, Integer
+from sqlalchemy.engine import make_url
+
+from openmaas.store.db import Database
+from openmaas.store.schema import usage_events
+
+COLUMNS: tuple[str, ...] = tuple(usage_events.c.keys())
+Row = tuple[Any, ...]
+
+
+class LedgerSink(ABC):
+    @abstractmethod
+    async def write(self, rows: list[Row]) -> None:
+        """Insert the rows in one transaction (rows whose id exists are skipped)."""
+
+    async def close(self) -> None:
+        return None
+
+
+def sink_for(db: Database) -> LedgerSink:
+    url = make_url(db.url)
+    if db.dialect == "sqlite" and url.database and url.database != ":memory:":
+        return SqliteSink(url.database)
+    if db.dialect == "postgresql":
+        return PostgresSink(url.set(drivername="postgresql").render_as_string(hide_password=False))
+    return EngineSink(db)
+
+
+class SqliteSink(LedgerSink):
+    """A dedicated connection in a dedicated thread: one thread hop per batch."""
+
+    SQL = (
+        f"INSERT INTO usage_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+        " ON CONFLICT (id) DO NOTHING"
+    )
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._thread: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Same durability as the main engine: WAL, so a commit survives the process being killed.
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"):
+            conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    def _write(self, rows: list[Row]) -> None:
+        if self._conn is None:
+            self._conn = self._connect()
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(self.SQL, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    async def write(self, rows: list[Row]) -> None:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openmaas-ledger")
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._write, rows)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(thread, self._close)
+            thread.shutdown(wait=True)
+
+
+def _pg_array_type(column: Any) -> str:
+    kind = column.type
+    if isinstance(kind, BigInteger):
+        return "int8[]"
+    if isinstance(kind, Integer):
+        return "int4[]"
+    if isinstance(kind, Float):
+        return "float8[]"
+    if isinstance(kind, Boolean):
+        return "bool[]"
+    return "text[]"
+
+
+class PostgresSink(LedgerSink):
+    """One asyncpg connection; a batch is one statement, one round-trip, whatever its size."""
+
+    SQL = (
+        f"INSERT INTO usage_events ({', '.join(COLUMNS)}) SELECT * FROM unnest("
+        + ", ".join(f"${i + 1}::{_pg_array_type(c)}" for i, c in enumerate(usage_events.c))
+        + ") ON CONFLICT (id) DO NOTHING"
+    )
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: Any = None
+
+    async def write(self, rows: list[Row]) -> None:
+        import asyncpg
+
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self.dsn, timeout=10)
+        try:
+            await self._conn.execute(self.SQL, *(list(col) for col in zip(*rows, strict=True)))
+        except BaseException:
+            # The connection's state is unknown: start over on a fresh one (the retry is idempotent).
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                conn.terminate()
+            raise
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close(timeout=5)
+            self._conn = None
+
+
+class EngineSink(LedgerSink):
+    """Through SQLAlchemy (in-memory SQLite, where a second connection would be another database)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def write(self, rows: list[Row]) -> None:
+        async with self.db.engine.begin() as conn:
+            await conn.execute(self.db.insert_ignore(usage_events), [dict(zip(COLUMNS, r, strict=True)) for r in rows])
