@@ -107,7 +107,10 @@ def make_key(config: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--out", default="metering_overhead.json", help="results file ('' to skip)")
+    parser.add_argument("--targets", nargs="+", default=["off", "sqlite", "pg_redis"])
     args = parser.parse_args()
     gw_core, other = cores()
     tmp = Path(tempfile.mkdtemp(prefix="openmaas-bench-metering-"))
@@ -115,8 +118,9 @@ def main() -> None:
     up_port = free_port()
     procs = [start([python(), "bench/upstream.py", str(up_port)], other, tmp / "upstream.log")]
     targets: dict[str, tuple[str, dict[str, str]]] = {}
+    pids: dict[str, int] = {}
     try:
-        for name in ("off", "sqlite", "pg_redis"):
+        for name in args.targets:
             (tmp / name).mkdir()
             config = gateway_config(tmp, name, up_port)
             key = "none" if name == "off" else make_key(config)
@@ -129,25 +133,36 @@ def main() -> None:
                 )
             )
             targets[name] = (f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"})
+            pids[name] = procs[-1].pid
         for url, headers in targets.values():
             wait_http(url + "/healthz", 120, headers)
             warm_up(url + "/v1/chat/completions", BODY, headers, count=200)
         results: dict[str, Any] = {"cpu_count": os.cpu_count(), "seconds_per_run": args.seconds, "runs": []}
         names = list(targets)
-        for concurrency in (16, 64):
+        for concurrency in args.concurrency:
             for rnd in range(args.rounds):
                 order = names[rnd % len(names) :] + names[: rnd % len(names)]
                 for name in order:
                     url, headers = targets[name]
+                    cpu_before = cpu_seconds(pids[name])
                     r = hey(url + "/v1/chat/completions", BODY, concurrency, args.seconds, other, headers)
+                    cpu = cpu_seconds(pids[name]) - cpu_before
+                    r["cpu_us_per_req"] = round(1e6 * cpu / max(1.0, r["rps"] * args.seconds), 1)
                     results["runs"].append({"target": name, "concurrency": concurrency, "round": rnd, **r})
                     print(f"c={concurrency:<3} {name:<9} {r}", flush=True)
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "metering_overhead.json").write_text(json.dumps(results, indent=2))
+        if args.out:
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / args.out).write_text(json.dumps(results, indent=2))
         print(summary(results))
     finally:
         for proc in procs:
             stop(proc)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the gateway process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summary(results: dict[str, Any]) -> str:
@@ -155,14 +170,20 @@ def summary(results: dict[str, Any]) -> str:
         vals = [r[key] for r in results["runs"] if r["target"] == target and r["concurrency"] == c]
         return statistics.median(vals) if vals else float("nan")
 
-    lines = ["| target | c | req/s | vs off | p50 ms | p99 ms | non-2xx |", "|---|---|---|---|---|---|---|"]
-    for c in (16, 64):
+    lines = [
+        "| target | c | req/s | vs off | gateway CPU µs/req | p50 ms | p99 ms | non-2xx |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in sorted({r["concurrency"] for r in results["runs"]}):
         base = med("off", c, "rps")
         for t in ("off", "sqlite", "pg_redis"):
+            if not any(r["target"] == t for r in results["runs"]):
+                continue
             rps = med(t, c, "rps")
             errors = sum(r.get("non_200", 0) for r in results["runs"] if r["target"] == t and r["concurrency"] == c)
             lines.append(
-                f"| {t} | {c} | {rps:.0f} | {rps / base:.3f} | {med(t, c, 'p50_ms'):.2f} | "
+                f"| {t} | {c} | {rps:.0f} | {rps / base:.3f} | {med(t, c, 'cpu_us_per_req'):.0f} | "
+                f"{med(t, c, 'p50_ms'):.2f} | "
                 f"{med(t, c, 'p99_ms'):.2f} | {errors} |"
             )
     return "\n".join(lines)

@@ -35,17 +35,17 @@ class Quota:
     ttl: int | None  # seconds until the counter may be forgotten (period end + margin)
 
 
-@dataclass
+@dataclass(slots=True)
 class Admission:
     ok: bool
-    # name → (remaining, seconds until full) for every bucket (for x-ratelimit-* headers)
-    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # what each of the request's buckets holds after admission, in the request's order (x-ratelimit-*)
+    levels: list[float] = field(default_factory=list)
     failed: str | None = None  # name of the bucket or quota that refused
     retry_after: float = 0.0
     unloaded: Quota | None = None  # a quota whose spent must be seeded first
 
 
-@dataclass
+@dataclass(slots=True)
 class Settlement:
     refunds: list[tuple[Bucket, float]] = field(default_factory=list)  # bucket, amount given back
     quotas: list[tuple[Quota, int, int]] = field(default_factory=list)  # quota, reserved to release, actual spent
@@ -85,34 +85,38 @@ class LocalCounters(Counters):
     """Counters for one gateway process (the embedded default)."""
 
     def __init__(self) -> None:
-        self.buckets: dict[str, tuple[float, float]] = {}  # name → (tokens, last refill)
+        self.buckets: dict[str, list[float]] = {}  # name → [tokens, last refill]
         self.quotas: dict[str, list[int]] = {}  # name → [spent, reserved]
 
     async def admit(self, buckets: list[tuple[Bucket, float]], quotas: list[tuple[Quota, int]]) -> Admission:
         now = time.monotonic()
+        states: list[list[float]] = []
         levels: list[float] = []
         for bucket, cost in buckets:
-            tokens, last = self.buckets.get(bucket.name, (float(bucket.per_minute), now))
-            tokens = refill(tokens, last, now, bucket.per_minute)
-            need = min(cost, bucket.per_minute)
-            if tokens < need:
-                wait = (need - tokens) * 60.0 / bucket.per_minute
-                return Admission(False, failed=bucket.name, retry_after=wait)
-            levels.append(tokens)
-        for quota, amount in quotas:
-            state = self.quotas.get(quota.name)
+            cap = bucket.per_minute
+            state = self.buckets.get(bucket.name)
             if state is None:
+                state = self.buckets[bucket.name] = [float(cap), now]
+            tokens = state[0] + (now - state[1]) * cap / 60.0
+            if tokens > cap:
+                tokens = float(cap)
+            need = cost if cost < cap else cap
+            if tokens < need:
+                return Admission(False, failed=bucket.name, retry_after=(need - tokens) * 60.0 / cap)
+            states.append(state)
+            levels.append(tokens - cost)
+        for quota, amount in quotas:
+            spent_reserved = self.quotas.get(quota.name)
+            if spent_reserved is None:
                 return Admission(False, unloaded=quota)
-            if state[0] + state[1] + amount > quota.limit:
+            if spent_reserved[0] + spent_reserved[1] + amount > quota.limit:
                 return Admission(False, failed=quota.name, retry_after=-1)
-        admission = Admission(True)
-        for (bucket, cost), tokens in zip(buckets, levels, strict=True):
-            left = tokens - cost
-            self.buckets[bucket.name] = (left, now)
-            admission.buckets[bucket.name] = (left, seconds_to_full(left, bucket.per_minute))
+        for state, left in zip(states, levels, strict=True):
+            state[0] = left
+            state[1] = now
         for quota, amount in quotas:
             self.quotas[quota.name][1] += amount
-        return admission
+        return Admission(True, levels)
 
     async def seed(self, quota: Quota, spent: int) -> None:
         self.quotas.setdefault(quota.name, [spent, 0])
@@ -121,12 +125,13 @@ class LocalCounters(Counters):
         now = time.monotonic()
         for s in settlements:
             for bucket, amount in s.refunds:
-                tokens, last = self.buckets.get(bucket.name, (float(bucket.per_minute), now))
-                self.buckets[bucket.name] = (refill(tokens, last, now, bucket.per_minute) + amount, now)
+                state = self.buckets.setdefault(bucket.name, [float(bucket.per_minute), now])
+                state[0] = refill(state[0], state[1], now, bucket.per_minute) + amount
+                state[1] = now
             for quota, reserved, actual in s.quotas:
-                state = self.quotas.setdefault(quota.name, [0, 0])
-                state[1] = max(0, state[1] - reserved)
-                state[0] += actual
+                held = self.quotas.setdefault(quota.name, [0, 0])
+                held[1] = max(0, held[1] - reserved)
+                held[0] += actual
 
     async def quota_state(self, quota: Quota) -> tuple[int, int] | None:
         state = self.quotas.get(quota.name)

@@ -101,11 +101,7 @@ def _parse(verdict: str, buckets: list[tuple[Bucket, float]], quotas: list[tuple
     parts = verdict.split(" ")
     status = int(parts[0])
     if status == 1:
-        admission = Admission(True)
-        for (bucket, _), left in zip(buckets, parts[1:], strict=True):
-            level = float(left)
-            admission.buckets[bucket.name] = (level, max(0.0, (bucket.per_minute - level) * 60 / bucket.per_minute))
-        return admission
+        return Admission(True, [float(left) for left in parts[1:]])
     index = int(parts[1]) - 1
     if status == -1:
         return Admission(False, unloaded=quotas[index - len(buckets)][0])

@@ -90,6 +90,7 @@ class Ledger:
         self._settling: set[asyncio.Task[None]] = set()
         self._closing = False
         self.committed = 0
+        self.commits = 0
 
     async def start(self) -> None:
         self._closing = False
@@ -108,6 +109,8 @@ class Ledger:
                 await self._watchdog
         await self.settled()
         await self.sink.close()
+        if self.commits:
+            log.info("ledger: %d events committed in %d batches", self.committed, self.commits)
 
     async def settled(self) -> None:
         """Wait until the settlements of every committed batch have been applied."""
@@ -165,11 +168,12 @@ class Ledger:
                 continue
             delay = 0.05
             del self._queue[: len(batch)]
-            self.committed += len(batch)
-            for pending in batch:
+            for pending in batch:  # first, so that nothing below can strand a waiter
                 done = pending.done
                 if done is not None and not done.done():
                     done.set_result(None)
+            self.committed += len(batch)
+            self.commits += 1
             settlements = [p.settlement for p in batch if p.settlement is not None]
             if settlements and self.on_commit is not None:
                 task = asyncio.create_task(self._settle(self.on_commit, settlements))

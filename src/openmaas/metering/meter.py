@@ -8,7 +8,6 @@ group commit and queues the settlement that swaps reservations for actuals.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,7 +16,8 @@ from sqlalchemy import func, select
 
 from openmaas.auth.principal import Limits, Principal
 from openmaas.errors import BudgetExceeded, RateLimitExceeded
-from openmaas.limits.counters import Admission, Bucket, Counters, Quota, Settlement
+from openmaas.ids import IdGenerator
+from openmaas.limits.counters import Admission, Bucket, Counters, Quota, Settlement, seconds_to_full
 from openmaas.metering.ledger import Ledger, UsageEvent
 from openmaas.metering.pricing import cost_nanos, day_of, max_output_tokens, period_start, prompt_upper_bound
 from openmaas.settings import Deployment
@@ -25,12 +25,7 @@ from openmaas.store.db import Database
 from openmaas.store.schema import usage_events
 
 
-def new_event_id() -> str:
-    """Time-ordered (nanoseconds, then 48 random bits): new rows append to the primary-key index."""
-    return f"evt_{time.time_ns():016x}{os.urandom(6).hex()}"
-
-
-@dataclass
+@dataclass(slots=True)
 class Ticket:
     id: str
     request_id: str
@@ -49,7 +44,7 @@ class Ticket:
     finished: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -109,25 +104,26 @@ def _shape(principal: Principal, now: float) -> _Shape:
 
 
 def _duration(seconds: float) -> str:
+    """OpenAI's reset format: "20ms", "1.5s", "6m0s"."""
+    if seconds < 1:
+        return f"{max(1, int(seconds * 1000))}ms"
     if seconds < 60:
-        return f"{max(seconds, 0.001):.3g}s"
+        return f"{round(seconds, 1):g}s"
     return f"{int(seconds // 60)}m{int(seconds % 60)}s"
 
 
 def ratelimit_headers(admission: Admission, buckets: list[tuple[Bucket, float]]) -> dict[str, str]:
     """OpenAI-style headers from the tightest bucket of each kind."""
-    tightest: dict[str, tuple[Bucket, float, float]] = {}
-    for bucket, _ in buckets:
-        state = admission.buckets.get(bucket.name)
-        if state is not None:
-            best = tightest.get(bucket.kind)
-            if best is None or state[0] < best[1]:
-                tightest[bucket.kind] = (bucket, state[0], state[1])
+    tightest: dict[str, tuple[Bucket, float]] = {}
+    for (bucket, _), left in zip(buckets, admission.levels, strict=True):
+        best = tightest.get(bucket.kind)
+        if best is None or left < best[1]:
+            tightest[bucket.kind] = (bucket, left)
     headers: dict[str, str] = {}
-    for kind, (bucket, left, reset) in tightest.items():
+    for kind, (bucket, left) in tightest.items():
         headers[f"x-ratelimit-limit-{kind}"] = str(bucket.per_minute)
         headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, int(left)))
-        headers[f"x-ratelimit-reset-{kind}"] = _duration(reset)
+        headers[f"x-ratelimit-reset-{kind}"] = _duration(seconds_to_full(left, bucket.per_minute))
     return headers
 
 
@@ -139,6 +135,7 @@ class Metering:
         self._tasks: set[asyncio.Task[None]] = set()
         self._seeding: dict[str, asyncio.Future[None]] = {}
         self._shapes: dict[str, _Shape] = {}
+        self.new_id = IdGenerator("evt")
 
     async def close(self) -> None:
         if self._tasks:
@@ -156,7 +153,7 @@ class Metering:
     ) -> Ticket:
         principal.check_model(model, deployment.name)
         now = time.time()
-        ticket = Ticket(new_event_id(), request_id, principal, endpoint, model, deployment, time.perf_counter(), now)
+        ticket = Ticket(self.new_id(), request_id, principal, endpoint, model, deployment, time.perf_counter(), now)
         if principal.anonymous:
             ticket.day = day_of(now)
             return ticket

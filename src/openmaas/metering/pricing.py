@@ -23,7 +23,7 @@ def cost_nanos(deployment: Deployment, prompt_tokens: int, completion_tokens: in
 
 def _text_bytes(value: Any) -> int:
     if isinstance(value, str):
-        return len(value.encode("utf-8", "surrogatepass"))
+        return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
     if isinstance(value, list):
         return sum(_text_bytes(v) for v in value)
     if isinstance(value, dict):

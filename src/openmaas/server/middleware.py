@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openmaas.ids import IdGenerator
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -15,6 +16,7 @@ class RequestIdMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.new_id = IdGenerator("req")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -28,7 +30,7 @@ class RequestIdMiddleware:
                     request_id = candidate
                 break
         if request_id is None:
-            request_id = "req_" + os.urandom(16).hex()
+            request_id = self.new_id()
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
 
