@@ -92,3 +92,28 @@ async def test_a_locked_database_hands_the_batch_to_the_thread_instead_of_blocki
         await sink.close()
     assert (await count(db))[0] == 1
     await db.close()
+
+
+async def test_the_wal_is_checkpointed_into_the_database_file_off_the_event_loop(tmp_path: Any) -> None:
+    path = tmp_path / "ledger.db"
+    db = Database(f"sqlite:///{path}")
+    await db.migrate()
+    await db.close()
+    sink = SqliteSink(str(path))
+    sink.CHECKPOINT_ROWS = 8
+    try:
+        await sink.write([row(i) for i in range(5)])
+        assert sink._checkpoint is None  # not yet: the ledger connection never checkpoints by itself
+        await sink.write([row(i) for i in range(5, 10)])
+        assert sink._checkpoint is not None
+        await sink._checkpoint
+        # The database file alone (without its -wal) now holds the rows: the checkpoint ran.
+        copy = tmp_path / "copy.db"
+        copy.write_bytes(path.read_bytes())
+        alone = sqlite3.connect(copy)
+        try:
+            assert alone.execute("SELECT count(*) FROM usage_events").fetchone()[0] == 10
+        finally:
+            alone.close()
+    finally:
+        await sink.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,8 @@ from sqlalchemy.engine import make_url
 
 from openmaas.store.db import Database
 from openmaas.store.schema import usage_events
+
+log = logging.getLogger("openmaas.ledger")
 
 COLUMNS: tuple[str, ...] = tuple(usage_events.c.keys())
 Row = tuple[Any, ...]
@@ -58,6 +61,7 @@ class SqliteSink(LedgerSink):
         " ON CONFLICT (id) DO NOTHING"
     )
 
+    CHECKPOINT_ROWS = 512  # the ledger connection does not auto-checkpoint: a thread does, every so many rows
     INLINE_WAIT_MS = 20  # inline, never wait long for another writer's lock: hand over to the thread
     THREAD_WAIT_MS = 10_000
 
@@ -66,11 +70,13 @@ class SqliteSink(LedgerSink):
         self._thread: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._wait_ms = 0
+        self._unchecked = 0  # rows committed since the last checkpoint was started
+        self._checkpoint: asyncio.Future[None] | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         # Same durability as the main engine: WAL, so a commit survives the process being killed.
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0"):
             conn.execute(f"PRAGMA {pragma}")
         return conn
 
@@ -91,15 +97,37 @@ class SqliteSink(LedgerSink):
             raise
 
     async def write(self, rows: list[Row]) -> None:
-        if len(rows) <= self.INLINE_ROWS:
-            try:
-                self._write(rows, self.INLINE_WAIT_MS)
-                return
-            except sqlite3.OperationalError:  # locked by another writer (admin, CLI): wait in the thread
-                pass
+        if len(rows) > self.INLINE_ROWS or not self._write_inline(rows):
+            await asyncio.get_running_loop().run_in_executor(self._executor(), self._write, rows, self.THREAD_WAIT_MS)
+        self._unchecked += len(rows)
+        if self._unchecked >= self.CHECKPOINT_ROWS and (self._checkpoint is None or self._checkpoint.done()):
+            self._unchecked = 0
+            self._checkpoint = asyncio.get_running_loop().run_in_executor(self._executor(), self._run_checkpoint)
+
+    def _write_inline(self, rows: list[Row]) -> bool:
+        try:
+            self._write(rows, self.INLINE_WAIT_MS)
+        except sqlite3.OperationalError:  # locked by another writer (admin, CLI): wait in the thread
+            return False
+        return True
+
+    def _executor(self) -> ThreadPoolExecutor:
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openmaas-ledger")
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._write, rows, self.THREAD_WAIT_MS)
+        return self._thread
+
+    def _run_checkpoint(self) -> None:
+        """Copy the WAL back into the database off the event loop (its fsyncs would stall it).
+
+        PASSIVE: it never blocks the writer; SQLite restarts the WAL from the top once a
+        checkpoint has caught up and nobody is reading the old frames."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            log.warning("ledger checkpoint failed: %s", type(exc).__name__)
+        finally:
+            conn.close()
 
     def _close(self) -> None:
         if self._conn is not None:
