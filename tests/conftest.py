@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 
 from openmaas.server import create_app
 from openmaas.settings import Settings
+from openmaas.store.db import Database
 from tests.helpers import log_dir, store_settings
 
 
@@ -69,6 +70,17 @@ def pytest_configure(config: pytest.Config) -> None:
 async def store(request: pytest.FixtureRequest, tmp_path: Any) -> dict[str, Any]:
     """``store`` settings for each backend: SQLite + in-process counters; PostgreSQL + Redis."""
     return await store_settings(request.param, tmp_path)
+
+
+@pytest.fixture
+async def db(store: dict[str, Any]) -> AsyncIterator[Database]:
+    """The store's database at the latest schema, on each backend."""
+    database = Database(store["url"])
+    await database.migrate()
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 def metered_settings(tmp_path: Any, store: dict[str, Any], **extra: Any) -> Settings:

@@ -2,9 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import fields
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -64,16 +62,6 @@ class CountingLedger(Ledger):
     async def _write(self, events: list[UsageEvent]) -> None:
         self.batches.append(len(events))
         await super()._write(events)
-
-
-@pytest.fixture
-async def db(store: dict[str, Any]) -> AsyncIterator[Database]:
-    database = Database(store["url"])
-    await database.migrate()
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def rows(db: Database) -> tuple[int, int]:

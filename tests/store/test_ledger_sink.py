@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -39,16 +38,6 @@ def row(i: int) -> Row:
         "day": "2026-11-22",
     }
     return tuple(values[c] for c in COLUMNS)
-
-
-@pytest.fixture
-async def db(store: dict[str, Any]) -> AsyncIterator[Database]:
-    database = Database(store["url"])
-    await database.migrate()
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def count(db: Database) -> tuple[int, int, int]:

@@ -97,9 +97,7 @@ class LocalCounters(Counters):
             state = self.buckets.get(bucket.name)
             if state is None:
                 state = self.buckets[bucket.name] = [float(cap), now]
-            tokens = state[0] + (now - state[1]) * cap / 60.0
-            if tokens > cap:
-                tokens = float(cap)
+            tokens = refill(state[0], state[1], now, cap)
             need = cost if cost < cap else cap
             if tokens < need:
                 return Admission(False, failed=bucket.name, retry_after=(need - tokens) * 60.0 / cap)
