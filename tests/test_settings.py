@@ -10,7 +10,7 @@ def test_the_built_in_default_serves_the_embedded_model() -> None:
     settings = load_settings(environ={})
     assert [d.name for d in settings.deployments] == ["smollm2-135m"]
     assert settings.deployments[0].backend == "llamacpp" and settings.deployments[0].locality == "local"
-    assert settings.aliases == {"default": "smollm2-135m"}
+    assert {k: [t.name for t in v.targets] for k, v in settings.aliases.items()} == {"default": ["smollm2-135m"]}
     assert settings.server.host == "127.0.0.1" and settings.server.port == 8000
 
 
@@ -36,7 +36,7 @@ def test_yaml_then_environment_overrides(tmp_path: Path) -> None:
     assert settings.server.port == 9002 and settings.server.host == "0.0.0.0"
     assert settings.data_dir == tmp_path
     assert settings.deployments[0].pricing.output_per_mtok == 0.6
-    assert settings.aliases == {"strong": "gpt-4o-mini"}
+    assert [t.name for t in settings.aliases["strong"].targets] == ["gpt-4o-mini"]
 
 
 def test_config_path_can_come_from_the_environment(tmp_path: Path) -> None:
@@ -74,4 +74,4 @@ def test_the_example_config_in_the_repository_loads() -> None:
     settings = load_settings(Path(__file__).parents[1] / "examples" / "openmaas.yaml", environ={})
     backends = {d.backend for d in settings.deployments}
     assert backends == {"llamacpp", "openai_compat", "anthropic"}
-    assert settings.aliases["strong"] == "gpt-4o-mini"
+    assert [t.name for t in settings.aliases["strong"].targets] == ["gpt-4o-mini"]

@@ -78,7 +78,15 @@ def models(config: str | None, as_json: bool) -> None:
         for d in settings.deployments
     ]
     rows += [
-        {"name": a, "backend": "", "locality": "", "context": "", "price_in": "", "price_out": "", "alias_of": t}
+        {
+            "name": a,
+            "backend": "",
+            "locality": "",
+            "context": "",
+            "price_in": "",
+            "price_out": "",
+            "alias_of": ",".join(x.name for x in t.targets),
+        }
         for a, t in settings.aliases.items()
     ]
     if as_json:

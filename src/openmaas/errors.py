@@ -70,6 +70,12 @@ class PermissionDenied(OpenMaaSError):
     code = "permission_denied"
 
 
+class PrivacyPolicyViolation(PermissionDenied):
+    """Sensitive data under ``local_only`` and no local deployment can serve it: refused, never leaked."""
+
+    code = "privacy_policy_violation"
+
+
 class RateLimitExceeded(OpenMaaSError):
     """Our own limiter refused (RPM/TPM); an upstream's 429 is ``upstream_rate_limited``."""
 

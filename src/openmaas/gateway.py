@@ -8,23 +8,28 @@ policy, test-time compute) compose here, not in the routes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from openmaas.auth.principal import ANONYMOUS, Principal
 from openmaas.backends.base import Backend, Payload
-from openmaas.errors import ContextLengthExceeded, OpenMaaSError, from_validation_error
+from openmaas.errors import OpenMaaSError, from_validation_error
 from openmaas.metering import tokens
 from openmaas.metering.meter import Metering, Outcome, Ticket
+from openmaas.privacy.classify import Restorer
 from openmaas.protocol.chat import ChatCompletionRequest
 from openmaas.protocol.completions import CompletionRequest, EmbeddingRequest
-from openmaas.routing.registry import Registry, Target
+from openmaas.routing.registry import Target
+from openmaas.routing.router import Route, Router, Served
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("openmaas.routing")
 
 
 def validate(model: type[M], body: dict[str, Any]) -> M:
@@ -61,9 +66,10 @@ class StreamMeter:
         outcome.status, outcome.error_code, outcome.interrupted = status, code, interrupted
         return outcome
 
-    async def end(self, usage: Payload | None, status: int = 200, code: str | None = None) -> None:
+    async def end(self, usage: Payload | None, status: int = 200, code: str | None = None) -> Outcome:
         outcome = await self._outcome(usage, status, code, interrupted=status != 200)
         await self.metering.finish(self.ticket, outcome)
+        return outcome
 
     def abandon(self, usage: Payload | None) -> None:
         """The client went away mid-stream: bill what was produced, without blocking the teardown."""
@@ -89,8 +95,12 @@ class Stream:
     include_usage: bool
     usage: Payload | None = None
     meter: StreamMeter | None = None
+    restorer: Restorer | None = None
 
     async def chunks(self) -> AsyncIterator[Payload]:
+        """The client's chunks. A failure after the first chunk bills what was produced, sends a
+        final usage chunk (``choices: []``) and then raises, so the route sends an error event:
+        the stream is never silently truncated."""
         held: Payload | None = None
         chunk: Payload | None = self.first
         try:
@@ -99,6 +109,8 @@ class Stream:
                     self.usage = chunk["usage"]
                 chunk["model"] = self.public_model
                 if chunk.get("choices"):
+                    if self.restorer is not None:
+                        self._restore(self.restorer, chunk)
                     if self.meter is not None:
                         self._observe(self.meter, chunk)
                     if not self.include_usage:
@@ -108,8 +120,16 @@ class Stream:
                     held = chunk  # the usage chunk goes out after the ledger commit
                 chunk = await anext(self.rest, None)
         except OpenMaaSError as exc:
+            usage = self.usage
             if self.meter is not None:
-                await self.meter.end(self.usage, exc.status, exc.code)
+                outcome = await self.meter.end(self.usage, exc.status, exc.code)
+                usage = {
+                    "prompt_tokens": outcome.prompt_tokens,
+                    "completion_tokens": outcome.completion_tokens,
+                    "total_tokens": outcome.prompt_tokens + outcome.completion_tokens,
+                }
+            if usage:
+                yield {"object": "chat.completion.chunk", "model": self.public_model, "choices": [], "usage": usage}
             raise
         except BaseException:
             if self.meter is not None:
@@ -121,6 +141,17 @@ class Stream:
             yield held
 
     @staticmethod
+    def _restore(restorer: Restorer, chunk: Payload) -> None:
+        for choice in chunk["choices"]:
+            delta = choice.get("delta")
+            field_owner, key = (delta, "content") if isinstance(delta, dict) else (choice, "text")
+            piece = field_owner.get(key)
+            if isinstance(piece, str):
+                field_owner[key] = restorer.feed(piece)
+            if choice.get("finish_reason") is not None:
+                field_owner[key] = (field_owner.get(key) or "") + restorer.flush()
+
+    @staticmethod
     def _observe(meter: StreamMeter, chunk: Payload) -> None:
         for choice in chunk["choices"]:
             piece = tokens.completion_text({"choices": [choice]})
@@ -130,125 +161,154 @@ class Stream:
 
 
 class Gateway:
-    def __init__(self, registry: Registry, metering: Metering | None = None) -> None:
-        self.registry = registry
+    def __init__(self, router: Router, metering: Metering | None = None) -> None:
+        self.router = router
+        self.registry = router.registry
         self.metering = metering
 
-    def _place(self, model: str, capability: str, body: Payload, output_limit: int | None) -> tuple[Target, Payload]:
-        target = self.registry.resolve(model, capability)
-        self.registry.check_request(target, body)
-        limit = target.deployment.context_length
-        if output_limit is not None and output_limit >= limit:
-            raise ContextLengthExceeded(
-                f"max_tokens is {output_limit}, but the model '{model}' has a context of {limit} tokens",
-                param="max_tokens",
-            )
-        payload = dict(body)
-        payload["model"] = target.deployment.upstream_model
-        return target, payload
-
-    async def _admit(self, call: Call, endpoint: str, model: str, target: Target, body: Payload) -> Ticket | None:
+    async def _admit(self, call: Call, endpoint: str, model: str, route: Route, body: Payload) -> Ticket | None:
+        plan = [self.registry.deployments[c.name] for c in route.decision.plan]
         if self.metering is None:
-            call.principal.check_model(model, target.deployment.name)
+            for d in plan[:1]:
+                call.principal.check_model(model, d.name)
             return None
-        ticket = await self.metering.admit(call.principal, call.request_id, endpoint, model, target.deployment, body)
+        # Reserve at the priciest deployment the plan may fall back to: a fallback never overshoots the budget.
+        priciest = max(plan, key=lambda d: d.pricing.input_per_mtok + d.pricing.output_per_mtok)
+        ticket = await self.metering.admit(call.principal, call.request_id, endpoint, model, priciest, body)
         call.headers.update(ticket.headers)
         return ticket
 
+    def _served(self, call: Call, ticket: Ticket | None, route: Route, served: Served | None) -> None:
+        decision = route.decision
+        call.headers["x-openmaas-route"] = decision.header()
+        if decision.degraded:
+            call.headers["x-openmaas-degraded"] = "true"
+        log.info("route %s %s", call.request_id, decision.header())
+        if ticket is not None:
+            if served is not None:
+                ticket.deployment = served.target.deployment
+            ticket.route_reason = decision.reason()
+            ticket.route = orjson.dumps(decision.to_dict()).decode()
+            ticket.degraded = decision.degraded
+
     async def _unary(
-        self, ticket: Ticket | None, target: Target, payload: Payload, pending: Coroutine[Any, Any, Payload]
+        self, call: Call, ticket: Ticket | None, route: Route, invoke: Callable[[Target, Payload], Awaitable[Payload]]
     ) -> Payload:
         try:
-            result = await pending
+            result, served = await self.router.run(route, invoke)
         except OpenMaaSError as exc:
+            self._served(call, ticket, route, None)
             if ticket is not None and self.metering is not None:
                 await self.metering.finish(ticket, Outcome(status=exc.status, error_code=exc.code))
             raise
         except BaseException as exc:  # cancelled (the client left) or a bug: still settle the reservation
+            self._served(call, ticket, route, None)
             if ticket is not None and self.metering is not None:
                 status, code = (
                     (499, "client_disconnected") if isinstance(exc, asyncio.CancelledError) else (500, "internal_error")
                 )
-                self.metering.spawn(self._cut_off(ticket, target, payload, status, code))
+                target = (
+                    self.registry.target(route.decision.attempts[-1].deployment) if route.decision.attempts else None
+                )
+                self.metering.spawn(self._cut_off(ticket, target, route.body, status, code))
             raise
+        self._served(call, ticket, route, served)
+        if served.restorer is not None:
+            served.restorer.restore_response(result)
         if ticket is not None and self.metering is not None:
-            await self.metering.finish(ticket, await tokens.from_response(target.backend, payload, result))
+            await self.metering.finish(
+                ticket, await tokens.from_response(served.target.backend, served.payload, result)
+            )
         return result
 
-    async def _cut_off(self, ticket: Ticket, target: Target, payload: Payload, status: int, code: str) -> None:
+    async def _cut_off(self, ticket: Ticket, target: Target | None, payload: Payload, status: int, code: str) -> None:
         assert self.metering is not None
         try:
+            if target is None:
+                raise LookupError("no attempt was made")
+            ticket.deployment = target.deployment
             outcome = await tokens.prompt_only(target.backend, payload)
         except Exception:
             outcome = Outcome(source="estimate")
         outcome.status, outcome.error_code, outcome.interrupted = status, code, True
         self.metering.finish_later(ticket, outcome)
 
+    def _route(self, call: Call, model: str, endpoint: str, body: Payload, output_limit: int | None) -> Route:
+        return self.router.route(model, endpoint, body, call.principal, output_limit)
+
     async def chat(self, body: Payload, call: Call | None = None) -> Payload | Stream:
         call = call or Call()
         request = validate(ChatCompletionRequest, body)
-        target, payload = self._place(request.model, "chat", body, request.output_limit)
-        ticket = await self._admit(call, "chat", request.model, target, body)
+        route = self._route(call, request.model, "chat", body, request.output_limit)
+        ticket = await self._admit(call, "chat", request.model, route, body)
         if request.stream:
-            stream = target.backend.chat_stream(payload)
-            return await self._open_stream(ticket, target, payload, stream, request.model, request.wants_usage_chunk)
-        result = await self._unary(ticket, target, payload, target.backend.chat(payload))
+            return await self._stream(
+                call, ticket, route, lambda t, p: t.backend.chat_stream(p), request.model, request.wants_usage_chunk
+            )
+        result = await self._unary(call, ticket, route, lambda t, p: t.backend.chat(p))
         result["model"] = request.model
         return result
 
     async def complete(self, body: Payload, call: Call | None = None) -> Payload | Stream:
         call = call or Call()
         request = validate(CompletionRequest, body)
-        target, payload = self._place(request.model, "completions", body, request.max_tokens)
-        ticket = await self._admit(call, "completions", request.model, target, body)
+        route = self._route(call, request.model, "completions", body, request.max_tokens)
+        ticket = await self._admit(call, "completions", request.model, route, body)
         if request.stream:
             include = bool(request.stream_options and request.stream_options.include_usage)
-            stream = target.backend.complete_stream(payload)
-            return await self._open_stream(ticket, target, payload, stream, request.model, include)
-        result = await self._unary(ticket, target, payload, target.backend.complete(payload))
+            return await self._stream(
+                call, ticket, route, lambda t, p: t.backend.complete_stream(p), request.model, include
+            )
+        result = await self._unary(call, ticket, route, lambda t, p: t.backend.complete(p))
         result["model"] = request.model
         return result
 
     async def embed(self, body: Payload, call: Call | None = None) -> Payload:
         call = call or Call()
         request = validate(EmbeddingRequest, body)
-        target, payload = self._place(request.model, "embeddings", body, None)
-        ticket = await self._admit(call, "embeddings", request.model, target, body)
-        result = await self._unary(ticket, target, payload, target.backend.embed(payload))
+        route = self._route(call, request.model, "embeddings", body, None)
+        ticket = await self._admit(call, "embeddings", request.model, route, body)
+        result = await self._unary(call, ticket, route, lambda t, p: t.backend.embed(p))
         result["model"] = request.model
         return result
 
-    async def _open_stream(
+    async def _stream(
         self,
+        call: Call,
         ticket: Ticket | None,
-        target: Target,
-        payload: Payload,
-        chunks: AsyncIterator[Payload],
+        route: Route,
+        open_stream: Callable[[Target, Payload], AsyncIterator[Payload]],
         model: str,
         include_usage: bool,
     ) -> Stream:
+        """Open the stream on the first deployment that yields a first chunk (failures before it fail over)."""
+
+        async def first_chunk(target: Target, payload: Payload) -> tuple[Payload | None, AsyncIterator[Payload]]:
+            iterator = aiter(open_stream(target, payload))
+            return await anext(iterator, None), iterator
+
+        try:
+            (first, iterator), served = await self.router.run(route, first_chunk)
+        except OpenMaaSError as exc:
+            self._served(call, ticket, route, None)
+            if ticket is not None and self.metering is not None:
+                await self.metering.finish(ticket, Outcome(status=exc.status, error_code=exc.code))
+            raise
+        self._served(call, ticket, route, served)
         meter = None
         if ticket is not None and self.metering is not None:
-            meter = StreamMeter(self.metering, ticket, target.backend, payload)
-        iterator = aiter(chunks)
-        try:
-            first = await anext(iterator, None)
-        except OpenMaaSError as exc:
-            if meter is not None:
-                await meter.end(None, exc.status, exc.code)
-            raise
-        if ticket is not None:
             ticket.first_token_at = time.perf_counter()
+            meter = StreamMeter(self.metering, ticket, served.target.backend, served.payload)
         if first is None:
             first = {"object": "chat.completion.chunk", "choices": []}
-        return Stream(first, iterator, model, include_usage, meter=meter)
+        return Stream(first, iterator, model, include_usage, meter=meter, restorer=served.restorer)
 
     def models(self) -> list[Payload]:
         out = []
         for d in self.registry.deployments.values():
             out.append(_model_card(d.name, d, None))
-        for alias, target in self.registry.aliases.items():
-            out.append(_model_card(alias, self.registry.deployments[target], target))
+        for alias, targets in self.registry.aliases.items():
+            out.append(_model_card(alias, self.registry.deployments[targets[0]], ",".join(targets)))
         return out
 
 

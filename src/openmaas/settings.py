@@ -72,7 +72,12 @@ class Timeouts(_Strict):
 
 
 class Deployment(_Strict):
-    """One model deployment: a public name served by one backend."""
+    """One model deployment: a public name served by one backend.
+
+    ``quality`` (0–1) is the operator's rating, used by ``prefer: quality`` and
+    to match a request's estimated difficulty; ``fallbacks`` are deployments or
+    aliases tried, in order, when every attempt on this one failed.
+    """
 
     name: str = Field(min_length=1)
     backend: Literal["llamacpp", "openai_compat", "anthropic", "fake"]
@@ -83,10 +88,72 @@ class Deployment(_Strict):
     capabilities: Capabilities = Field(default_factory=Capabilities)
     pricing: Pricing = Field(default_factory=Pricing)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    quality: float = Field(default=0.5, ge=0, le=1)
+    fallbacks: list[str] = Field(default_factory=list)
 
     @property
     def upstream_model(self) -> str:
         return self.model or self.name
+
+
+class AliasTarget(_Strict):
+    name: str
+    weight: float = Field(default=1.0, gt=0)
+
+
+class Alias(_Strict):
+    """A public model name over a group of deployments.
+
+    ``targets``: the group, load-balanced (least in flight, then EWMA latency, by weight).
+    ``fallbacks``: deployments or aliases tried after the whole group failed.
+    ``degrade``: when every cloud target is unreachable or its circuit open, serve from these
+    local deployments instead (flagged ``x-openmaas-degraded: true``).
+    """
+
+    targets: list[AliasTarget]
+    fallbacks: list[str] = Field(default_factory=list)
+    degrade: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_forms(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"targets": [{"name": data}]}
+        if isinstance(data, dict) and isinstance(data.get("targets"), list):
+            data = dict(data)
+            data["targets"] = [{"name": t} if isinstance(t, str) else t for t in data["targets"]]
+        return data
+
+
+class RetrySettings(_Strict):
+    attempts: int = Field(default=2, ge=1, le=10)  # per deployment, first try included
+    backoff_base: float = Field(default=0.05, ge=0)
+    backoff_max: float = Field(default=2.0, ge=0)
+
+
+class BreakerSettings(_Strict):
+    consecutive_failures: int = Field(default=5, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)  # over the window, once min_requests were seen
+    window_seconds: float = Field(default=30.0, gt=0)
+    min_requests: int = Field(default=20, ge=1)
+    open_seconds: float = Field(default=15.0, gt=0)  # then half-open: one probe at a time
+    health_interval: float = Field(default=5.0, gt=0)  # active checks of open circuits
+
+
+class RoutingSettings(_Strict):
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    max_attempts: int = Field(default=6, ge=1)  # across all deployments of one request
+
+
+class PrivacySettings(_Strict):
+    """PII/secret scanning. ``policy`` applies to anonymous callers and keys without one."""
+
+    enabled: bool = True
+    policy: Literal["allow", "mask", "local_only"] = "allow"
+    entities: list[str] | None = None  # None: every supported entity
+    threshold: float = Field(default=0.4, ge=0, le=1)
+    secrets: bool = True
 
 
 def _default_deployments() -> list[Deployment]:
@@ -114,7 +181,9 @@ class Settings(_Strict):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     metering: MeteringSettings = Field(default_factory=MeteringSettings)
     deployments: list[Deployment] = Field(default_factory=_default_deployments)
-    aliases: dict[str, str] = Field(default_factory=lambda: {"default": "smollm2-135m"})
+    aliases: dict[str, Alias] = Field(default_factory=lambda: {"default": Alias.model_validate("smollm2-135m")})
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Settings:
@@ -122,11 +191,20 @@ class Settings(_Strict):
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"duplicate deployment names: {sorted(duplicates)}")
-        for alias, target in self.aliases.items():
+        known = {*names, *self.aliases}
+        for alias, spec in self.aliases.items():
             if alias in names:
                 raise ValueError(f"alias '{alias}' shadows a deployment of the same name")
-            if target not in names:
-                raise ValueError(f"alias '{alias}' points to unknown deployment '{target}'")
+            for target in [t.name for t in spec.targets] + spec.degrade:
+                if target not in names:
+                    raise ValueError(f"alias '{alias}' points to unknown deployment '{target}'")
+            for fallback in spec.fallbacks:
+                if fallback not in known:
+                    raise ValueError(f"alias '{alias}' falls back to unknown model '{fallback}'")
+        for d in self.deployments:
+            for fallback in d.fallbacks:
+                if fallback not in known:
+                    raise ValueError(f"deployment '{d.name}' falls back to unknown model '{fallback}'")
         return self
 
     def database_url(self) -> str:

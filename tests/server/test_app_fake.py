@@ -58,8 +58,10 @@ async def test_a_stream_that_breaks_after_tokens_ends_with_an_error_event(fake_c
     assert "[DONE]" not in events
     error = json.loads(events[-1])["error"]
     assert error["code"] == "upstream_stream_broken"
-    delivered = [json.loads(e) for e in events[:-1]]
+    *delivered, usage = [json.loads(e) for e in events[:-1]]
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in delivered) == "one two"
+    # the partial output is billed, and the client is told so in a final usage chunk before the error
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 2
 
 
 async def test_a_stream_that_fails_before_its_first_token_is_an_http_error(fake_client: httpx.AsyncClient) -> None:

@@ -152,7 +152,9 @@ async def test_a_stream_failing_midway_raises_in_the_sdk_instead_of_truncating(t
         with pytest.raises(openai.APIError, match="failed mid-stream"):
             async for chunk in stream:
                 received.append(chunk)
-        assert len(received) == 2
+        *tokens, usage = received
+        assert [c.choices[0].delta.content for c in tokens] == ["Hello", " from"]
+        assert usage.choices == [] and usage.usage is not None and usage.usage.completion_tokens == 2
 
 
 async def test_the_anthropic_upstream_speaks_the_real_messages_format(tmp_path, monkeypatch) -> None:

@@ -36,6 +36,8 @@ def row(i: int) -> Row:
         "interrupted": i % 2 == 0,
         "created_at": time.time(),
         "day": "2026-11-22",
+        "degraded": False,
+        "route": '{"chosen": "m"}',
     }
     return tuple(values[c] for c in COLUMNS)
 

@@ -51,6 +51,8 @@ class UsageEvent:
     interrupted: bool
     created_at: float
     day: str
+    degraded: bool = False
+    route: str | None = None
 
     def row(self) -> Row:
         """The values in ``usage_events`` column order."""

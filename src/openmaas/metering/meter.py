@@ -39,6 +39,8 @@ class Ticket:
     quotas: list[tuple[Quota, int]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     route_reason: str = ""
+    route: str | None = None
+    degraded: bool = False
     day: str = ""
     first_token_at: float | None = None
     finished: bool = False
@@ -253,6 +255,8 @@ class Metering:
             interrupted=outcome.interrupted,
             created_at=ticket.wall_start,
             day=ticket.day,
+            degraded=ticket.degraded,
+            route=ticket.route,
         )
         used = outcome.prompt_tokens + outcome.completion_tokens
         settlement = Settlement()

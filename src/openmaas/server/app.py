@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from openmaas.errors import OpenMaaSError
 from openmaas.gateway import Gateway
 from openmaas.routing.registry import Registry
+from openmaas.routing.router import Router
 from openmaas.server import errors
 from openmaas.server.admin_routes import admin_routes
 from openmaas.server.middleware import RequestIdMiddleware
@@ -27,19 +28,22 @@ log = logging.getLogger("openmaas.server")
 def create_app(settings: Settings, registry: Registry | None = None) -> Starlette:
     registry = registry or Registry(settings)
     services = Services(settings)
-    gateway = Gateway(registry, services.metering)
+    router = Router(settings, registry)
+    gateway = Gateway(router, services.metering)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
         try:
             await registry.start()
+            await router.start()
             # Everything built so far lives as long as the process: keep it out of the
             # collector's full passes, which otherwise re-scan it on every gen-2 collection.
             gc.freeze()
             try:
                 yield
             finally:
+                await router.close()
                 await registry.close()
         finally:
             await services.close()

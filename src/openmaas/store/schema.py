@@ -6,7 +6,20 @@ UTC epoch seconds; ``day`` is the UTC date of an event, for portable grouping.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -83,6 +96,8 @@ usage_events = Table(
     Column("interrupted", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("day", String(10), nullable=False, index=True),
+    Column("degraded", Boolean, nullable=False, default=False),  # served by a local stand-in for the cloud
+    Column("route", Text),  # the route decision as JSON: candidates, reasons, attempts, privacy class
     Index("ix_usage_events_key_created", "key_id", "created_at"),
     Index("ix_usage_events_tenant_created", "tenant_id", "created_at"),
 )

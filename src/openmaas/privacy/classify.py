@@ -1,0 +1,155 @@
+"""Classify a request by what it carries, and mask it before a cloud call.
+
+Every text a request sends is scanned: message contents (strings and text
+parts), tool-call arguments, tool results, ``prompt`` and ``input``. The class is
+``public`` or ``sensitive`` with the entity *types* found — never the values.
+
+Masking replaces each finding with a placeholder such as ``[EMAIL_ADDRESS_1]``
+(the same value gets the same placeholder everywhere in the request) and
+keeps the mapping for the response: ``Restorer`` puts the values back where a
+placeholder reappears, in whole responses and across streamed chunks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from openmaas.privacy.scanner import Finding, Scanner
+
+Slot = tuple[Any, Any]  # (container, key): where a text lives in the payload
+
+
+@dataclass
+class PrivacyClass:
+    label: str = "public"  # "public" | "sensitive"
+    entities: tuple[str, ...] = ()
+
+    @property
+    def sensitive(self) -> bool:
+        return self.label == "sensitive"
+
+
+@dataclass
+class Scanned:
+    privacy: PrivacyClass
+    slots: list[tuple[int, str, list[Finding]]] = field(default_factory=list)  # (slot index, text, findings)
+
+
+def _text_slots(payload: dict[str, Any]) -> list[Slot]:
+    slots: list[Slot] = []
+
+    def add(container: Any, key: Any) -> None:
+        value = container[key]
+        if isinstance(value, str):
+            slots.append((container, key))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, str):
+                    slots.append((value, i))
+                elif isinstance(item, dict) and isinstance(item.get("text"), str):
+                    slots.append((item, "text"))
+
+    for message in payload.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        if "content" in message:
+            add(message, "content")
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                slots.append((function, "arguments"))
+    for key in ("prompt", "input"):
+        if key in payload:
+            add(payload, key)
+    return slots
+
+
+def scan_payload(scanner: Scanner, payload: dict[str, Any]) -> Scanned:
+    scanned = Scanned(PrivacyClass())
+    entities: set[str] = set()
+    for index, (container, key) in enumerate(_text_slots(payload)):
+        text = container[key]
+        findings = scanner.scan(text)
+        if findings:
+            scanned.slots.append((index, text, findings))
+            entities.update(f.entity for f in findings)
+    if entities:
+        scanned.privacy = PrivacyClass("sensitive", tuple(sorted(entities)))
+    return scanned
+
+
+def masked_copy(payload: dict[str, Any], scanned: Scanned) -> tuple[dict[str, Any], dict[str, str]]:
+    """A copy of the scanned payload with every finding replaced, and placeholder → original value."""
+    copy = copy_payload(payload)
+    slots = _text_slots(copy)
+    by_value: dict[str, str] = {}
+    counters: dict[str, int] = {}
+    for index, text, findings in scanned.slots:
+        container, key = slots[index]
+        out, at = [], 0
+        for f in findings:
+            value = text[f.start : f.end]
+            placeholder = by_value.get(value)
+            if placeholder is None:
+                counters[f.entity] = counters.get(f.entity, 0) + 1
+                placeholder = by_value[value] = f"[{f.entity}_{counters[f.entity]}]"
+            out += [text[at : f.start], placeholder]
+            at = f.end
+        out.append(text[at:])
+        container[key] = "".join(out)
+    return copy, {placeholder: value for value, placeholder in by_value.items()}
+
+
+def copy_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """Deep enough to edit texts: messages, their parts and tool calls, prompt/input lists."""
+    import copy
+
+    out = dict(payload)
+    for key in ("messages", "prompt", "input"):
+        if isinstance(out.get(key), list):
+            out[key] = copy.deepcopy(out[key])
+    return out
+
+
+_PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*_\d+\]")
+
+
+class Restorer:
+    """Put masked values back into model output, whole or streamed in pieces."""
+
+    def __init__(self, mapping: dict[str, str]) -> None:
+        self.mapping = mapping
+        self.longest = max((len(p) for p in mapping), default=0)
+        self._held = ""
+
+    def restore(self, text: str) -> str:
+        return _PLACEHOLDER.sub(lambda m: self.mapping.get(m.group(), m.group()), text)
+
+    def feed(self, piece: str) -> str:
+        """The restorable part of the stream so far; a possible placeholder prefix is held back."""
+        text = self._held + piece
+        cut = text.rfind("[")
+        if cut >= 0 and "]" not in text[cut:] and len(text) - cut < self.longest:
+            self._held, text = text[cut:], text[:cut]
+        else:
+            self._held = ""
+        return self.restore(text)
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return self.restore(held)
+
+    def restore_response(self, result: dict[str, Any]) -> None:
+        for choice in result.get("choices") or []:
+            message = choice.get("message")
+            if isinstance(message, dict):
+                if isinstance(message.get("content"), str):
+                    message["content"] = self.restore(message["content"])
+                for call in message.get("tool_calls") or []:
+                    function = call.get("function") or {}
+                    if isinstance(function.get("arguments"), str):
+                        function["arguments"] = self.restore(function["arguments"])
+            if isinstance(choice.get("text"), str):
+                choice["text"] = self.restore(choice["text"])

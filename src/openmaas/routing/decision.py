@@ -1,0 +1,91 @@
+"""The route decision: what was asked, what was considered, why, and where the data went.
+
+One object per request, built by the policy and completed by the router as
+attempts succeed or fail. It is returned compactly in ``x-openmaas-route``,
+logged, and stored whole in the ledger (``usage_events.route``) for
+``openmaas audit``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from openmaas.privacy.classify import PrivacyClass
+
+
+@dataclass
+class Candidate:
+    name: str
+    locality: str
+    role: str  # "target" | "fallback" | "degrade"
+    kept: bool = True
+    reason: str = "ok"  # why dropped (privacy, context, tools, circuit_open, …) or how it ranked
+
+
+@dataclass
+class Attempt:
+    deployment: str
+    locality: str
+    outcome: str  # "ok", or the error code that ended it
+    ms: float
+    masked: bool = False
+
+
+@dataclass
+class RouteDecision:
+    requested: str
+    endpoint: str
+    privacy: PrivacyClass
+    policy: str
+    difficulty: float
+    prefer: str | None = None
+    max_cost_usd: float | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    chosen: str | None = None
+    chosen_locality: str | None = None
+    degraded: bool = False
+
+    @property
+    def plan(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.kept]
+
+    @property
+    def masked(self) -> bool:
+        return any(a.masked for a in self.attempts)
+
+    def data_went_to(self) -> list[str]:
+        """Every deployment that received the request's data (attempts that failed included)."""
+        return list(dict.fromkeys(a.deployment for a in self.attempts))
+
+    def header(self) -> str:
+        """Compact, for ``x-openmaas-route``: chosen, privacy, policy, dropped candidates, attempts."""
+        parts = [f"chosen={self.chosen or '-'}", f"privacy={self.privacy.label}"]
+        if self.privacy.entities:
+            parts[-1] += "(" + ",".join(self.privacy.entities) + ")"
+        parts.append(f"policy={self.policy}")
+        if self.masked:
+            parts.append("masked=1")
+        dropped = [f"{c.name}:{c.reason}" for c in self.candidates if not c.kept]
+        if dropped:
+            parts.append("dropped=" + ",".join(dropped))
+        failed = [f"{a.deployment}:{a.outcome}" for a in self.attempts if a.outcome != "ok"]
+        if failed:
+            parts.append("failed=" + ",".join(failed))
+        if self.prefer:
+            parts.append(f"prefer={self.prefer}")
+        if self.degraded:
+            parts.append("degraded=1")
+        return "; ".join(parts)[:1000]
+
+    def reason(self) -> str:
+        """One line for ``usage_events.route_reason``."""
+        return self.header()[:500]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["privacy"] = {"class": self.privacy.label, "entities": list(self.privacy.entities)}
+        data["masked"] = self.masked
+        data["data_went_to"] = self.data_went_to()
+        return data

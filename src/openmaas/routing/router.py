@@ -1,0 +1,174 @@
+"""Run a route decision: attempts, retries with backoff and jitter, fallbacks, breakers, masking.
+
+``Router.route`` scans the request (privacy class) and asks the policy for an
+ordered plan; ``Router.run`` walks the plan. On each deployment it makes up to
+``retry.attempts`` tries while the failure is retryable — connect errors,
+timeouts, upstream 429 and 5xx — waiting ``base·2^n`` (capped, with jitter)
+between tries, then moves to the next candidate. A context-length refusal moves
+on at once (to a larger-context candidate, if the plan has one). A request the
+upstream rejected as malformed fails at once: retrying it elsewhere would not
+help. Every try is recorded in the decision, so the audit trail lists every
+deployment that received the data, including the ones that failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from openmaas.auth.principal import Principal
+from openmaas.backends.base import Payload
+from openmaas.errors import ContextLengthExceeded, OpenMaaSError, ServiceUnavailable, UpstreamError
+from openmaas.privacy.classify import PrivacyClass, Restorer, Scanned, masked_copy, scan_payload
+from openmaas.privacy.scanner import Scanner
+from openmaas.routing.decision import Attempt, RouteDecision
+from openmaas.routing.health import Health, HealthMonitor
+from openmaas.routing.policy import Policy
+from openmaas.routing.registry import Registry, Target
+from openmaas.settings import Settings
+
+log = logging.getLogger("openmaas.routing")
+T = TypeVar("T")
+
+
+@dataclass
+class Route:
+    decision: RouteDecision
+    scanned: Scanned | None
+    body: Payload
+
+
+@dataclass
+class Served:
+    target: Target
+    payload: Payload
+    restorer: Restorer | None
+
+
+def retryable(exc: OpenMaaSError) -> bool:
+    return isinstance(exc, UpstreamError)
+
+
+class Router:
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        breaker = settings.routing.breaker
+        self.health = {name: Health(name, breaker) for name in registry.deployments}
+        self.policy = Policy(registry.deployments, settings.aliases, self.health)
+        privacy = settings.privacy
+        self.scanner = Scanner(privacy.entities, privacy.threshold, privacy.secrets) if privacy.enabled else None
+        self.monitor = HealthMonitor(self.health, self._probe, breaker.health_interval)
+        self.rng = random.Random()
+
+    async def start(self) -> None:
+        if self.scanner is not None:
+            await asyncio.to_thread(self.scanner.warm_up)
+        self.monitor.start()
+
+    async def close(self) -> None:
+        await self.monitor.close()
+
+    async def _probe(self, name: str) -> bool:
+        return await self.registry.backends[name].health()
+
+    def route(
+        self,
+        model: str,
+        endpoint: str,
+        body: Payload,
+        principal: Principal,
+        output_limit: int | None,
+    ) -> Route:
+        scanned = scan_payload(self.scanner, body) if self.scanner is not None else None
+        privacy = scanned.privacy if scanned is not None else PrivacyClass("unscanned")
+        policy = principal.privacy if principal.key_id is not None else self.settings.privacy.policy
+        hints = body.get("route") if isinstance(body.get("route"), dict) else None
+        decision = self.policy.decide(model, endpoint, body, privacy, policy, output_limit, hints)
+        return Route(decision, scanned, body)
+
+    def _payload(self, route: Route, target: Target) -> tuple[Payload, Restorer | None]:
+        d = route.decision
+        restorer = None
+        if d.policy == "mask" and d.privacy.sensitive and target.deployment.locality != "local" and route.scanned:
+            payload, mapping = masked_copy(route.body, route.scanned)
+            restorer = Restorer(mapping)
+        else:
+            payload = dict(route.body)
+        payload.pop("route", None)
+        payload["model"] = target.deployment.upstream_model
+        return payload, restorer
+
+    def _delay(self, attempt: int) -> float:
+        retry = self.settings.routing.retry
+        cap = min(retry.backoff_max, retry.backoff_base * 2**attempt)
+        return float(cap / 2 + self.rng.uniform(0, cap / 2))  # "equal jitter": never zero, never in lockstep
+
+    async def run(self, route: Route, call: Callable[[Target, Payload], Awaitable[T]]) -> tuple[T, Served]:
+        decision = route.decision
+        retry = self.settings.routing.retry
+        budget = self.settings.routing.max_attempts
+        last: OpenMaaSError | None = None
+        upstream_failed = False
+        for candidate in decision.plan:
+            if budget <= 0:
+                break
+            if candidate.role == "degrade" and not upstream_failed and decision.attempts:
+                continue
+            target = self.registry.target(candidate.name, decision.requested)
+            health = self.health[candidate.name]
+            for attempt in range(retry.attempts):
+                if budget <= 0:
+                    break
+                if not health.begin():
+                    decision.attempts.append(Attempt(candidate.name, candidate.locality, "circuit_open", 0.0))
+                    upstream_failed = True
+                    break
+                budget -= 1
+                payload, restorer = self._payload(route, target)
+                started = time.perf_counter()
+                record = Attempt(candidate.name, candidate.locality, "ok", 0.0, restorer is not None)
+                decision.attempts.append(record)
+                try:
+                    result = await call(target, payload)
+                except OpenMaaSError as exc:
+                    record.ms = round((time.perf_counter() - started) * 1000, 1)
+                    record.outcome = exc.code or type(exc).__name__
+                    last = exc
+                    if isinstance(exc, ContextLengthExceeded):
+                        health.release()
+                        break  # a larger context may be next in the plan
+                    if not retryable(exc):
+                        health.release()
+                        raise
+                    health.failure()
+                    upstream_failed = True
+                    log.info("attempt on '%s' failed (%s)", candidate.name, record.outcome)
+                    if attempt + 1 < retry.attempts and health.available() and budget > 0:
+                        await asyncio.sleep(self._delay(attempt))
+                        continue
+                    break
+                except BaseException:
+                    record.ms = round((time.perf_counter() - started) * 1000, 1)
+                    record.outcome = "cancelled"
+                    health.release()
+                    raise
+                record.ms = round((time.perf_counter() - started) * 1000, 1)
+                health.success(record.ms)
+                decision.chosen, decision.chosen_locality = candidate.name, candidate.locality
+                decision.degraded = candidate.role == "degrade"
+                return result, Served(target, payload, restorer)
+        if last is not None:
+            raise last
+        raise ServiceUnavailable(
+            f"Every deployment for '{decision.requested}' is unavailable (circuit open); try again shortly.",
+            code="no_healthy_deployment",
+        )
+
+    def status(self) -> dict[str, Any]:
+        return {name: h.snapshot() for name, h in self.health.items()}
