@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from openmaas.privacy.classify import Restorer, masked_copy, scan_payload
+from openmaas.privacy.scanner import Scanner
+
+
+@pytest.fixture(scope="module")
+def scanner() -> Scanner:
+    return Scanner()
+
+
+def test_every_text_of_a_request_is_scanned_and_only_types_are_reported(scanner: Scanner) -> None:
+    body = {
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "mail me at ann@example.com"}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "c", "function": {"name": "pay", "arguments": '{"card": "4111111111111111"}'}}],
+            },
+            {"role": "tool", "tool_call_id": "c", "content": "done for 13800138000"},
+        ]
+    }
+    scanned = scan_payload(scanner, body)
+    assert scanned.privacy.label == "sensitive"
+    assert scanned.privacy.entities == ("CN_MOBILE", "CREDIT_CARD", "EMAIL_ADDRESS")
+    assert "ann@example.com" not in repr(scanned.privacy)
+
+
+def test_masking_replaces_values_consistently_and_leaves_the_original_untouched(scanner: Scanner) -> None:
+    body = {
+        "messages": [
+            {"role": "user", "content": "Write to ann@example.com, then again to ann@example.com and bob@example.org"}
+        ]
+    }
+    masked, mapping = masked_copy(body, scan_payload(scanner, body))
+    text = masked["messages"][0]["content"]
+    assert text == "Write to [EMAIL_ADDRESS_1], then again to [EMAIL_ADDRESS_1] and [EMAIL_ADDRESS_2]"
+    assert mapping == {"[EMAIL_ADDRESS_1]": "ann@example.com", "[EMAIL_ADDRESS_2]": "bob@example.org"}
+    assert "ann@example.com" in body["messages"][0]["content"]  # the caller's body is not changed
+
+
+def test_restoring_a_stream_holds_back_a_split_placeholder() -> None:
+    restorer = Restorer({"[EMAIL_ADDRESS_1]": "ann@example.com"})
+    pieces = ["Sure, I wrote to [EMA", "IL_ADDRESS", "_1] and [not a placeholder] ok", " [EMAIL"]
+    out = "".join(restorer.feed(p) for p in pieces) + restorer.flush()
+    assert out == "Sure, I wrote to ann@example.com and [not a placeholder] ok [EMAIL"
+
+
+def test_restoring_a_whole_response() -> None:
+    restorer = Restorer({"[CN_MOBILE_1]": "13800138000"})
+    result = {"choices": [{"message": {"content": "Call [CN_MOBILE_1]", "tool_calls": []}}, {"text": "[CN_MOBILE_1]"}]}
+    restorer.restore_response(result)
+    assert result["choices"][0]["message"]["content"] == "Call 13800138000"
+    assert result["choices"][1]["text"] == "13800138000"
