@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from openmaas.errors import OpenMaaSError
 from openmaas.protocol.admin import KeyCreate, KeyFields, PlanCreate, PlanFields, TenantCreate, TenantFields
 from openmaas.settings import load_settings
-from openmaas.store import usage
+from openmaas.store import audit, usage
 from openmaas.store.admin import AdminStore
 from openmaas.store.db import Database
 
@@ -276,6 +276,24 @@ def usage_command(
         _table(rows, [*groups, *usage.COLUMNS])
 
 
+@click.command("audit")
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True)
+@config_option
+def audit_command(request_id: str, as_json: bool, config: str | None) -> None:
+    """Where a request's data went and why (from the ledger)."""
+
+    async def work(store: AdminStore) -> list[dict[str, Any]]:
+        return await audit.trail(store.db, request_id)
+
+    events = _run(config, work)
+    if as_json:
+        click.echo(json.dumps(events, indent=2))
+        return
+    for event in events:
+        click.echo("\n".join(audit.describe(event)))
+
+
 @click.group()
 def db() -> None:
     """The database schema."""
@@ -294,5 +312,5 @@ def db_upgrade(config: str | None) -> None:
 
 
 def register(main: click.Group) -> None:
-    for command in (tenants, plans, keys, usage_command, db):
+    for command in (tenants, plans, keys, usage_command, audit_command, db):
         main.add_command(command)

@@ -16,7 +16,7 @@ from openmaas.errors import AuthenticationFailed, PermissionDenied, from_validat
 from openmaas.protocol.admin import KeyCreate, KeyFields, PlanCreate, PlanFields, TenantCreate, TenantFields
 from openmaas.server.routes import _json, api_key, read_json
 from openmaas.services import Services
-from openmaas.store import usage
+from openmaas.store import audit, usage
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -141,6 +141,21 @@ async def usage_report(request: Request) -> Response:
     return _json({"object": "list", "group_by": group_by, "data": rows})
 
 
+async def audit_trail(request: Request) -> Response:
+    """Where a request's data went and why: its ledger events with the route decision."""
+    s = _services(request)
+    tenant = request.query_params.get("tenant")
+    tenant_id = (await s.admin.get_tenant(tenant))["id"] if tenant else None
+    events = await audit.trail(s.db, request.path_params["request_id"], tenant_id)
+    return _json({"object": "list", "data": events})
+
+
+async def routing_status(request: Request) -> Response:
+    """Each deployment's circuit state, requests in flight and EWMA latency."""
+    _services(request)
+    return _json({"deployments": request.app.state.gateway.router.status()})
+
+
 admin_routes = [
     Route("/admin/plans", create_plan, methods=["POST"]),
     Route("/admin/plans", list_plans, methods=["GET"]),
@@ -156,4 +171,6 @@ admin_routes = [
     Route("/admin/keys/{id}/revoke", revoke_key, methods=["POST"]),
     Route("/admin/keys/{id}/rotate", rotate_key, methods=["POST"]),
     Route("/admin/usage", usage_report, methods=["GET"]),
+    Route("/admin/audit/{request_id}", audit_trail, methods=["GET"]),
+    Route("/admin/routing", routing_status, methods=["GET"]),
 ]

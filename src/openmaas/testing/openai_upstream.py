@@ -5,8 +5,15 @@ Deterministic. Behaviour is chosen by the requested model name:
 caller's Authorization header in its error, to prove the gateway redacts it),
 ``context-overflow``, ``slow-<ms>`` (waits before answering), ``midstream-error``
 (a stream that errors after two tokens), ``garbage`` (invalid JSON).
-Every request body is kept in ``UpstreamState.requests`` (bounded) so tests can
-see exactly what the gateway forwarded.
+``echo`` answers with the last user message. Every request body is kept in
+``requests`` (bounded) so tests can see exactly what the gateway forwarded.
+
+Faults on command (fault injection): ``fail(model, *faults)`` queues faults for
+the next requests to that upstream model; ``break_(model, fault)`` applies one
+to every request until ``heal(model)``. Faults: ``500``, ``503``, ``429``,
+``drop`` (headers sent, then the connection is cut), ``hang`` (never answers),
+``slow_first:<ms>`` (first token late), ``die_midstream`` (the connection is cut
+after two streamed tokens).
 """
 
 from __future__ import annotations
@@ -27,6 +34,26 @@ class OpenAIUpstream:
         self.chunk_delay = chunk_delay  # seconds between streamed tokens
         self.requests: deque[dict[str, Any]] = deque(maxlen=keep)
         self.headers: deque[dict[str, str]] = deque(maxlen=keep)
+        self.queued: dict[str, deque[str]] = {}
+        self.broken: dict[str, str] = {}
+        self.calls: dict[str, int] = {}
+
+    def fail(self, model: str, *faults: str) -> None:
+        self.queued.setdefault(model, deque()).extend(faults)
+
+    def break_(self, model: str, fault: str) -> None:
+        self.broken[model] = fault
+
+    def heal(self, model: str) -> None:
+        self.broken.pop(model, None)
+        self.queued.pop(model, None)
+
+    def _next_fault(self, model: str) -> str | None:
+        self.calls[model] = self.calls.get(model, 0) + 1
+        queue = self.queued.get(model)
+        if queue:
+            return queue.popleft()
+        return self.broken.get(model)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -56,6 +83,9 @@ class OpenAIUpstream:
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.headers.append(headers)
         model = str(req.get("model", ""))
+        fault = self._next_fault(model)
+        if fault is not None and await self._inject(send, fault):
+            return
         if await self._failure(send, model, headers):
             return
         if path.endswith("/embeddings"):
@@ -68,16 +98,20 @@ class OpenAIUpstream:
             )
             return
         text_mode = path.endswith("/completions") and not path.endswith("/chat/completions")
+        reply = self.reply
+        if model == "echo":
+            user = [m.get("content") for m in req.get("messages") or [] if m.get("role") == "user"]
+            reply = str(user[-1]) if user else ""
         if req.get("stream"):
-            await self._stream(send, req, model, text_mode)
+            await self._stream(send, req, model, text_mode, reply, fault)
             return
-        words = self.reply.split()
+        words = reply.split()
         if text_mode:
-            choice: dict[str, Any] = {"index": 0, "text": self.reply, "finish_reason": "stop", "logprobs": None}
+            choice: dict[str, Any] = {"index": 0, "text": reply, "finish_reason": "stop", "logprobs": None}
         else:
             choice = {
                 "index": 0,
-                "message": {"role": "assistant", "content": self.reply},
+                "message": {"role": "assistant", "content": reply},
                 "finish_reason": "stop",
                 "logprobs": None,
             }
@@ -93,6 +127,19 @@ class OpenAIUpstream:
                 "usage": {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)},
             },
         )
+
+    async def _inject(self, send: Any, fault: str) -> bool:
+        """Apply a fault before the response; True when the response is finished (or never comes)."""
+        if fault in ("500", "503", "429"):
+            await self._json(send, int(fault), {"error": {"message": f"injected {fault}", "type": "server_error"}})
+            return True
+        if fault == "drop":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]})
+            await send({"type": "http.response.body", "body": b'{"id": "cut', "more_body": True})
+            raise ConnectionResetError("injected: connection dropped")
+        if fault == "hang":
+            await asyncio.sleep(3600)
+        return False  # stream faults act later
 
     async def _failure(self, send: Any, model: str, headers: dict[str, str]) -> bool:
         if model.startswith("slow-"):
@@ -117,9 +164,13 @@ class OpenAIUpstream:
             return True
         return False
 
-    async def _stream(self, send: Any, req: dict[str, Any], model: str, text_mode: bool) -> None:
+    async def _stream(
+        self, send: Any, req: dict[str, Any], model: str, text_mode: bool, reply: str, fault: str | None
+    ) -> None:
+        if fault and fault.startswith("slow_first:"):
+            await asyncio.sleep(int(fault.split(":")[1]) / 1000)
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
-        words = self.reply.split()
+        words = reply.split()
         base = {
             "id": "chatcmpl-up",
             "object": "text_completion" if text_mode else "chat.completion.chunk",
@@ -133,6 +184,8 @@ class OpenAIUpstream:
             )
 
         for i, word in enumerate(words):
+            if fault == "die_midstream" and i == 2:
+                raise ConnectionResetError("injected: died mid-stream")
             if model == "midstream-error" and i == 2:
                 await event({"error": {"message": "engine crashed", "type": "server_error"}})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,84 @@
+"""The audit trail: for a request id, every ledger event with its route decision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import or_, select
+
+from openmaas.errors import NotFound
+from openmaas.store.db import Database
+from openmaas.store.schema import usage_events
+
+FIELDS = (
+    "id",
+    "request_id",
+    "tenant_id",
+    "key_id",
+    "endpoint",
+    "model",
+    "deployment",
+    "status",
+    "error_code",
+    "interrupted",
+    "degraded",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_nanos",
+    "created_at",
+    "route_reason",
+    "route",
+)
+
+
+async def trail(db: Database, request_id: str, tenant_id: str | None = None) -> list[dict[str, Any]]:
+    """Events whose request id (x-request-id) or event id is ``request_id``, oldest first."""
+    query = select(*(usage_events.c[f] for f in FIELDS)).where(
+        or_(usage_events.c.request_id == request_id, usage_events.c.id == request_id)
+    )
+    if tenant_id is not None:
+        query = query.where(usage_events.c.tenant_id == tenant_id)
+    async with db.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in await conn.execute(query.order_by(usage_events.c.created_at))]
+    if not rows:
+        raise NotFound(f"No request with id '{request_id}' is in the ledger", param="request_id")
+    for row in rows:
+        row["cost_usd"] = row.pop("cost_nanos") / 1e9
+        row["route"] = orjson.loads(row["route"]) if row["route"] else None
+        row["interrupted"], row["degraded"] = bool(row["interrupted"]), bool(row["degraded"])
+    return rows
+
+
+def describe(event: dict[str, Any]) -> list[str]:
+    """Human-readable lines: where the data went and why."""
+    route = event.get("route") or {}
+    privacy = route.get("privacy") or {}
+    lines = [
+        f"request {event['request_id']}  (event {event['id']})",
+        f"  asked for    {event['model']} ({event['endpoint']}), status {event['status']}"
+        + (f" {event['error_code']}" if event.get("error_code") else ""),
+        f"  privacy      {privacy.get('class', '-')}"
+        + (f": {', '.join(privacy['entities'])}" if privacy.get("entities") else "")
+        + f"   policy {route.get('policy', '-')}",
+        f"  served by    {event.get('deployment') or '-'} ({route.get('chosen_locality') or '-'})"
+        + ("   DEGRADED" if event.get("degraded") else "")
+        + ("   masked before the cloud" if route.get("masked") else ""),
+        f"  data went to {', '.join(route.get('data_went_to') or []) or 'nowhere'}",
+    ]
+    if route.get("difficulty") is not None:
+        lines.append(f"  difficulty   {route['difficulty']}   prefer {route.get('prefer') or '-'}")
+    lines.append("  candidates:")
+    for c in route.get("candidates") or []:
+        verdict = "kept   " if c["kept"] else "dropped"
+        lines.append(f"    {verdict} {c['name']:<24} {c['locality']:<6} {c['role']:<9} {c['reason']}")
+    if route.get("attempts"):
+        lines.append("  attempts:")
+        for a in route["attempts"]:
+            lines.append(
+                f"    {a['deployment']:<24} {a['outcome']:<24} {a['ms']} ms" + ("  masked" if a["masked"] else "")
+            )
+    lines.append(
+        f"  tokens       {event['prompt_tokens']} in / {event['completion_tokens']} out, ${event['cost_usd']:.6f}"
+    )
+    return lines
