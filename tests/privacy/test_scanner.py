@@ -36,7 +36,11 @@ CASES = [
     ("手机 +86 139-1234-5678 联系", "CN_MOBILE", "+86 139-1234-5678"),
     ("number 12800138000 is not a mobile", "CN_MOBILE", None),  # 12x is no mobile prefix
     ("my key AKIAIOSFODNN7EXAMPLE leaked", "SECRET_AWS_ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE"),
-    ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "SECRET_GITHUB_TOKEN", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+    (
+        "token ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "SECRET_GITHUB_TOKEN",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    ),
     ("db_password = 'hunter2hunter2'", "SECRET_SECRET_KEYWORD", "hunter2hunter2"),
     ("-----BEGIN RSA PRIVATE KEY-----\nMIIEow", "SECRET_PRIVATE_KEY", "BEGIN RSA PRIVATE KEY"),
     ("the password policy needs twelve characters", "SECRET_SECRET_KEYWORD", None),

@@ -49,7 +49,7 @@ def test_a_failed_probe_opens_it_again() -> None:
 
 
 def test_error_rate_over_the_window_opens_it() -> None:
-    h, clock = breaker(consecutive_failures=100, error_rate=0.5, window_seconds=30)
+    h, _ = breaker(consecutive_failures=100, error_rate=0.5, window_seconds=30)
     for i in range(10):
         assert h.begin()
         h.success(5) if i % 2 else h.failure()

@@ -17,7 +17,13 @@ BODY: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}]}
 
 def policy() -> tuple[Policy, dict[str, Health]]:
     def dep(name: str, locality: str, price: float, **kw: Any) -> dict[str, Any]:
-        return {"name": name, "backend": "fake", "locality": locality, "pricing": {"input_per_mtok": price, "output_per_mtok": price}, **kw}
+        return {
+            "name": name,
+            "backend": "fake",
+            "locality": locality,
+            "pricing": {"input_per_mtok": price, "output_per_mtok": price},
+            **kw,
+        }
 
     settings = Settings.model_validate(
         {
@@ -89,7 +95,10 @@ def test_an_open_circuit_is_dropped() -> None:
 
 def test_preferences_order_and_max_cost_drops() -> None:
     p, _ = policy()
-    assert plan(p.decide("smart", "chat", BODY, PUBLIC, "allow", None, {"prefer": "cost"}))[:2] == ["cloud-b", "cloud-a"]
+    assert plan(p.decide("smart", "chat", BODY, PUBLIC, "allow", None, {"prefer": "cost"}))[:2] == [
+        "cloud-b",
+        "cloud-a",
+    ]
     assert plan(p.decide("smart", "chat", BODY, PUBLIC, "allow", None, {"prefer": "quality"}))[:2] == [
         "cloud-a",
         "cloud-b",

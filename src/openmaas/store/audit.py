@@ -40,7 +40,8 @@ async def trail(db: Database, request_id: str, tenant_id: str | None = None) -> 
     if tenant_id is not None:
         query = query.where(usage_events.c.tenant_id == tenant_id)
     async with db.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in await conn.execute(query.order_by(usage_events.c.created_at))]
+        result = await conn.execute(query.order_by(usage_events.c.created_at))
+        rows = [{str(k): v for k, v in r._mapping.items()} for r in result]  # plain str keys (orjson)
     if not rows:
         raise NotFound(f"No request with id '{request_id}' is in the ledger", param="request_id")
     for row in rows:

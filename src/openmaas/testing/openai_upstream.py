@@ -10,7 +10,7 @@ caller's Authorization header in its error, to prove the gateway redacts it),
 
 Faults on command (fault injection): ``fail(model, *faults)`` queues faults for
 the next requests to that upstream model; ``break_(model, fault)`` applies one
-to every request until ``heal(model)``. Faults: ``500``, ``503``, ``429``,
+to every request until ``heal(model)``. Faults: ``500``, ``503``, ``429``, ``400``,
 ``drop`` (headers sent, then the connection is cut), ``hang`` (never answers),
 ``slow_first:<ms>`` (first token late), ``die_midstream`` (the connection is cut
 after two streamed tokens).
@@ -130,8 +130,9 @@ class OpenAIUpstream:
 
     async def _inject(self, send: Any, fault: str) -> bool:
         """Apply a fault before the response; True when the response is finished (or never comes)."""
-        if fault in ("500", "503", "429"):
-            await self._json(send, int(fault), {"error": {"message": f"injected {fault}", "type": "server_error"}})
+        if fault in ("500", "503", "429", "400"):
+            kind = "invalid_request_error" if fault == "400" else "server_error"
+            await self._json(send, int(fault), {"error": {"message": f"injected {fault}", "type": kind}})
             return True
         if fault == "drop":
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]})
