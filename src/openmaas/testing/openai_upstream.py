@@ -11,7 +11,7 @@ caller's Authorization header in its error, to prove the gateway redacts it),
 Faults on command (fault injection): ``fail(model, *faults)`` queues faults for
 the next requests to that upstream model; ``break_(model, fault)`` applies one
 to every request until ``heal(model)``. Faults: ``500``, ``503``, ``429``, ``400``,
-``drop`` (headers sent, then the connection is cut), ``hang`` (never answers),
+``drop`` (headers sent, then the connection is cut), ``hang`` (answers nothing for 5 s),
 ``slow_first:<ms>`` (first token late), ``die_midstream`` (the connection is cut
 after two streamed tokens).
 """
@@ -139,7 +139,7 @@ class OpenAIUpstream:
             await send({"type": "http.response.body", "body": b'{"id": "cut', "more_body": True})
             raise ConnectionResetError("injected: connection dropped")
         if fault == "hang":
-            await asyncio.sleep(3600)
+            await asyncio.sleep(5)  # far past any first-token timeout a test sets
         return False  # stream faults act later
 
     async def _failure(self, send: Any, model: str, headers: dict[str, str]) -> bool:

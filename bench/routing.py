@@ -1,0 +1,184 @@
+"""Routing under faults, and the cost of a routing decision.
+
+(a) Fault mix: the gateway and a real OpenAI-format upstream on loopback (in one
+process, uvicorn servers). Alias ``mix`` = deployment ``flaky`` with fallback
+``healthy``. A seeded share of the calls to ``flaky`` fail — HTTP 500, 503, 429,
+a connection cut after the headers, or no answer at all (first-token timeout
+0.2 s) — and the rest succeed. Measured: share of client requests that succeed,
+and latency p50/p99 against the same run with no faults (ratio, same process).
+
+(b) Decision cost: ``Router.route`` (privacy scan + policy) on a ~2,000-token
+prompt, privacy on and off, prose only and with ten PII/secret items; CPU time
+per call, p50 and p99 over many calls.
+
+Usage: python bench/routing.py [--requests 1000] [--concurrency 16] [--fault-rate 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS
+
+from openmaas.auth.principal import ANONYMOUS
+from openmaas.routing.registry import Registry
+from openmaas.routing.router import Router
+from openmaas.server import create_app
+from openmaas.settings import Settings
+from openmaas.testing.openai_upstream import OpenAIUpstream
+from openmaas.testing.serve import serve_app
+
+FAULTS = ["500", "503", "429", "drop", "hang"]
+
+
+def settings(upstream: str, data_dir: str, privacy: bool = True) -> Settings:
+    def dep(name: str, model: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "backend": "openai_compat",
+            "model": model,
+            "params": {"base_url": upstream + "/v1"},
+            "timeouts": {"first_token": 0.2, "total": 5},
+        }
+
+    return Settings.model_validate(
+        {
+            "server": {"log_level": "warning"},
+            "data_dir": data_dir,
+            "auth": {"required": False},
+            "metering": {"enabled": False},
+            "deployments": [dep("flaky", "flaky"), dep("healthy", "healthy")],
+            "aliases": {"mix": {"targets": ["flaky"], "fallbacks": ["healthy"]}},
+            "routing": {"retry": {"attempts": 2, "backoff_base": 0.01, "backoff_max": 0.1}},
+            "privacy": {"enabled": privacy},
+        }
+    )
+
+
+async def load(url: str, n: int, concurrency: int) -> tuple[int, list[float]]:
+    ok, latencies = 0, []
+    body = {"model": "mix", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}
+    queue = iter(range(n))
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
+        async def worker() -> None:
+            nonlocal ok
+            for _ in queue:
+                started = time.perf_counter()
+                resp = await client.post("/v1/chat/completions", json=body)
+                latencies.append((time.perf_counter() - started) * 1000)
+                ok += resp.status_code == 200
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ok, latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def fault_mix(n: int, concurrency: int, rate: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for label, fault_rate in (("no_faults", 0.0), ("faults", rate)):
+        upstream = OpenAIUpstream()
+        rng = random.Random(42)
+        plan = [rng.choice(FAULTS) if rng.random() < fault_rate else "ok" for _ in range(3 * n)]
+        upstream.fail("flaky", *plan)
+        with tempfile.TemporaryDirectory() as tmp:
+            async with serve_app(upstream) as up_url, serve_app(create_app(settings(up_url, tmp))) as gw:
+                await load(gw, 50, 4)  # warm-up (consumes part of the plan, as real traffic would)
+                ok, latencies = await load(gw, n, concurrency)
+        out[label] = {
+            "requests": n,
+            "succeeded": ok,
+            "success_share": ok / n,
+            "p50_ms": round(pct(latencies, 0.5), 2),
+            "p99_ms": round(pct(latencies, 0.99), 2),
+            "flaky_calls": upstream.calls.get("flaky", 0),
+            "healthy_calls": upstream.calls.get("healthy", 0),
+        }
+    out["p50_ratio"] = round(out["faults"]["p50_ms"] / out["no_faults"]["p50_ms"], 2)
+    out["p99_ratio"] = round(out["faults"]["p99_ms"] / out["no_faults"]["p99_ms"], 2)
+    return out
+
+
+def prompt(with_pii: bool) -> str:
+    rng = random.Random(7)
+    words = "the model request budget server latency answer question context summary report team data".split()
+    text = " ".join(rng.choice(words) for _ in range(1500))  # ~2,000 tokens of prose
+    if with_pii:
+        items = [
+            "ann@example.com",
+            "4111 1111 1111 1111",
+            "+1 415 555 2671",
+            "13800138000",
+            "11010519491231002X",
+            "DE89370400440532013000",
+            "10.1.2.3",
+            "AKIAIOSFODNN7EXAMPLE",
+            "password = 'hunter2hunter2'",
+            "bob@example.org",
+        ]
+        parts = text.split(" ")
+        for i, item in enumerate(items):
+            parts.insert((i + 1) * len(parts) // 11, item)
+        text = " ".join(parts)
+    return text
+
+
+def decision_cost(iterations: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for privacy in (False, True):
+            s = settings("http://127.0.0.1:9", tmp, privacy)
+            router = Router(s, Registry(s))
+            if router.scanner is not None:
+                router.scanner.warm_up()
+            for with_pii in (False, True):
+                body = {"model": "mix", "messages": [{"role": "user", "content": prompt(with_pii)}]}
+                times = []
+                for _ in range(iterations):
+                    started = time.process_time()
+                    route = router.route("mix", "chat", body, ANONYMOUS, None)
+                    times.append((time.process_time() - started) * 1e6)
+                label = f"privacy_{'on' if privacy else 'off'}_{'pii' if with_pii else 'prose'}"
+                out[label] = {
+                    "p50_us": round(statistics.median(times)),
+                    "p99_us": round(pct(times, 0.99)),
+                    "class": route.decision.privacy.label,
+                    "entities": len(route.decision.privacy.entities),
+                }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--fault-rate", type=float, default=0.3)
+    parser.add_argument("--iterations", type=int, default=300)
+    args = parser.parse_args()
+    result = {
+        "fault_mix": asyncio.run(fault_mix(args.requests, args.concurrency, args.fault_rate)),
+        "decision_cost": decision_cost(args.iterations),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "routing.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
