@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python bench/gateway_overhead.py
 	bash scripts/services.sh
 	$(BIN)/python bench/metering_overhead.py
+	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/local_generation.py
 
 clean:

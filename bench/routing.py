@@ -117,7 +117,21 @@ async def fault_mix(n: int, concurrency: int, rate: float) -> dict[str, Any]:
 
 def prompt(with_pii: bool) -> str:
     rng = random.Random(7)
-    words = "the model request budget server latency answer question context summary report team data".split()
+    words = [
+        "the",
+        "model",
+        "request",
+        "budget",
+        "server",
+        "latency",
+        "answer",
+        "question",
+        "context",
+        "summary",
+        "report",
+        "team",
+        "data",
+    ]
     text = " ".join(rng.choice(words) for _ in range(1500))  # ~2,000 tokens of prose
     if with_pii:
         items = [
