@@ -169,8 +169,7 @@ class Gateway:
     async def _admit(self, call: Call, endpoint: str, model: str, route: Route, body: Payload) -> Ticket | None:
         plan = [self.registry.deployments[c.name] for c in route.decision.plan]
         if self.metering is None:
-            for d in plan[:1]:
-                call.principal.check_model(model, d.name)
+            call.principal.check_model(model, plan[0].name)
             return None
         # Reserve at the priciest deployment the plan may fall back to: a fallback never overshoots the budget.
         priciest = max(plan, key=lambda d: d.pricing.input_per_mtok + d.pricing.output_per_mtok)

@@ -107,3 +107,25 @@ async def test_upstream_unavailable_is_503(fake_client: httpx.AsyncClient) -> No
 async def test_unknown_routes_and_methods(fake_client: httpx.AsyncClient) -> None:
     assert_envelope(await fake_client.post("/v1/nothing", json=CHAT), 404)
     assert_envelope(await fake_client.get("/v1/chat/completions"), 405)
+
+
+@pytest.mark.parametrize(
+    ("route", "param"),
+    [
+        ("cheap", "route"),
+        ({"prefer": "fast"}, "route.prefer"),
+        ({"max_cost_usd": "lots"}, "route.max_cost_usd"),
+        ({"max_cost_usd": -1}, "route.max_cost_usd"),
+        ({"speed": 1}, "route"),
+    ],
+)
+async def test_bad_route_hints_are_400(fake_client: httpx.AsyncClient, route: object, param: str) -> None:
+    resp = await fake_client.post("/v1/chat/completions", json={**CHAT, "route": route})
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == param
+
+
+async def test_good_route_hints_are_applied(fake_client: httpx.AsyncClient) -> None:
+    resp = await fake_client.post("/v1/chat/completions", json={**CHAT, "route": {"prefer": "cost", "max_cost_usd": 1}})
+    assert resp.status_code == 200
+    assert "prefer=cost" in resp.headers["x-openmaas-route"]

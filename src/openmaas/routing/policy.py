@@ -26,6 +26,7 @@ from typing import Any
 
 from openmaas.errors import (
     ContextLengthExceeded,
+    InvalidRequest,
     ModelNotFound,
     PrivacyPolicyViolation,
     ServiceUnavailable,
@@ -91,6 +92,27 @@ def estimate_difficulty(body: dict[str, Any]) -> float:
     if body.get("tools") or (body.get("response_format") or {}).get("type") == "json_schema":
         score += 0.1
     return round(min(1.0, score), 3)
+
+
+PREFERENCES = ("cost", "latency", "quality")
+
+
+def parse_hints(value: Any) -> dict[str, Any]:
+    """The request's ``route`` object: ``prefer`` and ``max_cost_usd``; anything else is a 400."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest('\'route\' must be an object like {"prefer": "cost"}', param="route")
+    unknown = sorted(set(value) - {"prefer", "max_cost_usd"})
+    if unknown:
+        raise InvalidRequest(f"unknown route hints {unknown}; known: prefer, max_cost_usd", param="route")
+    prefer = value.get("prefer")
+    if prefer is not None and prefer not in PREFERENCES:
+        raise InvalidRequest(f"route.prefer must be one of {', '.join(PREFERENCES)}", param="route.prefer")
+    cost = value.get("max_cost_usd")
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int | float) or cost < 0):
+        raise InvalidRequest("route.max_cost_usd must be a non-negative number", param="route.max_cost_usd")
+    return {"prefer": prefer, "max_cost_usd": None if cost is None else float(cost)}
 
 
 def _price(d: Deployment) -> float:
@@ -168,7 +190,7 @@ class Policy:
             weights[name] = weight
             candidate = Candidate(name, d.locality, role)
             decision.candidates.append(candidate)
-            reason = self._drop_reason(d, endpoint, body, privacy, policy, prompt, output_limit, hints, errors)
+            reason = self._drop_reason(d, decision, body, prompt, output_limit, errors)
             if reason:
                 candidate.kept, candidate.reason = False, reason
         if not decision.plan:
@@ -179,16 +201,14 @@ class Policy:
     def _drop_reason(
         self,
         d: Deployment,
-        endpoint: str,
+        decision: RouteDecision,
         body: dict[str, Any],
-        privacy: PrivacyClass,
-        policy: str,
         prompt: int,
         output_limit: int | None,
-        hints: dict[str, Any],
         errors: list[Exception],
     ) -> str | None:
-        if privacy.sensitive and policy == "local_only" and d.locality != "local":
+        endpoint = decision.endpoint
+        if decision.privacy.sensitive and decision.policy == "local_only" and d.locality != "local":
             return "privacy"
         caps = d.capabilities
         fmt = (body.get("response_format") or {}).get("type")
@@ -228,10 +248,10 @@ class Policy:
         health = self.health.get(d.name)
         if health is not None and not health.available():
             return "circuit_open"
-        limit = hints.get("max_cost_usd")
+        limit = decision.max_cost_usd
         if limit is not None:
             worst = (prompt * d.pricing.input_per_mtok + (output_limit or 0) * d.pricing.output_per_mtok) / 1e6
-            if worst > float(limit):
+            if worst > limit:
                 return "over_max_cost"
         return None
 

@@ -28,7 +28,7 @@ from openmaas.privacy.classify import PrivacyClass, Restorer, Scanned, masked_co
 from openmaas.privacy.scanner import Scanner
 from openmaas.routing.decision import Attempt, RouteDecision
 from openmaas.routing.health import Health, HealthMonitor
-from openmaas.routing.policy import Policy
+from openmaas.routing.policy import Policy, parse_hints
 from openmaas.routing.registry import Registry, Target
 from openmaas.settings import Settings
 
@@ -88,7 +88,7 @@ class Router:
         scanned = scan_payload(self.scanner, body) if self.scanner is not None else None
         privacy = scanned.privacy if scanned is not None else PrivacyClass("unscanned")
         policy = principal.privacy if principal.key_id is not None else self.settings.privacy.policy
-        hints = body.get("route") if isinstance(body.get("route"), dict) else None
+        hints = parse_hints(body.get("route"))
         decision = self.policy.decide(model, endpoint, body, privacy, policy, output_limit, hints)
         return Route(decision, scanned, body)
 
@@ -161,7 +161,10 @@ class Router:
                 record.ms = round((time.perf_counter() - started) * 1000, 1)
                 health.success(record.ms)
                 decision.chosen, decision.chosen_locality = candidate.name, candidate.locality
-                decision.degraded = candidate.role == "degrade"
+                # degraded: a local stand-in served because the cloud failed or was unavailable (not, say,
+                # because privacy dropped the cloud targets)
+                cloud_down = upstream_failed or any(c.reason == "circuit_open" for c in decision.candidates)
+                decision.degraded = candidate.role == "degrade" and cloud_down
                 return result, Served(target, payload, restorer)
         if last is not None:
             raise last
