@@ -23,6 +23,8 @@ CASES = [
     ("card 4111 1111 1111 1112 on file", "CREDIT_CARD", None),  # Luhn fails
     ("pay to DE89370400440532013000 please", "IBAN_CODE", "DE89370400440532013000"),
     ("pay to DE89370400440532013001 please", "IBAN_CODE", None),  # mod-97 fails
+    ("IBAN: GB82 WEST 1234 5698 7654 32, thanks", "IBAN_CODE", "GB82 WEST 1234 5698 7654 32"),  # letters inside
+    ("IBAN DE89 3704 0044 0532 0130 00.", "IBAN_CODE", "DE89 3704 0044 0532 0130 00"),
     ("write to jane.doe@example.com today", "EMAIL_ADDRESS", "jane.doe@example.com"),
     ("the decorator @property.setter is fine", "EMAIL_ADDRESS", None),
     ("call +1 415 555 2671 now", "PHONE_NUMBER", "+1 415 555 2671"),
@@ -35,6 +37,7 @@ CASES = [
     ("手机13800138000联系我", "CN_MOBILE", "13800138000"),
     ("手机 +86 139-1234-5678 联系", "CN_MOBILE", "+86 139-1234-5678"),
     ("number 12800138000 is not a mobile", "CN_MOBILE", None),  # 12x is no mobile prefix
+    ("tel:+8613800138000", "CN_MOBILE", "+8613800138000"),
     ("my key AKIAIOSFODNN7EXAMPLE leaked", "SECRET_AWS_ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE"),
     (
         "token ghp_abcdefghijklmnopqrstuvwxyz0123456789",
@@ -54,6 +57,16 @@ def test_recognizers(scanner: Scanner, text: str, entity: str, value: str | None
         assert not any(e == entity for e, _ in hits), hits
     else:
         assert (entity, value) in hits, hits
+
+
+def test_one_value_is_one_entity(scanner: Scanner) -> None:
+    # A card or a Chinese mobile number is not reported again as a generic phone number.
+    text = "card 4111 1111 1111 1111, mobile 13800138000, office +44 20 7946 0958"
+    assert found(scanner, text) == {
+        ("CREDIT_CARD", "4111 1111 1111 1111"),
+        ("CN_MOBILE", "13800138000"),
+        ("PHONE_NUMBER", "+44 20 7946 0958"),
+    }
 
 
 def test_prose_without_identifiers_is_public(scanner: Scanner) -> None:
@@ -79,3 +92,19 @@ def test_entity_selection_and_unknown_entities() -> None:
     assert {f.entity for f in only_email.scan(text)} == {"EMAIL_ADDRESS"}
     with pytest.raises(ValueError, match="unknown privacy entities"):
         Scanner(entities=["SHOE_SIZE"])
+
+
+def test_long_texts_are_remembered_by_digest_not_by_content() -> None:
+    scanner = Scanner()
+    history = "earlier turn: " + "the meeting notes cover budgets and plans. " * 20 + "mail ann@example.com"
+    first = scanner.scan(history)
+    assert [history[f.start : f.end] for f in first] == ["ann@example.com"]
+    first.clear()  # a caller changing its list does not change what is remembered
+    assert [history[f.start : f.end] for f in scanner.scan(history)] == ["ann@example.com"]
+    assert len(scanner._cache) == 1
+    assert all(isinstance(k, bytes) and len(k) == 16 for k in scanner._cache)  # a digest: the prompt is not kept
+    changed = history.replace("ann@example.com", "no address here")
+    assert scanner.scan(changed) == []  # a different text is scanned afresh
+    for i in range(Scanner.CACHE_ENTRIES + 5):
+        scanner.scan(f"{i} " + history)
+    assert len(scanner._cache) == Scanner.CACHE_ENTRIES

@@ -134,3 +134,12 @@ def test_difficulty_sends_hard_requests_past_a_weak_local_model() -> None:
     assert estimate_difficulty(easy) < 0.2 < estimate_difficulty(hard)
     assert plan(p.decide("auto", "chat", easy, PUBLIC, "allow", None))[0] == "local-small"
     assert plan(p.decide("auto", "chat", hard, PUBLIC, "allow", None))[0] == "cloud-a"
+
+
+def test_difficulty_of_a_long_prompt_reads_its_start_and_end() -> None:
+    pasted = "the quarterly report lists sales by region and month. " * 200  # ~11 KB of material
+    ask_last = {"messages": [{"role": "user", "content": pasted + "Prove step by step that the total is right."}]}
+    ask_first = {"messages": [{"role": "system", "content": "Derive a proof."}, {"role": "user", "content": pasted}]}
+    plain = {"messages": [{"role": "user", "content": pasted + "Summarise this."}]}
+    assert estimate_difficulty(ask_last) > estimate_difficulty(plain)
+    assert estimate_difficulty(ask_first) > estimate_difficulty(plain)

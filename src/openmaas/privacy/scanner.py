@@ -19,8 +19,10 @@ regex pass.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -45,7 +47,8 @@ _TOKEN = re.compile(r"[A-Za-z0-9_+/=.\-]{16,}")  # credential-shaped runs, searc
 _ASSIGN = re.compile(r"[:=]")
 _KEYWORD_BEFORE = re.compile(r"(?i:pass|pwd|secret|api.?key|token|credential|auth)\w*[\"']?\s*$")
 _PRIVATE_KEY = re.compile(r"-----BEGIN[A-Z ]*PRIVATE KEY")
-_CONTEXT = 32  # characters of context either side of a candidate
+_CONTEXT = 32  # characters either side of a candidate that may continue beyond it (IBAN, e-mail)
+_EDGE = 6  # either side of a digit run that holds the whole value: its boundary, a "+86" prefix
 _SEPARATOR = "\n\n"
 _PHONE = "PHONE_NUMBER"
 
@@ -68,57 +71,53 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def _pii_candidates(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]], set[str]]:
-    """(spans for the phone recognizer, spans for the others, entities worth asking for)."""
-    phone: list[tuple[int, int]] = []
-    other: list[tuple[int, int]] = []
-    wanted: set[str] = set()
+def _pii_candidates(text: str) -> dict[str, list[tuple[int, int]]]:
+    """Spans worth showing each entity's recognizer (the candidate plus some context)."""
+    spans: dict[str, list[tuple[int, int]]] = {}
     n = len(text)
     for m in _DIGITS.finditer(text):
         run = m.group()
         digits = sum(c.isdigit() for c in run)
-        span = (max(0, m.start() - _CONTEXT), min(n, m.end() + _CONTEXT))
+        span = (max(0, m.start() - _EDGE), min(n, m.end() + _EDGE))
+        kinds = []
         if 7 <= digits <= 15:
-            phone.append((max(0, m.start() - 4), min(n, m.end() + 1)))
-            wanted |= {_PHONE, "CN_MOBILE", "US_SSN"}
-        kinds = set()
+            spans.setdefault(_PHONE, []).append(m.span())  # the bare run: widened once it is still needed
+            kinds += ["CN_MOBILE", "US_SSN"]
         if 12 <= digits <= 19:
-            kinds.add("CREDIT_CARD")
+            kinds.append("CREDIT_CARD")
         if digits in (17, 18):
-            kinds.add("CN_RESIDENT_ID")
-        if digits >= 8:
-            kinds.add("IBAN_CODE")
+            kinds.append("CN_RESIDENT_ID")
+        if digits >= 8:  # an IBAN's letters (country, bank code) may sit before the digit run
+            spans.setdefault("IBAN_CODE", []).append((max(0, m.start() - _CONTEXT), min(n, m.end() + _CONTEXT)))
         if run.count(".") >= 3:
-            kinds.add("IP_ADDRESS")
-        if 7 <= digits <= 15:
-            kinds |= {"CN_MOBILE", "US_SSN"}
-        if kinds:
-            other.append(span)
-            wanted |= kinds
+            kinds.append("IP_ADDRESS")
+        for kind in kinds:
+            spans.setdefault(kind, []).append(span)
     for m in _AT.finditer(text):
-        other.append((max(0, m.start() - 2 * _CONTEXT), min(n, m.end() + 1)))
-        wanted.add("EMAIL_ADDRESS")
+        spans.setdefault("EMAIL_ADDRESS", []).append((max(0, m.start() - 2 * _CONTEXT), min(n, m.end() + 1)))
     for m in _IPV6.finditer(text):
-        other.append((max(0, m.start() - 40), min(n, m.end() + 40)))
-        wanted.add("IP_ADDRESS")
-    return _merge(phone), _merge(other), wanted
+        spans.setdefault("IP_ADDRESS", []).append((max(0, m.start() - 40), min(n, m.end() + 40)))
+    return {kind: found if kind == _PHONE else _merge(found) for kind, found in spans.items()}
 
 
-def _secret_candidates(text: str) -> list[tuple[int, int]]:
-    spans: list[tuple[int, int]] = []
+def _secret_candidates(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(spans for the regex plugins: credential-shaped tokens, private keys; spans for the
+    keyword plugin: ``password = …``-style assignments)."""
+    tokens: list[tuple[int, int]] = []
     n, at = len(text), 0
     for word in [w for w in text.split() if len(w) >= 16]:  # prose has few long words: locate only those
         at = text.find(word, at)
         for m in _TOKEN.finditer(word):
-            spans.append((max(0, at + m.start() - 16), at + m.end()))
+            tokens.append((max(0, at + m.start() - 16), at + m.end()))
         at += len(word)
+    for m in _PRIVATE_KEY.finditer(text):
+        tokens.append((m.start(), min(n, m.end() + 64)))
+    assignments: list[tuple[int, int]] = []
     for m in _ASSIGN.finditer(text):
         i = m.start()
         if _KEYWORD_BEFORE.search(text, max(0, i - 40), i):
-            spans.append((max(0, i - 40), min(n, i + 96)))
-    for m in _PRIVATE_KEY.finditer(text):
-        spans.append((m.start(), min(n, m.end() + 64)))
-    return _merge(spans)
+            assignments.append((max(0, i - 40), min(n, i + 96)))
+    return _merge(tokens), _merge(assignments)
 
 
 def _non_overlapping(findings: list[Finding]) -> list[Finding]:
@@ -132,6 +131,9 @@ def _non_overlapping(findings: list[Finding]) -> list[Finding]:
 
 
 class Scanner:
+    CACHE_MIN_CHARS = 512  # shorter texts cost less to scan than to look up
+    CACHE_ENTRIES = 4096
+
     def __init__(self, entities: list[str] | None = None, threshold: float = 0.4, secrets: bool = True) -> None:
         unknown = set(entities or ()) - set(PII_ENTITIES) - {SECRET_ENTITY}
         if unknown:
@@ -139,11 +141,15 @@ class Scanner:
         self.entities = [e for e in PII_ENTITIES if entities is None or e in entities]
         self.threshold = threshold
         self.secrets = secrets and (entities is None or SECRET_ENTITY in entities)
+        self._cache: OrderedDict[bytes, tuple[Finding, ...]] = OrderedDict()
 
     @cached_property
-    def analyzer(self) -> Any:
-        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-        from presidio_analyzer.nlp_engine import NoOpNlpEngine
+    def recognizers(self) -> dict[str, Any]:
+        """One Presidio recognizer per entity, called directly on that entity's candidate spans.
+
+        Not through ``AnalyzerEngine``: with no NLP model its context enhancer has no
+        tokens to work on, yet it deep-copies every result (≈1 ms for a few findings),
+        and it would run every recognizer over every candidate."""
         from presidio_analyzer.predefined_recognizers import (
             CreditCardRecognizer,
             IbanRecognizer,
@@ -159,8 +165,7 @@ class Scanner:
         )
 
         logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # it logs at INFO on every call
-        registry = RecognizerRegistry(supported_languages=["en"])
-        for recognizer in (
+        every = (
             CreditCardRecognizer(),
             IbanRecognizer(),
             OfflineEmailRecognizer(),
@@ -169,10 +174,8 @@ class Scanner:
             UsSsnRecognizer(),
             ChineseResidentIdRecognizer(),
             ChineseMobileRecognizer(),
-        ):
-            registry.add_recognizer(recognizer)
-        nlp = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
-        return AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=["en"])
+        )
+        return {r.supported_entities[0]: r for r in every if r.supported_entities[0] in self.entities}
 
     @cached_property
     def secret_plugins(self) -> list[tuple[str, Any]]:
@@ -195,6 +198,22 @@ class Scanner:
         self.scan("warm up: card 4111 1111 1111 1111, mail a@example.com, password = 'x1y2z3w4v5u6t7s8'")
 
     def scan(self, text: str) -> list[Finding]:
+        """Findings in ``text``. Long texts are remembered by digest (never the text itself): a chat
+        re-sends its whole history and an application its system prompt with every request."""
+        if len(text) < self.CACHE_MIN_CHARS:
+            return self._scan(text)
+        key = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return list(cached)
+        findings = self._scan(text)
+        self._cache[key] = tuple(findings)
+        if len(self._cache) > self.CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+        return findings
+
+    def _scan(self, text: str) -> list[Finding]:
         findings: list[Finding] = []
         if self.entities:
             findings += self._pii(text)
@@ -203,27 +222,33 @@ class Scanner:
         return _non_overlapping(findings)
 
     def _pii(self, text: str) -> list[Finding]:
-        phone, other, wanted = _pii_candidates(text)
-        found = []
-        if phone and _PHONE in self.entities:
-            found += self._analyze(text, phone, [_PHONE])
-        entities = [e for e in self.entities if e in wanted and e != _PHONE]
-        if other and entities:
-            found += self._analyze(text, other, entities)
+        candidates = _pii_candidates(text)
+        found: list[Finding] = []
+        for entity, recognizer in self.recognizers.items():
+            if entity != _PHONE and entity in candidates:
+                found += self._analyze(recognizer, entity, text, candidates[entity])
+        runs = candidates.get(_PHONE)
+        if runs and _PHONE in self.recognizers:
+            # A run already found as a card, an ID or a Chinese mobile would lose to it anyway.
+            n = len(text)
+            spans = [
+                (max(0, a - 4), min(n, b + 1)) for a, b in runs if not any(f.start <= a and b <= f.end for f in found)
+            ]
+            if spans:
+                found += self._analyze(self.recognizers[_PHONE], _PHONE, text, _merge(spans))
         return found
 
-    def _analyze(self, text: str, spans: list[tuple[int, int]], entities: list[str]) -> list[Finding]:
-        """Run the analyzer once over the spans joined, and map what it finds back to ``text``."""
+    def _analyze(self, recognizer: Any, entity: str, text: str, spans: list[tuple[int, int]]) -> list[Finding]:
+        """Run one recognizer once over its spans joined, and map what it finds back to ``text``."""
         parts, offsets, at = [], [], 0
         for start, end in spans:
             parts.append(text[start:end])
             offsets.append((at, at + end - start, start))
             at += end - start + len(_SEPARATOR)
-        results = self.analyzer.analyze(
-            _SEPARATOR.join(parts), language="en", entities=entities, score_threshold=self.threshold
-        )
         out = []
-        for r in results:
+        for r in recognizer.analyze(_SEPARATOR.join(parts), [entity], None):
+            if r.score < self.threshold:
+                continue
             for lo, hi, origin in offsets:
                 if lo <= r.start and r.end <= hi:
                     out.append(Finding(origin + r.start - lo, origin + r.end - lo, r.entity_type, float(r.score)))
@@ -231,17 +256,19 @@ class Scanner:
         return out
 
     def _secrets(self, text: str) -> list[Finding]:
+        tokens, assignments = _secret_candidates(text)
         out = []
-        for start, end in _secret_candidates(text):
-            window = text[start:end]
-            for name, plugin in self.secret_plugins:
-                if name == "SECRET_SECRET_KEYWORD":
+        for name, plugin in self.secret_plugins:
+            if name == "SECRET_SECRET_KEYWORD":
+                for start, end in assignments:
+                    window = text[start:end]
                     for value in plugin.analyze_string(window):
                         at = window.find(value)
                         if value and at >= 0:
                             out.append(Finding(start + at, start + at + len(value), name, 1.0))
-                    continue
+                continue
+            for start, end in tokens:
                 for regex in plugin.denylist:  # the whole match, not the plugin's capture group
-                    for m in regex.finditer(window):
-                        out.append(Finding(start + m.start(), start + m.end(), name, 1.0))
+                    for m in regex.finditer(text, start, end):
+                        out.append(Finding(m.start(), m.end(), name, 1.0))
         return out

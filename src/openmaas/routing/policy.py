@@ -66,6 +66,7 @@ _HARD_WORDS = (
 _CODE_MARKS = ("```", "def ", "class ", "#include", "function(", "function (", "SELECT ", "=>")
 _MATH_MARKS = ("=", "+", "^", "∫", "√", "≤", "≥")
 DEFAULT_LATENCY_MS = 100.0
+_SIGNAL_HEAD, _SIGNAL_TAIL = 1_000, 3_000  # characters of a long prompt searched for difficulty signals
 
 
 def estimate_difficulty(body: dict[str, Any]) -> float:
@@ -81,9 +82,13 @@ def estimate_difficulty(body: dict[str, Any]) -> float:
         if isinstance(body.get(key), str):
             texts.append(body[key])
     text = "\n".join(texts)
-    # Substring counts only (C speed): a regex pass over a long prompt would cost more than the whole decision.
-    lower = text.lower()
     score = min(0.35, math.log10(1 + len(text)) / 12)  # 0.25 at ~1 KB, capped at 0.35
+    if len(text) > _SIGNAL_HEAD + _SIGNAL_TAIL:
+        # The ask sits at the start (system prompt) or the end (the question) of a long prompt; the
+        # middle is pasted material, and scanning it cost more than the rest of the decision.
+        text = text[:_SIGNAL_HEAD] + "\n" + text[-_SIGNAL_TAIL:]
+    # Substring counts only (C speed): a regex pass would cost more than the whole decision.
+    lower = text.lower()
     score += 0.2 * min(1.0, sum(w in lower for w in _HARD_WORDS) / 2)
     if any(mark in text for mark in _CODE_MARKS):
         score += 0.15
