@@ -118,7 +118,7 @@ async def fault_mix(n: int, concurrency: int, rate: float) -> dict[str, Any]:
     return out
 
 
-def prompt(with_pii: bool) -> str:
+def prompt(with_pii: bool, items: int = 10) -> str:
     rng = random.Random(7)
     words = [
         "the",
@@ -137,7 +137,7 @@ def prompt(with_pii: bool) -> str:
     ]
     text = " ".join(rng.choice(words) for _ in range(1500))  # ~2,000 tokens of prose
     if with_pii:
-        items = [
+        found = [
             "ann@example.com",
             "4111 1111 1111 1111",
             "+1 415 555 2671",
@@ -149,9 +149,10 @@ def prompt(with_pii: bool) -> str:
             "password = 'hunter2hunter2'",
             "bob@example.org",
         ]
+        found = found[:items]
         parts = text.split(" ")
-        for i, item in enumerate(items):
-            parts.insert((i + 1) * len(parts) // 11, item)
+        for i, item in enumerate(found):
+            parts.insert((i + 1) * len(parts) // (len(found) + 1), item)
         text = " ".join(parts)
     return text
 
@@ -205,13 +206,13 @@ def decision_cost(iterations: int, rounds: int = 5) -> dict[str, Any]:
                 router.scanner.warm_up()
             gc.collect()
             gc.freeze()  # as the server does once started (server/app.py): long-lived objects leave the GC's scans
-            cases = [("prose", False, True), ("pii", True, True)]
+            cases = [("prose", False, True, 0), ("pii", True, True, 10)]
             if privacy:
-                cases.append(("pii_resent", True, False))
-            for name, with_pii, fresh in cases:
+                cases += [("pii_two", True, True, 2), ("pii_resent", True, False, 10)]
+            for name, with_pii, fresh, items in cases:
                 # Every call gets a text of its own (the scanner remembers texts it has seen), except
                 # in "resent": the same prompt again, as a chat's history or an app's system prompt.
-                text = prompt(with_pii)
+                text = prompt(with_pii, items)
                 bodies = iter(
                     {"model": "mix", "messages": [{"role": "user", "content": f"[{i}] {text}" if fresh else text}]}
                     for i in range(iterations + 100)

@@ -142,14 +142,31 @@ class Stream:
 
     @staticmethod
     def _restore(restorer: Restorer, chunk: Payload) -> None:
+        """Restore masked values in each choice's text and each streamed tool call's arguments;
+        a choice's last chunk (``finish_reason``) also carries whatever was held back for it."""
         for choice in chunk["choices"]:
+            index = choice.get("index", 0)
             delta = choice.get("delta")
-            field_owner, key = (delta, "content") if isinstance(delta, dict) else (choice, "text")
-            piece = field_owner.get(key)
+            owner, key = (delta, "content") if isinstance(delta, dict) else (choice, "text")
+            piece = owner.get(key)
             if isinstance(piece, str):
-                field_owner[key] = restorer.feed(piece)
-            if choice.get("finish_reason") is not None:
-                field_owner[key] = (field_owner.get(key) or "") + restorer.flush()
+                owner[key] = restorer.feed(piece, (index, key))
+            calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+            for call in calls if isinstance(calls, list) else ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    function["arguments"] = restorer.feed(function["arguments"], (index, "tool", call.get("index")))
+            if choice.get("finish_reason") is None:
+                continue
+            for slot in restorer.held():
+                if not isinstance(slot, tuple) or slot[0] != index:
+                    continue
+                rest = restorer.flush(slot)
+                if slot[1] == "tool" and isinstance(delta, dict):
+                    tail = {"index": slot[2], "function": {"arguments": rest}}
+                    delta["tool_calls"] = [*(delta.get("tool_calls") or []), tail]
+                else:
+                    owner[key] = (owner.get(key) or "") + rest
 
     @staticmethod
     def _observe(meter: StreamMeter, chunk: Payload) -> None:

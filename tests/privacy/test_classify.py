@@ -56,3 +56,17 @@ def test_restoring_a_whole_response() -> None:
     restorer.restore_response(result)
     assert result["choices"][0]["message"]["content"] == "Call 13800138000"
     assert result["choices"][1]["text"] == "13800138000"
+
+
+def test_restoring_interleaved_streams_keeps_each_slot_apart() -> None:
+    # Two choices (n=2) and a tool call stream at once; a placeholder split in one must not swallow the other.
+    restorer = Restorer({"[EMAIL_ADDRESS_1]": "ann@example.com", "[CN_MOBILE_1]": "13800138000"})
+    a, b, tool = (0, "content"), (1, "content"), (0, "tool", 0)
+    out = {a: restorer.feed("mail [EMAIL_", a), b: restorer.feed("call [CN_MO", b), tool: restorer.feed('{"to": "[EMA', tool)}
+    assert out == {a: "mail ", b: "call ", tool: '{"to": "'}
+    assert sorted(map(str, restorer.held())) == sorted(map(str, [a, b, tool]))
+    out[b] += restorer.feed("BILE_1] now", b)
+    out[a] += restorer.feed("ADDRESS_1]", a)
+    out[tool] += restorer.feed('IL_ADDRESS_1]"}', tool)
+    assert out == {a: "mail ann@example.com", b: "call 13800138000 now", tool: '{"to": "ann@example.com"}'}
+    assert restorer.held() == [] and restorer.flush(a) == ""

@@ -42,6 +42,7 @@ async def stack(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, policy: str = "a
                     dep("cloud-a", "a", cloud_url, pricing={"input_per_mtok": 1, "output_per_mtok": 2}),
                     dep("cloud-b", "b", cloud_url, pricing={"input_per_mtok": 1, "output_per_mtok": 2}),
                     dep("cloud-echo", "echo", cloud_url),
+                    dep("cloud-tool", "echo-tool", cloud_url),
                     dep("cloud-slow", "slow", cloud_url, timeouts={"first_token": 0.3, "total": 5}),
                     dep("cloud-small", "small", cloud_url, context_length=64),
                     dep("local-echo", "echo", local_url, "local"),
@@ -212,6 +213,70 @@ async def test_masking_round_trips_through_the_cloud(tmp_path, monkeypatch) -> N
         local = await chat(s, "local-echo", PII)  # local deployments get the data as is
         assert s.local.requests[-1]["messages"][0]["content"] == PII
         assert "masked" not in local.headers["x-openmaas-route"]
+
+
+async def test_a_keys_privacy_policy_decides_where_its_data_goes(tmp_path, monkeypatch) -> None:
+    # The config says "allow" for anonymous callers; the keys' own policies must win for their requests.
+    async with stack(tmp_path, monkeypatch, policy="allow") as s:
+        made = await s.admin.post("/admin/tenants", json={"name": "hospital", "privacy": "local_only"})
+        assert made.status_code == 201, made.text
+
+        async def key(**fields: Any) -> openai.AsyncOpenAI:
+            resp = await s.admin.post("/admin/keys", json={"tenant": "hospital", **fields})
+            assert resp.status_code == 201, resp.text
+            return openai.AsyncOpenAI(base_url=str(s.client.base_url), api_key=resp.json()["key"], max_retries=0)
+
+        inherits, masks, allows = await key(name="ward"), await key(name="billing", privacy="mask"), await key(
+            name="research", privacy="allow"
+        )
+        messages = [{"role": "user", "content": PII}]
+        try:
+            # No policy on the key: the tenant's local_only. The cloud target is dropped, the local fallback serves.
+            raw = await inherits.chat.completions.with_raw_response.create(model="private", messages=messages)
+            assert raw.parse().choices[0].message.content == PII  # the local echo answered, with the data
+            assert "chosen=local-echo" in raw.headers["x-openmaas-route"]
+            assert "policy=local_only" in raw.headers["x-openmaas-route"]
+            assert len(s.cloud.requests) == 0
+            event = await audit(s, raw)
+            assert event["route"]["policy"] == "local_only" and event["route"]["data_went_to"] == ["local-echo"]
+            with pytest.raises(openai.PermissionDeniedError) as err:  # cloud only: refused, nothing sent
+                await inherits.chat.completions.create(model="cloud-echo", messages=messages)
+            assert err.value.code == "privacy_policy_violation" and len(s.cloud.requests) == 0
+
+            # The key's mask overrides the tenant's local_only: the cloud gets placeholders, the client the values.
+            raw = await masks.chat.completions.with_raw_response.create(model="cloud-echo", messages=messages)
+            sent = s.cloud.requests[-1]["messages"][0]["content"]
+            assert "ann@example.com" not in sent and "[EMAIL_ADDRESS_1]" in sent
+            assert raw.parse().choices[0].message.content == PII
+            assert "policy=mask" in raw.headers["x-openmaas-route"]
+
+            # allow: the cloud sees the request as sent.
+            await allows.chat.completions.create(model="cloud-echo", messages=messages)
+            assert s.cloud.requests[-1]["messages"][0]["content"] == PII
+        finally:
+            for client in (inherits, masks, allows):
+                await client.close()
+
+
+async def test_masking_restores_tool_call_arguments_whole_and_streamed(tmp_path, monkeypatch) -> None:
+    tools = [{"type": "function", "function": {"name": "send", "parameters": {"type": "object"}}}]
+    async with stack(tmp_path, monkeypatch, policy="mask") as s:
+        messages = [{"role": "user", "content": PII}]
+        whole = await s.client.chat.completions.create(model="cloud-tool", messages=messages, tools=tools)
+        assert "ann@example.com" not in json.dumps(s.cloud.requests[-1])
+        call = whole.choices[0].message.tool_calls[0]
+        assert json.loads(call.function.arguments) == {"text": PII}
+        stream = await s.client.chat.completions.create(
+            model="cloud-tool", messages=messages, tools=tools, stream=True
+        )
+        arguments, finish = "", None
+        async for chunk in stream:
+            for choice in chunk.choices:
+                for delta in choice.delta.tool_calls or []:
+                    arguments += delta.function.arguments or ""
+                finish = choice.finish_reason or finish
+        assert "[EMAIL_ADDRESS_1]" in s.cloud.requests[-1]["messages"][0]["content"]
+        assert json.loads(arguments) == {"text": PII} and finish == "tool_calls"
 
 
 async def test_degraded_mode_serves_locally_and_traffic_returns_to_the_cloud(tmp_path, monkeypatch) -> None:

@@ -13,6 +13,7 @@ placeholder reappears, in whole responses and across streamed chunks.
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,29 +118,33 @@ _PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*_\d+\]")
 
 
 class Restorer:
-    """Put masked values back into model output, whole or streamed in pieces."""
+    """Put masked values back into model output, whole or streamed in pieces.
+
+    A stream carries several texts at once (each choice's content, each tool call's
+    arguments): each is a *slot* with its own held-back tail."""
 
     def __init__(self, mapping: dict[str, str]) -> None:
         self.mapping = mapping
         self.longest = max((len(p) for p in mapping), default=0)
-        self._held = ""
+        self._held: dict[Hashable, str] = {}
 
     def restore(self, text: str) -> str:
         return _PLACEHOLDER.sub(lambda m: self.mapping.get(m.group(), m.group()), text)
 
-    def feed(self, piece: str) -> str:
-        """The restorable part of the stream so far; a possible placeholder prefix is held back."""
-        text = self._held + piece
+    def feed(self, piece: str, slot: Hashable = None) -> str:
+        """The restorable part of the slot's stream so far; a possible placeholder prefix is held back."""
+        text = self._held.pop(slot, "") + piece
         cut = text.rfind("[")
         if cut >= 0 and "]" not in text[cut:] and len(text) - cut < self.longest:
-            self._held, text = text[cut:], text[:cut]
-        else:
-            self._held = ""
+            self._held[slot], text = text[cut:], text[:cut]
         return self.restore(text)
 
-    def flush(self) -> str:
-        held, self._held = self._held, ""
-        return self.restore(held)
+    def flush(self, slot: Hashable = None) -> str:
+        return self.restore(self._held.pop(slot, ""))
+
+    def held(self) -> list[Hashable]:
+        """Slots with text still held back."""
+        return list(self._held)
 
     def restore_response(self, result: dict[str, Any]) -> None:
         for choice in result.get("choices") or []:

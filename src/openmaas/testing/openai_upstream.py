@@ -5,7 +5,8 @@ Deterministic. Behaviour is chosen by the requested model name:
 caller's Authorization header in its error, to prove the gateway redacts it),
 ``context-overflow``, ``slow-<ms>`` (waits before answering), ``midstream-error``
 (a stream that errors after two tokens), ``garbage`` (invalid JSON).
-``echo`` answers with the last user message. Every request body is kept in
+``echo`` answers with the last user message; ``echo-tool`` calls the request's first
+tool with ``{"text": <last user message>}`` (streamed 7 characters at a time). Every request body is kept in
 ``requests`` (bounded) so tests can see exactly what the gateway forwarded.
 
 Faults on command (fault injection): ``fail(model, *faults)`` queues faults for
@@ -102,6 +103,9 @@ class OpenAIUpstream:
         if model == "echo":
             user = [m.get("content") for m in req.get("messages") or [] if m.get("role") == "user"]
             reply = str(user[-1]) if user else ""
+        if model == "echo-tool":
+            await self._tool_call(send, req)
+            return
         if req.get("stream"):
             await self._stream(send, req, model, text_mode, reply, fault)
             return
@@ -127,6 +131,29 @@ class OpenAIUpstream:
                 "usage": {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)},
             },
         )
+
+    async def _tool_call(self, send: Any, req: dict[str, Any]) -> None:
+        user = [m.get("content") for m in req.get("messages") or [] if m.get("role") == "user"]
+        name = ((req.get("tools") or [{}])[0].get("function") or {}).get("name", "tool")
+        arguments = orjson.dumps({"text": str(user[-1]) if user else ""}).decode()
+        base = {"id": "chatcmpl-up", "created": int(time.time()), "model": "echo-tool"}
+        call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}}
+        if not req.get("stream"):
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            usage = {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}
+            choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+            await self._json(send, 200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        pieces = [arguments[i : i + 7] for i in range(0, len(arguments), 7)]
+        opening = {**call, "index": 0, "function": {"name": name, "arguments": ""}}
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "tool_calls": [opening]}]
+        deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in pieces]
+        for i, delta in enumerate([*deltas, {}]):
+            choice = {"index": 0, "delta": delta, "finish_reason": "tool_calls" if i == len(deltas) else None}
+            body = orjson.dumps({**base, "object": "chat.completion.chunk", "choices": [choice]})
+            await send({"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
     async def _inject(self, send: Any, fault: str) -> bool:
         """Apply a fault before the response; True when the response is finished (or never comes)."""
