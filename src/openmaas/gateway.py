@@ -27,6 +27,9 @@ from openmaas.protocol.chat import ChatCompletionRequest
 from openmaas.protocol.completions import CompletionRequest, EmbeddingRequest
 from openmaas.routing.registry import Target
 from openmaas.routing.router import Route, Router, Served
+from openmaas.settings import Deployment
+from openmaas.ttc import spec as ttc_spec
+from openmaas.ttc.runner import TtcRun
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("openmaas.routing")
@@ -183,14 +186,23 @@ class Gateway:
         self.registry = router.registry
         self.metering = metering
 
-    async def _admit(self, call: Call, endpoint: str, model: str, route: Route, body: Payload) -> Ticket | None:
-        plan = [self.registry.deployments[c.name] for c in route.decision.plan]
+    async def _admit(
+        self,
+        call: Call,
+        endpoint: str,
+        model: str,
+        route: Route,
+        body: Payload,
+        plan: list[Deployment] | None = None,
+        calls: int = 1,
+    ) -> Ticket | None:
+        plan = plan or [self.registry.deployments[c.name] for c in route.decision.plan]
         if self.metering is None:
             call.principal.check_model(model, plan[0].name)
             return None
         # Reserve at the priciest deployment the plan may fall back to: a fallback never overshoots the budget.
         priciest = max(plan, key=lambda d: d.pricing.input_per_mtok + d.pricing.output_per_mtok)
-        ticket = await self.metering.admit(call.principal, call.request_id, endpoint, model, priciest, body)
+        ticket = await self.metering.admit(call.principal, call.request_id, endpoint, model, priciest, body, calls)
         call.headers.update(ticket.headers)
         return ticket
 
@@ -255,6 +267,14 @@ class Gateway:
     async def chat(self, body: Payload, call: Call | None = None) -> Payload | Stream:
         call = call or Call()
         request = validate(ChatCompletionRequest, body)
+        if "@" in request.model and request.model not in self.registry.names():
+            base, ttc = ttc_spec.split_suffix(request.model)
+            if ttc is not None:
+                given = body.get("ttc")  # the body's ttc fields win over the suffix's; a bad one is parsed as a 400
+                body = {**body, "model": base, "ttc": {**ttc, **given} if isinstance(given, dict) else given or ttc}
+                request = validate(ChatCompletionRequest, body)
+        if body.get("ttc") is not None:
+            return await TtcRun(self, call, request, body).run()
         route = self._route(call, request.model, "chat", body, request.output_limit)
         ticket = await self._admit(call, "chat", request.model, route, body)
         if request.stream:

@@ -156,6 +156,18 @@ class PrivacySettings(_Strict):
     secrets: bool = True
 
 
+class TtcSettings(_Strict):
+    """Test-time compute limits (a plan's ``features`` may lower them: ``ttc_max_n``, ``ttc_max_rounds``,
+    ``ttc: false``), the judge deployment for ``verifier: judge``, and the sandbox for ``python_tests``."""
+
+    enabled: bool = True
+    max_n: int = Field(default=16, ge=1, le=64)
+    max_rounds: int = Field(default=4, ge=1, le=16)
+    judge_model: str | None = None  # a deployment or alias; None: the request's own model judges
+    sandbox_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    sandbox_memory_mb: int = Field(default=512, ge=64, le=8192)
+
+
 def _default_deployments() -> list[Deployment]:
     return [
         Deployment(
@@ -184,6 +196,7 @@ class Settings(_Strict):
     aliases: dict[str, Alias] = Field(default_factory=lambda: {"default": Alias.model_validate("smollm2-135m")})
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    ttc: TtcSettings = Field(default_factory=TtcSettings)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Settings:

@@ -62,7 +62,11 @@ def test_restoring_interleaved_streams_keeps_each_slot_apart() -> None:
     # Two choices (n=2) and a tool call stream at once; a placeholder split in one must not swallow the other.
     restorer = Restorer({"[EMAIL_ADDRESS_1]": "ann@example.com", "[CN_MOBILE_1]": "13800138000"})
     a, b, tool = (0, "content"), (1, "content"), (0, "tool", 0)
-    out = {a: restorer.feed("mail [EMAIL_", a), b: restorer.feed("call [CN_MO", b), tool: restorer.feed('{"to": "[EMA', tool)}
+    out = {
+        a: restorer.feed("mail [EMAIL_", a),
+        b: restorer.feed("call [CN_MO", b),
+        tool: restorer.feed('{"to": "[EMA', tool),
+    }
     assert out == {a: "mail ", b: "call ", tool: '{"to": "'}
     assert sorted(map(str, restorer.held())) == sorted(map(str, [a, b, tool]))
     out[b] += restorer.feed("BILE_1] now", b)

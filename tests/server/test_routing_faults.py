@@ -226,8 +226,10 @@ async def test_a_keys_privacy_policy_decides_where_its_data_goes(tmp_path, monke
             assert resp.status_code == 201, resp.text
             return openai.AsyncOpenAI(base_url=str(s.client.base_url), api_key=resp.json()["key"], max_retries=0)
 
-        inherits, masks, allows = await key(name="ward"), await key(name="billing", privacy="mask"), await key(
-            name="research", privacy="allow"
+        inherits, masks, allows = (
+            await key(name="ward"),
+            await key(name="billing", privacy="mask"),
+            await key(name="research", privacy="allow"),
         )
         messages = [{"role": "user", "content": PII}]
         try:
@@ -266,9 +268,7 @@ async def test_masking_restores_tool_call_arguments_whole_and_streamed(tmp_path,
         assert "ann@example.com" not in json.dumps(s.cloud.requests[-1])
         call = whole.choices[0].message.tool_calls[0]
         assert json.loads(call.function.arguments) == {"text": PII}
-        stream = await s.client.chat.completions.create(
-            model="cloud-tool", messages=messages, tools=tools, stream=True
-        )
+        stream = await s.client.chat.completions.create(model="cloud-tool", messages=messages, tools=tools, stream=True)
         arguments, finish = "", None
         async for chunk in stream:
             for choice in chunk.choices:

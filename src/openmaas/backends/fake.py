@@ -4,7 +4,9 @@ Params (all optional): ``reply`` (fixed text; default echoes the last user
 message), ``latency_ms`` (before the first token), ``tokens_per_s`` (stream
 pacing; 0 = as fast as possible), ``fail_every`` (every Nth call fails with
 ``fail_status``), ``fail_after_tokens`` (streams break after that many tokens),
-``embedding_dims``.
+``embedding_dims``, ``replies`` (a list: the Nth call answers the Nth reply, cycling — varied
+candidates for test-time compute), ``logprobs`` (a list of per-token log-probabilities, cycled
+like ``replies``, returned when the request asks for ``logprobs``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class FakeBackend(Backend):
         self.fail_status = int(p.get("fail_status", 503))
         self.fail_after_tokens = p.get("fail_after_tokens")
         self.dims = int(p.get("embedding_dims", 8))
+        self.replies: list[str] = list(p.get("replies") or [])
+        self.logprobs: list[float] = [float(x) for x in p.get("logprobs") or []]
         self.calls = 0
 
     def _maybe_fail(self) -> None:
@@ -56,11 +60,13 @@ class FakeBackend(Backend):
                 raise UpstreamUnavailable(message)
             raise UpstreamError(message)
 
-    def _answer(self, payload: Payload) -> tuple[str, int, str | None, list[dict[str, Any]] | None]:
+    def _answer(self, payload: Payload, index: int = 0) -> tuple[str, int, str | None, list[dict[str, Any]] | None]:
         messages = payload.get("messages") or []
         prompt = " ".join(_text_of(m.get("content")) for m in messages)
         last_user = next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         text = self.reply if self.reply is not None else f"fake reply to: {last_user}".strip()
+        if self.replies:
+            text = self.replies[index % len(self.replies)]
         limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
         finish = "stop"
         words = text.split()
@@ -74,15 +80,16 @@ class FakeBackend(Backend):
             tool_calls = [{"id": "call_fake_0", "type": "function", "function": {"name": name, "arguments": "{}"}}]
             finish = "tool_calls"
         fmt = (payload.get("response_format") or {}).get("type")
-        if fmt in ("json_object", "json_schema") and tool_calls is None:
+        if fmt in ("json_object", "json_schema") and tool_calls is None and not self.replies:
             text = '{"answer": "fake"}'
         return text, count_words(prompt), finish, tool_calls
 
     async def chat(self, payload: Payload) -> Payload:
         self._maybe_fail()
+        index = self.calls - 1
         if self.latency:
             await asyncio.sleep(self.latency)
-        text, prompt_tokens, finish, tool_calls = self._answer(payload)
+        text, prompt_tokens, finish, tool_calls = self._answer(payload, index)
         message: dict[str, Any] = {"role": "assistant", "content": None if tool_calls else text}
         if tool_calls:
             message["tool_calls"] = tool_calls
@@ -93,13 +100,27 @@ class FakeBackend(Backend):
             "object": "chat.completion",
             "created": int(time.time()),
             "model": payload.get("model"),
-            "choices": [{"index": i, "message": message, "finish_reason": finish, "logprobs": None} for i in range(n)],
+            "choices": [
+                {
+                    "index": i,
+                    "message": message,
+                    "finish_reason": finish,
+                    "logprobs": self._logprobs(payload, text, index),
+                }
+                for i in range(n)
+            ],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion * n,
                 "total_tokens": prompt_tokens + completion * n,
             },
         }
+
+    def _logprobs(self, payload: Payload, text: str, index: int) -> dict[str, Any] | None:
+        if not payload.get("logprobs") or not self.logprobs:
+            return None
+        value = self.logprobs[index % len(self.logprobs)]
+        return {"content": [{"token": w, "logprob": value, "top_logprobs": []} for w in text.split()]}
 
     async def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
         self._maybe_fail()

@@ -54,6 +54,7 @@ class Outcome:
     status: int = 200
     error_code: str | None = None
     interrupted: bool = False
+    cost_nanos: int | None = None  # set when the request used several deployments (test-time compute)
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,16 @@ class Metering:
         return shape
 
     async def admit(
-        self, principal: Principal, request_id: str, endpoint: str, model: str, deployment: Deployment, body: Any
+        self,
+        principal: Principal,
+        request_id: str,
+        endpoint: str,
+        model: str,
+        deployment: Deployment,
+        body: Any,
+        calls: int = 1,
     ) -> Ticket:
+        """``calls``: model calls the request may make (test-time compute); the reservation covers all."""
         principal.check_model(model, deployment.name)
         now = time.time()
         ticket = Ticket(self.new_id(), request_id, principal, endpoint, model, deployment, time.perf_counter(), now)
@@ -165,6 +174,7 @@ class Metering:
             return ticket
         prompt = prompt_upper_bound(body)
         output = max_output_tokens(body, deployment, prompt) if endpoint != "embeddings" else 0
+        prompt, output = prompt * calls, output * calls
         tokens = prompt + output
         nanos = cost_nanos(deployment, prompt, output)
         ticket.buckets = [(b, 1.0) for b in shape.request_buckets] + [(b, float(tokens)) for b in shape.token_buckets]
@@ -231,7 +241,9 @@ class Metering:
 
     def _event(self, ticket: Ticket, outcome: Outcome) -> tuple[UsageEvent, Settlement]:
         ticket.finished = True
-        cost = cost_nanos(ticket.deployment, outcome.prompt_tokens, outcome.completion_tokens)
+        cost = outcome.cost_nanos
+        if cost is None:
+            cost = cost_nanos(ticket.deployment, outcome.prompt_tokens, outcome.completion_tokens)
         now = time.perf_counter()
         event = UsageEvent(
             id=ticket.id,

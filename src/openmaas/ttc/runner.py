@@ -1,0 +1,219 @@
+"""Test-time compute through the gateway: every model call routed, privacy-checked and metered.
+
+One request → one ledger event whose tokens and cost are the sum of every call made
+for it (candidates, refinements, escalation, judge), each priced at the deployment
+that served it. Admission reserves for all the calls the strategy may make.
+Streaming: the strategy runs to completion first (it must see every candidate), the
+ledger row is committed, then the chosen answer streams as ordinary chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from openmaas.errors import InvalidRequest, OpenMaaSError
+from openmaas.metering import tokens
+from openmaas.metering.meter import Outcome, Ticket
+from openmaas.metering.pricing import cost_nanos
+from openmaas.protocol.chat import ChatCompletionRequest
+from openmaas.routing.router import Route, Served
+from openmaas.ttc import spec as ttc_spec
+from openmaas.ttc.strategies import STRATEGY_FUNCTIONS, Run
+from openmaas.ttc.verifiers import Candidate, Context, build
+
+if TYPE_CHECKING:
+    from openmaas.gateway import Call, Gateway, Stream
+
+_DROP = ("ttc", "stream", "stream_options", "n")
+DEFAULT_TEMPERATURE = 0.7  # several candidates at temperature 0 would all be the same answer
+
+
+def limits(gateway: Gateway, call: Call) -> tuple[int, int]:
+    settings = gateway.router.settings.ttc
+    features = call.principal.features
+    if not settings.enabled or features.get("ttc") is False:
+        raise InvalidRequest(
+            "Test-time compute is not enabled for this key's plan", param="ttc", code="ttc_not_allowed"
+        )
+    n = min(settings.max_n, int(features.get("ttc_max_n", settings.max_n)))
+    rounds = min(settings.max_rounds, int(features.get("ttc_max_rounds", settings.max_rounds)))
+    return n, rounds
+
+
+class TtcRun:
+    def __init__(self, gateway: Gateway, call: Call, request: ChatCompletionRequest, body: dict[str, Any]) -> None:
+        self.gateway, self.call, self.request = gateway, call, request
+        max_n, max_rounds = limits(gateway, call)
+        self.spec = ttc_spec.parse(body.get("ttc"), max_n, max_rounds)
+        self.payload = {k: v for k, v in body.items() if k not in _DROP}
+        if self.spec.strategy in ("best_of_n", "self_consistency") and self.spec.n > 1:
+            self.payload.setdefault("temperature", DEFAULT_TEMPERATURE)
+        if self.spec.verifier is not None and self.spec.verifier.type == "logprob":
+            self.payload["logprobs"] = True
+        self.routes: list[Route] = []
+        self.calls: list[Candidate] = []
+
+    def _route(self, model: str, payload: dict[str, Any]) -> Route:
+        route = self.gateway.router.route(model, "chat", payload, self.call.principal, self.request.output_limit)
+        self.routes.append(route)
+        return route
+
+    async def _sample(
+        self, payload: dict[str, Any], model: str | None, role: str, route: Route | None = None
+    ) -> Candidate:
+        route = route or self._route(model or self.request.model, payload)
+        result, served = await self.gateway.router.run(route, lambda t, p: t.backend.chat(p))
+        if served.restorer is not None:
+            served.restorer.restore_response(result)
+        outcome = await tokens.from_response(served.target.backend, served.payload, result)
+        deployment = served.target.deployment
+        candidate = Candidate(
+            tokens.completion_text(result),
+            result,
+            deployment.name,
+            outcome.prompt_tokens,
+            outcome.completion_tokens,
+            cost_nanos(deployment, outcome.prompt_tokens, outcome.completion_tokens),
+            role,
+        )
+        self.calls.append(candidate)
+        return candidate
+
+    async def _judge(self, prompt: str) -> tuple[str, Candidate]:
+        model = self.gateway.router.settings.ttc.judge_model or self.request.model
+        payload = {
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 16,
+            "temperature": 0,
+        }
+        judged = await self._sample(payload, model, "judge")
+        return judged.text, judged
+
+    async def run(self) -> dict[str, Any] | Stream:
+        main = self._route(self.request.model, self.payload)
+        models = [self.request.model] + ([self.spec.escalate_to] if self.spec.escalate_to else [])
+        plan = [self.gateway.registry.deployments[c.name] for c in main.decision.plan]
+        for extra in models[1:]:  # an unknown escalation target is the caller's mistake: 400/404 before any call
+            plan += [self.gateway.registry.deployments[c.name] for c in self._route(extra, self.payload).decision.plan]
+        calls = self.spec.calls + (self.spec.n if self.spec.verifier and self.spec.verifier.type == "judge" else 0)
+        ticket = await self.gateway._admit(self.call, "chat", self.request.model, main, self.payload, plan, calls)
+        ctx = Context(
+            self.payload,
+            judge=self._judge,
+            sandbox_timeout_s=self.gateway.router.settings.ttc.sandbox_timeout_s,
+            sandbox_memory_mb=self.gateway.router.settings.ttc.sandbox_memory_mb,
+        )
+        verifier = build(self.spec.verifier or _default_verifier(self.spec), self.payload)
+        strategy = STRATEGY_FUNCTIONS[self.spec.strategy]
+
+        async def sample(payload: dict[str, Any], model: str | None, role: str) -> Candidate:
+            same = model is None and payload is self.payload
+            return await self._sample(payload, model, role, main if same else None)
+
+        try:
+            outcome = await strategy(self.spec, self.payload, sample, verifier, ctx)
+        except BaseException as exc:
+            await self._settle(ticket, main, None, exc)
+            raise
+        result = self._response(outcome)
+        await self._settle(ticket, main, outcome, None)
+        if self.request.stream:
+            return _as_stream(self.gateway, result, self.request.model, self.request.wants_usage_chunk)
+        return result
+
+    async def _settle(self, ticket: Ticket | None, main: Route, run: Run | None, exc: BaseException | None) -> None:
+        for other in self.routes[1:]:  # one audit trail: every call's attempts, wherever it went
+            main.decision.attempts += [a for a in other.decision.attempts if a not in main.decision.attempts]
+        served = Served(self.gateway.registry.target(run.chosen.deployment), {}, None) if run is not None else None
+        self.gateway._served(self.call, ticket, main, served)
+        self.call.headers["x-openmaas-ttc"] = self.spec.strategy
+        if ticket is None or self.gateway.metering is None:
+            return
+        outcome = Outcome(
+            sum(c.prompt_tokens for c in self.calls),
+            sum(c.completion_tokens for c in self.calls),
+            cost_nanos=sum(c.cost_nanos for c in self.calls),
+        )
+        if exc is not None:
+            outcome.status = exc.status if isinstance(exc, OpenMaaSError) else 499
+            outcome.error_code = exc.code if isinstance(exc, OpenMaaSError) else "client_disconnected"
+            outcome.interrupted = not isinstance(exc, OpenMaaSError)
+            if isinstance(exc, asyncio.CancelledError):
+                self.gateway.metering.finish_later(ticket, outcome)
+                return
+        await self.gateway.metering.finish(ticket, outcome)
+
+    def _response(self, run: Run) -> dict[str, Any]:
+        result = dict(run.chosen.result)
+        result["model"] = self.request.model
+        chosen = run.chosen
+        total_p = sum(c.prompt_tokens for c in self.calls)
+        total_c = sum(c.completion_tokens for c in self.calls)
+        by_role: dict[str, dict[str, int]] = {}
+        for c in self.calls:
+            role = by_role.setdefault(c.role, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            role["calls"] += 1
+            role["prompt_tokens"] += c.prompt_tokens
+            role["completion_tokens"] += c.completion_tokens
+        result["usage"] = {"prompt_tokens": total_p, "completion_tokens": total_c, "total_tokens": total_p + total_c}
+        result["ttc"] = {
+            "strategy": self.spec.strategy,
+            "verifier": (self.spec.verifier or _default_verifier(self.spec)).type,
+            "candidates": [
+                {
+                    "deployment": c.deployment,
+                    "role": c.role,
+                    "score": round(s.value, 4),
+                    "answer": s.answer,
+                    "detail": s.detail,
+                    "completion_tokens": c.completion_tokens,
+                }
+                for c, s in zip(run.candidates, run.scores, strict=False)
+            ],
+            "chosen": run.candidates.index(chosen),
+            "rounds": run.rounds,
+            "escalated": run.escalated,
+            "escalation_refused": run.escalation_refused,
+            "failed_candidates": run.failures,
+            "usage": {
+                "chosen": {"prompt_tokens": chosen.prompt_tokens, "completion_tokens": chosen.completion_tokens},
+                "extra": {
+                    "prompt_tokens": total_p - chosen.prompt_tokens,
+                    "completion_tokens": total_c - chosen.completion_tokens,
+                },
+                "by_role": by_role,
+                "cost_usd": round(sum(c.cost_nanos for c in self.calls) / 1e9, 9),
+            },
+        }
+        return result
+
+
+def _default_verifier(spec: ttc_spec.TtcSpec) -> ttc_spec.VerifierSpec:
+    if spec.strategy == "cascade":
+        return ttc_spec.VerifierSpec("logprob")
+    return ttc_spec.VerifierSpec("vote")
+
+
+def _as_stream(gateway: Gateway, result: dict[str, Any], model: str, include_usage: bool) -> Stream:
+    """The chosen answer as chunks: role, content in pieces, finish, then usage (and the ttc summary)."""
+    from openmaas.gateway import Stream
+
+    choice = (result.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    base = {"id": result.get("id", "chatcmpl-ttc"), "object": "chat.completion.chunk", "created": int(time.time())}
+    first = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+
+    async def rest() -> AsyncIterator[dict[str, Any]]:
+        text = message.get("content") or ""
+        for i in range(0, len(text), 64):
+            yield {**base, "choices": [{"index": 0, "delta": {"content": text[i : i + 64]}, "finish_reason": None}]}
+        calls = [{"index": i, **c} for i, c in enumerate(message.get("tool_calls") or [])]
+        delta = {"tool_calls": calls} if calls else {}
+        yield {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason")}]}
+        yield {**base, "choices": [], "usage": result["usage"], "ttc": result["ttc"]}
+
+    return Stream(first, rest(), model, include_usage)

@@ -1,0 +1,178 @@
+"""Test-time compute through the public endpoint (real loopback HTTP, the official SDK) on fake deployments."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from openmaas.server import create_app
+from openmaas.settings import Settings
+from openmaas.testing.serve import serve_app
+from tests.helpers import ADMIN_KEY
+
+pytestmark = pytest.mark.anyio
+ASK = [{"role": "user", "content": "What is 6 times 7?"}]
+VOTES = ["The answer is 41.", "The answer is 42.", "Let me see: 42", "I think 7"]
+
+
+@contextlib.asynccontextmanager
+async def stack(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    monkeypatch.setenv("OPENMAAS_ADMIN_KEY", ADMIN_KEY)
+
+    def fake(name: str, price: float, **params: Any) -> dict[str, Any]:
+        pricing = {"input_per_mtok": price, "output_per_mtok": price}
+        return {
+            "name": name,
+            "backend": "fake",
+            "model": name,
+            "locality": "local",
+            "params": params,
+            "pricing": pricing,
+        }
+
+    settings = Settings.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "deployments": [
+                fake("cheap", 1, replies=VOTES),
+                fake("json", 1, replies=["not json at all", '{"name": "Ann"}', '{"name": 3}']),
+                fake("unsure", 1, reply="The answer is 41.", logprobs=[-2.5]),
+                fake("sure", 1, reply="The answer is 42.", logprobs=[-0.01]),
+                fake("strong", 10, reply="The answer is 42."),
+                fake("judge", 1, reply="Score: 9"),
+            ],
+            "aliases": {},
+            "ttc": {"max_n": 8, "max_rounds": 3, "judge_model": "judge"},
+        }
+    )
+    async with serve_app(create_app(settings)) as url:
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        admin = httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {ADMIN_KEY}"})
+        try:
+            yield type("Stack", (), {"client": client, "admin": admin, "app": None})
+        finally:
+            await client.close()
+            await admin.aclose()
+
+
+async def ledger(s: Any, raw: Any) -> dict[str, Any]:
+    await asyncio.sleep(0)
+    resp = await s.admin.get(f"/admin/audit/{raw.headers['x-request-id']}")
+    assert resp.status_code == 200, resp.text
+    (event,) = resp.json()["data"]
+    return dict(event)
+
+
+async def test_best_of_n_picks_what_the_requests_regex_accepts_and_bills_every_candidate(tmp_path, monkeypatch):
+    async with stack(tmp_path, monkeypatch) as s:
+        ttc = {"strategy": "best_of_n", "n": 4, "verifier": {"type": "regex", "pattern": r"\b42\b"}}
+        raw = await s.client.chat.completions.with_raw_response.create(
+            model="cheap", messages=ASK, extra_body={"ttc": ttc}
+        )
+        body = json.loads(raw.text)
+        assert "42" in body["choices"][0]["message"]["content"]
+        info = body["ttc"]
+        assert info["strategy"] == "best_of_n" and len(info["candidates"]) == 4
+        assert sorted(c["score"] for c in info["candidates"]) == [0.0, 0.0, 1.0, 1.0]
+        completion = sum(len(v.split()) for v in VOTES)  # the fake counts words as tokens
+        assert body["usage"]["completion_tokens"] == completion
+        assert info["usage"]["by_role"]["candidate"]["calls"] == 4
+        assert info["usage"]["extra"]["completion_tokens"] == completion - info["usage"]["chosen"]["completion_tokens"]
+        event = await ledger(s, raw)
+        assert event["completion_tokens"] == completion and event["prompt_tokens"] == body["usage"]["prompt_tokens"]
+        assert raw.headers["x-openmaas-ttc"] == "best_of_n"
+
+
+async def test_self_consistency_votes_and_the_model_suffix_asks_for_it(tmp_path, monkeypatch):
+    async with stack(tmp_path, monkeypatch) as s:
+        reply = await s.client.chat.completions.create(model="cheap@sc-4", messages=ASK)
+        extra = reply.model_extra or {}
+        assert extra["ttc"]["strategy"] == "self_consistency" and len(extra["ttc"]["candidates"]) == 4
+        assert "42" in (reply.choices[0].message.content or "")
+        assert [c["answer"] for c in extra["ttc"]["candidates"]] == ["41", "42", "42", "7"]
+        assert reply.usage is not None and reply.usage.completion_tokens == sum(len(v.split()) for v in VOTES)
+
+
+async def test_self_refine_stops_once_the_schema_is_met(tmp_path, monkeypatch):
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    async with stack(tmp_path, monkeypatch) as s:
+        reply = await s.client.chat.completions.create(
+            model="json",
+            messages=[{"role": "user", "content": "Give me a JSON person"}],
+            response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": schema}},
+            extra_body={"ttc": {"strategy": "self_refine", "max_rounds": 3, "verifier": "json_schema"}},
+        )
+        info = (reply.model_extra or {})["ttc"]
+        assert json.loads(reply.choices[0].message.content or "") == {"name": "Ann"}
+        assert info["rounds"] == 1 and [c["role"] for c in info["candidates"]] == ["candidate", "refinement"]
+
+
+async def test_cascade_escalates_only_when_confidence_is_low(tmp_path, monkeypatch):
+    async with stack(tmp_path, monkeypatch) as s:
+        ttc = {"strategy": "cascade", "escalate_to": "strong", "verifier": "logprob", "threshold": 0.5}
+        low = await s.client.chat.completions.create(model="unsure", messages=ASK, extra_body={"ttc": ttc})
+        info = (low.model_extra or {})["ttc"]
+        assert info["escalated"] is True and info["candidates"][-1]["deployment"] == "strong"
+        assert info["usage"]["by_role"]["escalation"]["calls"] == 1
+        high = await s.client.chat.completions.create(model="sure", messages=ASK, extra_body={"ttc": ttc})
+        assert (high.model_extra or {})["ttc"]["escalated"] is False
+        # The escalated request costs both calls, each at its own deployment's price.
+        raw = await s.client.chat.completions.with_raw_response.create(
+            model="unsure", messages=ASK, extra_body={"ttc": ttc}
+        )
+        event = await ledger(s, raw)
+        usage = json.loads(raw.text)["ttc"]["usage"]
+        assert event["cost_usd"] == pytest.approx(usage["cost_usd"])
+        assert event["deployment"] == "strong"
+
+
+async def test_judge_scores_are_metered_and_streaming_sends_the_chosen_answer(tmp_path, monkeypatch):
+    async with stack(tmp_path, monkeypatch) as s:
+        ttc = {"strategy": "best_of_n", "n": 2, "verifier": "judge"}
+        stream = await s.client.chat.completions.create(
+            model="cheap", messages=ASK, stream=True, stream_options={"include_usage": True}, extra_body={"ttc": ttc}
+        )
+        text, usage, info = "", None, None
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+            if chunk.usage:
+                usage, info = chunk.usage, (chunk.model_extra or {}).get("ttc")
+        assert text in VOTES[:2]
+        assert info is not None and info["usage"]["by_role"]["judge"]["calls"] == 2
+        assert usage is not None and usage.completion_tokens == len(VOTES[0].split()) + len(VOTES[1].split()) + 2 * 2
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "param"),
+    [
+        ("cheap", {"ttc": {"strategy": "best_of_everything"}}, "ttc.strategy"),
+        ("cheap", {"ttc": {"strategy": "best_of_n", "n": 99}}, "ttc.n"),
+        ("cheap", {"ttc": {"strategy": "best_of_n", "n": "4"}}, "ttc.n"),
+        ("cheap", {"ttc": {"strategy": "best_of_n", "verifier": "oracle"}}, "ttc.verifier.type"),
+        (
+            "cheap",
+            {"ttc": {"strategy": "best_of_n", "verifier": {"type": "regex", "pattern": "("}}},
+            "ttc.verifier.pattern",
+        ),
+        ("cheap", {"ttc": {"strategy": "cascade"}}, "ttc.escalate_to"),
+        ("cheap", {"ttc": {"strategy": "self_refine", "max_rounds": 9}}, "ttc.max_rounds"),
+        ("cheap", {"ttc": "best_of_n"}, "ttc"),
+        ("cheap", {"ttc": {"strategy": "best_of_n", "surprise": 1}}, "ttc"),
+        ("cheap@best-of-99", {}, "ttc.n"),
+        ("cheap@magic-3", {}, "model"),
+    ],
+)
+async def test_bad_ttc_parameters_are_a_400(tmp_path, monkeypatch, model, extra, param):
+    async with stack(tmp_path, monkeypatch) as s:
+        with pytest.raises(openai.BadRequestError) as err:
+            await s.client.chat.completions.create(model=model, messages=ASK, extra_body=extra)
+        assert err.value.status_code == 400
+        assert (err.value.body or {}).get("param") == param, err.value.body
