@@ -23,16 +23,16 @@ VOTES = ["The answer is 41.", "The answer is 42.", "Let me see: 42", "I think 7"
 
 
 @contextlib.asynccontextmanager
-async def stack(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+async def stack(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, policy: str = "allow") -> AsyncIterator[Any]:
     monkeypatch.setenv("OPENMAAS_ADMIN_KEY", ADMIN_KEY)
 
-    def fake(name: str, price: float, **params: Any) -> dict[str, Any]:
+    def fake(name: str, price: float, locality: str = "local", **params: Any) -> dict[str, Any]:
         pricing = {"input_per_mtok": price, "output_per_mtok": price}
         return {
             "name": name,
             "backend": "fake",
             "model": name,
-            "locality": "local",
+            "locality": locality,
             "params": params,
             "pricing": pricing,
         }
@@ -47,9 +47,11 @@ async def stack(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
                 fake("sure", 1, reply="The answer is 42.", logprobs=[-0.01]),
                 fake("strong", 10, reply="The answer is 42."),
                 fake("judge", 1, reply="Score: 9"),
+                fake("cloud-strong", 10, "cloud", reply="The answer is 42."),
             ],
             "aliases": {},
             "ttc": {"max_n": 8, "max_rounds": 3, "judge_model": "judge"},
+            "privacy": {"policy": policy},
         }
     )
     async with serve_app(create_app(settings)) as url:
@@ -131,6 +133,18 @@ async def test_cascade_escalates_only_when_confidence_is_low(tmp_path, monkeypat
         usage = json.loads(raw.text)["ttc"]["usage"]
         assert event["cost_usd"] == pytest.approx(usage["cost_usd"])
         assert event["deployment"] == "strong"
+
+
+async def test_a_cascade_never_escalates_personal_data_past_the_privacy_policy(tmp_path, monkeypatch):
+    async with stack(tmp_path, monkeypatch, policy="local_only") as s:
+        ttc = {"strategy": "cascade", "escalate_to": "cloud-strong", "verifier": "logprob"}
+        private = [{"role": "user", "content": "Mail ann@example.com: what is 6 times 7?"}]
+        reply = await s.client.chat.completions.create(model="unsure", messages=private, extra_body={"ttc": ttc})
+        info = (reply.model_extra or {})["ttc"]
+        assert info["escalated"] is False and info["escalation_refused"] == "privacy_policy_violation"
+        assert [c["deployment"] for c in info["candidates"]] == ["unsure"]
+        public = await s.client.chat.completions.create(model="unsure", messages=ASK, extra_body={"ttc": ttc})
+        assert (public.model_extra or {})["ttc"]["candidates"][-1]["deployment"] == "cloud-strong"
 
 
 async def test_judge_scores_are_metered_and_streaming_sends_the_chosen_answer(tmp_path, monkeypatch):

@@ -95,11 +95,22 @@ class TtcRun:
 
     async def run(self) -> dict[str, Any] | Stream:
         main = self._route(self.request.model, self.payload)
-        models = [self.request.model] + ([self.spec.escalate_to] if self.spec.escalate_to else [])
+        judged = self.spec.verifier is not None and self.spec.verifier.type == "judge"
+        others = [self.spec.escalate_to] if self.spec.escalate_to else []
+        if judged:
+            others.append(self.gateway.router.settings.ttc.judge_model or self.request.model)
         plan = [self.gateway.registry.deployments[c.name] for c in main.decision.plan]
-        for extra in models[1:]:  # an unknown escalation target is the caller's mistake: 400/404 before any call
-            plan += [self.gateway.registry.deployments[c.name] for c in self._route(extra, self.payload).decision.plan]
-        calls = self.spec.calls + (self.spec.n if self.spec.verifier and self.spec.verifier.type == "judge" else 0)
+        for other in others:  # price the reservation at every model it may call; an unknown one is a 404 now
+            try:
+                decision = self.gateway.router.route(
+                    other, "chat", self.payload, self.call.principal, self.request.output_limit
+                ).decision
+            except OpenMaaSError as exc:
+                if exc.status != 403:  # refused by the privacy policy: that call will be refused (and reported) too
+                    raise
+                continue
+            plan += [self.gateway.registry.deployments[c.name] for c in decision.plan]
+        calls = self.spec.calls + (self.spec.n if judged else 0)
         ticket = await self.gateway._admit(self.call, "chat", self.request.model, main, self.payload, plan, calls)
         ctx = Context(
             self.payload,
@@ -122,12 +133,12 @@ class TtcRun:
         result = self._response(outcome)
         await self._settle(ticket, main, outcome, None)
         if self.request.stream:
-            return _as_stream(self.gateway, result, self.request.model, self.request.wants_usage_chunk)
+            return _as_stream(result, self.request.model, self.request.wants_usage_chunk)
         return result
 
     async def _settle(self, ticket: Ticket | None, main: Route, run: Run | None, exc: BaseException | None) -> None:
         for other in self.routes[1:]:  # one audit trail: every call's attempts, wherever it went
-            main.decision.attempts += [a for a in other.decision.attempts if a not in main.decision.attempts]
+            main.decision.attempts += other.decision.attempts
         served = Served(self.gateway.registry.target(run.chosen.deployment), {}, None) if run is not None else None
         self.gateway._served(self.call, ticket, main, served)
         self.call.headers["x-openmaas-ttc"] = self.spec.strategy
@@ -198,7 +209,7 @@ def _default_verifier(spec: ttc_spec.TtcSpec) -> ttc_spec.VerifierSpec:
     return ttc_spec.VerifierSpec("vote")
 
 
-def _as_stream(gateway: Gateway, result: dict[str, Any], model: str, include_usage: bool) -> Stream:
+def _as_stream(result: dict[str, Any], model: str, include_usage: bool) -> Stream:
     """The chosen answer as chunks: role, content in pieces, finish, then usage (and the ttc summary)."""
     from openmaas.gateway import Stream
 
