@@ -169,6 +169,9 @@ def _register_admin() -> None:
     from openmaas import cli_admin
 
     cli_admin.register(main)
+    from openmaas import cli_eval
+
+    cli_eval.register(main)
 
 
 _register_admin()

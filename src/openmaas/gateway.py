@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
 from openmaas.auth.principal import ANONYMOUS, Principal
@@ -216,7 +215,7 @@ class Gateway:
             if served is not None:
                 ticket.deployment = served.target.deployment
             ticket.route_reason = decision.reason()
-            ticket.route = orjson.dumps(decision.to_dict()).decode()
+            ticket.route = decision.to_json()
             ticket.degraded = decision.degraded
 
     async def _unary(

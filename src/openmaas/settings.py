@@ -80,7 +80,7 @@ class Deployment(_Strict):
     """
 
     name: str = Field(min_length=1)
-    backend: Literal["llamacpp", "openai_compat", "anthropic", "fake"]
+    backend: Literal["llamacpp", "openai_compat", "anthropic", "fake", "oracle"]
     locality: Literal["local", "cloud"] = "cloud"
     model: str | None = None  # the upstream's own model id; defaults to ``name``
     params: dict[str, Any] = Field(default_factory=dict)

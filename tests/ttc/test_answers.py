@@ -34,3 +34,11 @@ def test_suffix_grammar() -> None:
     assert split_suffix("plain-model") == ("plain-model", None)
     with pytest.raises(InvalidRequest):
         split_suffix("m@nonsense")
+
+
+def test_json_answers_vote_together_whatever_their_layout() -> None:
+    a = final_answer('```json\n{"city": "Oslo", "quantity": 3}\n```')
+    b = final_answer('{"quantity":3,  "city":"oslo"}')
+    assert a is not None and a == b
+    assert final_answer('{"quantity": 4, "city": "Oslo"}') != a
+    assert final_answer("{not json} so the answer is 5") == "5"

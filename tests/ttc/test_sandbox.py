@@ -28,6 +28,12 @@ async def test_correct_code_passes_and_wrong_code_fails() -> None:
     assert (await run_tests(GOOD, humaneval)).passed
 
 
+async def test_answers_may_import_the_usual_standard_library() -> None:
+    code = "from typing import List\nimport math, collections, itertools, re\n\ndef add(a: int, b: int) -> int:\n"
+    code += "    return int(math.fsum([a, b]))\n"
+    assert (await run_tests(code, TEST)).passed
+
+
 async def test_many_sandboxes_run_at_once() -> None:
     results = await asyncio.gather(*(run_tests(GOOD, TEST) for _ in range(6)))
     assert all(r.passed for r in results)

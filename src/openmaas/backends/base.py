@@ -71,6 +71,10 @@ def create_backend(deployment: Deployment, data_dir: Any = None) -> Backend:
         from openmaas.backends.fake import FakeBackend
 
         return FakeBackend(deployment)
+    if deployment.backend == "oracle":
+        from openmaas.backends.oracle import OracleBackend
+
+        return OracleBackend(deployment)
     if deployment.backend == "llamacpp":
         from openmaas.backends.llamacpp import LlamaCppBackend
 

@@ -8,8 +8,10 @@ logged, and stored whole in the ledger (``usage_events.route``) for
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from openmaas.privacy.classify import PrivacyClass
 
@@ -84,8 +86,24 @@ class RouteDecision:
         return self.header()[:500]
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["privacy"] = {"class": self.privacy.label, "entities": list(self.privacy.entities)}
-        data["masked"] = self.masked
-        data["data_went_to"] = self.data_went_to()
-        return data
+        """The whole decision, for the ledger. Candidates and attempts stay dataclasses: orjson
+        serialises those natively, far cheaper than ``dataclasses.asdict`` (which deep-copies)."""
+        return {
+            "requested": self.requested,
+            "endpoint": self.endpoint,
+            "privacy": {"class": self.privacy.label, "entities": list(self.privacy.entities)},
+            "policy": self.policy,
+            "difficulty": self.difficulty,
+            "prefer": self.prefer,
+            "max_cost_usd": self.max_cost_usd,
+            "candidates": self.candidates,
+            "attempts": self.attempts,
+            "chosen": self.chosen,
+            "chosen_locality": self.chosen_locality,
+            "degraded": self.degraded,
+            "masked": self.masked,
+            "data_went_to": self.data_went_to(),
+        }
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.to_dict()).decode()

@@ -1,15 +1,18 @@
 """Final answers out of free text, normalised so that equal answers compare equal.
 
 Used by the vote verifier (self-consistency) and the exact-answer verifier. Order
-of preference: an explicit marker (``\\boxed{…}``, ``#### …``, "the answer is …",
+of preference: a JSON value (the whole answer, fences allowed: canonical form, keys
+sorted, strings case-folded), an explicit marker (``\\boxed{…}``, ``#### …``, "the answer is …",
 "Answer: …"), then a lone option letter, then the last number, then the whole
 short text.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from fractions import Fraction
+from typing import Any
 
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _HASHES = re.compile(r"####\s*([^\n]+)")
@@ -44,11 +47,37 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s.-]", " ", text.lower()).split()).strip(".")
 
 
+def _fold(value: Any) -> Any:
+    if isinstance(value, str):
+        return " ".join(value.lower().split())
+    if isinstance(value, list):
+        return [_fold(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _fold(v) for k, v in value.items()}
+    return value
+
+
+def _json_answer(text: str) -> str | None:
+    if text.startswith("```"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        text = text.rsplit("```", 1)[0].strip()
+    if not text.startswith(("{", "[")):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return json.dumps(_fold(value), sort_keys=True, separators=(",", ":"))
+
+
 def final_answer(text: str) -> str | None:
     """The answer a response commits to, normalised; None when it has no content."""
     text = text.strip()
     if not text:
         return None
+    as_json = _json_answer(text)
+    if as_json is not None:
+        return as_json
     for pattern in (_BOXED, _HASHES):
         found = pattern.findall(text)
         if found:

@@ -49,7 +49,7 @@ class TtcRun:
         max_n, max_rounds = limits(gateway, call)
         self.spec = ttc_spec.parse(body.get("ttc"), max_n, max_rounds)
         self.payload = {k: v for k, v in body.items() if k not in _DROP}
-        if self.spec.strategy in ("best_of_n", "self_consistency") and self.spec.n > 1:
+        if self.spec.strategy in ("best_of_n", "self_consistency", "cascade") and self.spec.n > 1:
             self.payload.setdefault("temperature", DEFAULT_TEMPERATURE)
         if self.spec.verifier is not None and self.spec.verifier.type == "logprob":
             self.payload["logprobs"] = True

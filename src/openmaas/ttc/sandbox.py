@@ -31,6 +31,9 @@ from dataclasses import dataclass
 
 _GUARD = r"""
 import os, sys
+# Loaded before privileges drop: as nobody the interpreter's own library may be unreadable (e.g. under /root).
+import typing, math, cmath, collections, collections.abc, itertools, functools, operator, re, string, heapq, bisect
+import fractions, decimal, statistics, random, datetime, json, copy, dataclasses, enum, hashlib, array, unittest
 if os.geteuid() == 0:  # started as root (in its own network namespace): become nobody before anything else
     os.setgroups([])
     os.setgid(65534)

@@ -6,8 +6,8 @@ Suffix grammar (for clients that cannot send extra fields)::
 
     STRATEGY := "best-of" | "self-consistency" | "sc" | "self-refine" | "refine" | "cascade"
 
-``N`` is the number of candidates (best-of, self-consistency) or of refinement rounds
-(self-refine). ``ESCALATE_TO`` is the cascade's stronger model. Examples:
+``N`` is the number of candidates (best-of, self-consistency, the cascade's cheap step) or
+of refinement rounds (self-refine). ``ESCALATE_TO`` is the cascade's stronger model. Examples:
 ``smollm2-135m@best-of-8``, ``smollm2-135m@sc-5``, ``smollm2-135m@refine-2``,
 ``smollm2-135m@cascade:gpt-strong``. A model whose own name contains ``@`` is looked up
 as is first, so a deployment named ``x@y`` still works.
@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openmaas.errors import InvalidRequest
+from openmaas.ttc.checks import validate as validate_checks
 
 STRATEGIES = ("best_of_n", "self_consistency", "self_refine", "cascade")
-VERIFIERS = ("json_schema", "regex", "exact", "vote", "python_tests", "judge", "logprob")
+VERIFIERS = ("json_schema", "regex", "exact", "vote", "python_tests", "checks", "judge", "logprob")
 _SUFFIX_NAMES = {
     "best-of": "best_of_n",
     "self-consistency": "self_consistency",
@@ -56,7 +57,7 @@ class TtcSpec:
         if self.strategy == "self_refine":
             return 1 + self.max_rounds
         if self.strategy == "cascade":
-            return 2
+            return self.n + 1
         return self.n
 
 
@@ -91,6 +92,10 @@ def parse_verifier(value: Any) -> VerifierSpec | None:
             raise _bad(
                 f"ttc.verifier.pattern is not a valid regular expression: {exc}", "ttc.verifier.pattern"
             ) from None
+    if kind == "python_tests" and not isinstance(options.get("prelude", ""), str):
+        raise _bad("ttc.verifier.prelude must be a string of Python code", "ttc.verifier.prelude")
+    if kind == "checks":
+        options["checks"] = validate_checks(options.get("checks"))
     if kind == "json_schema" and "schema" in options and not isinstance(options["schema"], dict):
         raise _bad("ttc.verifier.schema must be a JSON Schema object", "ttc.verifier.schema")
     return VerifierSpec(kind, options)

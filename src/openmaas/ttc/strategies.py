@@ -5,8 +5,9 @@
 * ``self_refine``: one answer, then up to ``max_rounds`` of "here is your answer and what is
   wrong with it, write a better one" — stops as soon as the verifier passes it (with no
   verifier, every round runs and the last answer is kept).
-* ``cascade``: the requested (cheap) model first; if the verifier's score is below
-  ``threshold``, the same request goes to ``escalate_to`` and its answer is returned.
+* ``cascade``: the requested (cheap) model first — one answer, or the best of ``n`` — and if
+  the verifier's score is below ``threshold``, the same request goes to ``escalate_to`` and
+  its answer is returned.
 """
 
 from __future__ import annotations
@@ -82,18 +83,25 @@ async def self_refine(spec: TtcSpec, payload: dict[str, Any], sample: Sample, ve
 
 
 async def cascade(spec: TtcSpec, payload: dict[str, Any], sample: Sample, verifier: Verifier, ctx: Context) -> Run:
-    cheap = await sample(payload, None, "candidate")
-    scores = await verifier.score([cheap], ctx)
-    if scores[0].value >= spec.threshold:
-        return Run(cheap, [cheap], scores)
+    local = await best_of_n(spec, payload, sample, verifier, ctx)
+    best = max(s.value for s in local.scores)
+    if best >= spec.threshold:
+        return local
     assert spec.escalate_to is not None
     try:
         strong = await sample(payload, spec.escalate_to, "escalation")
     except OpenMaaSError as exc:
         if exc.status in (403,):  # e.g. the privacy policy keeps this request away from the stronger model
-            return Run(cheap, [cheap], scores, escalation_refused=exc.code or "refused")
+            local.escalation_refused = exc.code or "refused"
+            return local
         raise
-    return Run(strong, [cheap, strong], [*scores, Score(1.0, "escalated")], escalated=True)
+    return Run(
+        strong,
+        [*local.candidates, strong],
+        [*local.scores, Score(1.0, "escalated")],
+        escalated=True,
+        failures=local.failures,
+    )
 
 
 STRATEGY_FUNCTIONS = {

@@ -21,7 +21,9 @@ from typing import Any
 
 import jsonschema
 
+from openmaas.ttc import checks as instruction_checks
 from openmaas.ttc.answers import final_answer, normalise
+from openmaas.ttc.checks import strip_fences
 from openmaas.ttc.sandbox import extract_code, run_tests
 from openmaas.ttc.spec import VerifierSpec
 
@@ -74,14 +76,6 @@ class Verifier(ABC):
     async def score(self, candidates: list[Candidate], ctx: Context) -> list[Score]: ...
 
 
-def _strip_fences(text: str) -> str:
-    text = text.strip()
-    if text.startswith("```"):
-        text = text.split("\n", 1)[1] if "\n" in text else ""
-        text = text.rsplit("```", 1)[0]
-    return text.strip()
-
-
 class JsonSchemaVerifier(Verifier):
     """Valid JSON that satisfies the schema: the verifier's own, else the request's ``response_format``."""
 
@@ -104,7 +98,7 @@ class JsonSchemaVerifier(Verifier):
         out = []
         for c in candidates:
             try:
-                value = json.loads(_strip_fences(c.text))
+                value = json.loads(strip_fences(c.text))
             except ValueError:
                 out.append(Score(0.0, "not JSON"))
                 continue
@@ -151,18 +145,41 @@ class VoteVerifier(Verifier):
         return [Score(counts[a] / total if a is not None else 0.0, answer=a) for a in answers]
 
 
+class ChecksVerifier(Verifier):
+    """Verifiable instructions the request states (word counts, keywords, format…): the share passed."""
+
+    name = "checks"
+
+    def __init__(self, checks: list[dict[str, Any]]) -> None:
+        self.checks = checks
+
+    async def score(self, candidates: list[Candidate], ctx: Context) -> list[Score]:
+        out = []
+        for c in candidates:
+            results = instruction_checks.run(c.text, self.checks)
+            failed = [self.checks[i]["kind"] for i, ok in enumerate(results) if not ok]
+            detail = "all passed" if not failed else "failed: " + ", ".join(failed)
+            out.append(Score(sum(results) / len(results), detail))
+        return out
+
+
 class PythonTestsVerifier(Verifier):
-    """The request's unit tests against each candidate's code, in the sandbox, concurrently."""
+    """The request's unit tests against each candidate's code, in the sandbox, concurrently.
+
+    ``prelude`` (optional) goes before the candidate's code: imports or helpers the answer may assume."""
 
     name = "python_tests"
 
-    def __init__(self, tests: str) -> None:
+    def __init__(self, tests: str, prelude: str = "") -> None:
         self.tests = tests
+        self.prelude = prelude
 
     async def score(self, candidates: list[Candidate], ctx: Context) -> list[Score]:
         results = await asyncio.gather(
             *(
-                run_tests(extract_code(c.text), self.tests, ctx.sandbox_timeout_s, ctx.sandbox_memory_mb)
+                run_tests(
+                    self.prelude + "\n" + extract_code(c.text), self.tests, ctx.sandbox_timeout_s, ctx.sandbox_memory_mb
+                )
                 for c in candidates
             )
         )
@@ -237,7 +254,9 @@ def build(spec: VerifierSpec | None, request: dict[str, Any]) -> Verifier:
         case "exact":
             return ExactVerifier(o["answer"])
         case "python_tests":
-            return PythonTestsVerifier(o["tests"])
+            return PythonTestsVerifier(o["tests"], o.get("prelude") or "")
+        case "checks":
+            return ChecksVerifier(o["checks"])
         case "judge":
             return JudgeVerifier(o.get("criteria"))
         case "logprob":

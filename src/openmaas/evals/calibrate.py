@@ -1,0 +1,74 @@
+"""Cascade calibration: choose the escalation threshold from one evaluation pass.
+
+Input: for every task, the cheap model's single answer (correct or not, its cost, and the
+signal the cascade will compare with the threshold — the request's own verifier score, or
+the answer's token confidence when the request carries no verifier) and the strong model's
+answer (correct or not, its cost). Escalating every task whose signal is below ``t`` gives,
+for each ``t``, a share escalated, an accuracy and a cost; the curve is exact for a
+deterministic cascade (greedy cheap sample, same strong answers). The calibrated threshold
+is the cheapest point whose accuracy reaches ``target`` × the strong model's accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from openmaas.evals.runner import TaskResult
+from openmaas.evals.tasks import Task
+from openmaas.ttc.spec import parse_verifier
+from openmaas.ttc.verifiers import Candidate, Context, build
+
+
+@dataclass
+class Point:
+    threshold: float
+    escalated: float  # share of tasks
+    accuracy: float
+    cost_usd: float  # per task
+    relative_cost: float  # versus the strong model alone
+
+
+async def signals(tasks: list[Task], cheap: list[TaskResult]) -> list[float]:
+    """What the cascade compares with its threshold, per task, computed as the server would."""
+    out = []
+    for task, result in zip(tasks, cheap, strict=True):
+        if task.verifier is None:
+            out.append(result.confidence if result.confidence is not None else 0.0)
+            continue
+        verifier = build(parse_verifier(task.verifier), {"messages": task.messages})
+        scores = await verifier.score([Candidate(result.answer, {}, "cheap")], Context({"messages": task.messages}))
+        out.append(scores[0].value)
+    return out
+
+
+def curve(signal: list[float], cheap: list[TaskResult], strong: list[TaskResult]) -> list[Point]:
+    n = len(cheap) or 1
+    strong_cost = sum(r.cost_usd for r in strong) or 1e-12
+    cheap_cost = sum(r.cost_usd for r in cheap)
+    thresholds = sorted({0.0, *signal, 1.0 + 1e-9})
+    points = []
+    for t in thresholds:
+        esc = [s < t for s in signal]
+        correct = sum(s.correct if e else c.correct for e, c, s in zip(esc, cheap, strong, strict=True))
+        cost = cheap_cost + sum(s.cost_usd for e, s in zip(esc, strong, strict=True) if e)
+        points.append(Point(round(t, 6), sum(esc) / n, correct / n, cost / n, cost / strong_cost))
+    return points
+
+
+def choose(points: list[Point], strong_accuracy: float, target: float) -> Point:
+    """The cheapest point reaching ``target`` of the strong accuracy (else the most accurate one)."""
+    good = [p for p in points if p.accuracy >= target * strong_accuracy - 1e-12]
+    if good:
+        return min(good, key=lambda p: (p.cost_usd, -p.accuracy))
+    return max(points, key=lambda p: (p.accuracy, -p.cost_usd))
+
+
+def report(points: list[Point], chosen: Point, strong_accuracy: float, target: float) -> dict[str, Any]:
+    return {
+        "target": target,
+        "strong_accuracy": strong_accuracy,
+        "threshold": chosen.threshold,
+        "chosen": asdict(chosen),
+        "curve": [asdict(p) for p in points],
+    }

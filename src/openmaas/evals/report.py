@@ -1,0 +1,87 @@
+"""The evaluation's outputs: a Markdown table, a JSON file, and a PNG chart of accuracy versus compute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def table(summaries: list[dict[str, Any]]) -> str:
+    lines = [
+        "| task set | run | tasks | accuracy | by level | calls/task | tokens/task | cost/task (µUSD) | escalated |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        levels = " / ".join(f"{v:.2f}" for v in s["by_level"].values())
+        lines.append(
+            f"| {s['task_set']} | {s['run']} | {s['tasks']} | **{s['accuracy']:.3f}** | {levels} | "
+            f"{s['calls_per_task']:.1f} | {s['tokens_per_task']:.0f} | {s['cost_usd_per_task'] * 1e6:.2f} | "
+            f"{s['escalated']:.0%}{' · ' + str(s['errors']) + ' errors' if s['errors'] else ''} |"
+        )
+    return "\n".join(lines)
+
+
+def cascade_table(calibrations: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for task_set, cal in calibrations.items():
+        lines.append(
+            f"\n**{task_set}** — strong (simulated) accuracy {cal['strong_accuracy']:.3f}; target"
+            f" {cal['target']:.0%} of it; calibrated threshold {cal['threshold']:.4g}"
+        )
+        lines.append("\n| threshold | escalated | accuracy | cost vs strong |\n|---|---|---|---|")
+        points = cal["curve"]
+        step = max(1, len(points) // 12)
+        shown = points[::step] + ([points[-1]] if (len(points) - 1) % step else [])
+        chosen = cal["chosen"]
+        if chosen not in shown:
+            shown = sorted([*shown, chosen], key=lambda p: p["threshold"])
+        for p in shown:
+            mark = " ← calibrated" if p == chosen else ""
+            share, cost = f"{p['escalated']:.0%}", f"{p['relative_cost']:.0%}"
+            lines.append(f"| {p['threshold']:.4g} | {share} | {p['accuracy']:.3f} | {cost}{mark} |")
+        held = cal.get("held_out")
+        if held:
+            lines.append(
+                f"\nHeld-out check (seed {held['seed']}, cascade through the endpoint at that threshold): accuracy"
+                f" {held['accuracy']:.3f} vs strong {held['strong_accuracy']:.3f}"
+                f" ({held['accuracy'] / max(held['strong_accuracy'], 1e-9):.0%} of it), cost"
+                f" {held['relative_cost']:.0%} of strong, {held['escalated']:.0%} escalated."
+            )
+    return "\n".join(lines)
+
+
+def chart(summaries: list[dict[str, Any]], calibrations: dict[str, dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(dict.fromkeys(s["task_set"] for s in summaries))
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 4.4), squeeze=False)
+    for ax, task_set in zip(axes[0], sets, strict=True):
+        rows = [s for s in summaries if s["task_set"] == task_set and s["run"] != "strong"]
+        for s in rows:
+            x = max(s["tokens_per_task"], 1.0)
+            ax.scatter(x, s["accuracy"], s=36, zorder=3)
+            ax.annotate(s["run"], (x, s["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("tokens per task (all calls)")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(task_set)
+        ax.grid(alpha=0.3)
+        cal = calibrations.get(task_set)
+        if cal:
+            inset = ax.inset_axes((0.58, 0.08, 0.38, 0.38))
+            curve = cal["curve"]
+            inset.plot([p["relative_cost"] for p in curve], [p["accuracy"] for p in curve], lw=1)
+            inset.scatter([cal["chosen"]["relative_cost"]], [cal["chosen"]["accuracy"]], s=14, color="red")
+            inset.axhline(cal["strong_accuracy"], ls=":", lw=0.8, color="grey")
+            inset.set_xlabel("cost vs strong", fontsize=7)
+            inset.set_ylabel("acc.", fontsize=7)
+            inset.set_title("cascade (simulated strong)", fontsize=7)
+            inset.tick_params(labelsize=6)
+    fig.suptitle("Accuracy versus compute")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
