@@ -40,6 +40,9 @@ def _price(value: str | None) -> tuple[float, float] | None:
 @click.option("--count", type=int, default=30, show_default=True, help="tasks per set")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--calibrate", is_flag=True, help="calibrate the cascade threshold (needs a strong model)")
+@click.option(
+    "--cheap", default="single", show_default=True, help="the cascade's cheap step to calibrate: single or best-of-N"
+)
 @click.option("--target", type=float, default=0.95, show_default=True, help="share of the strong accuracy to reach")
 @click.option("--strong", help="the escalation model (default: the simulated one when --strong-accuracy is given)")
 @click.option("--strong-accuracy", type=float, help="add the SIMULATED strong deployment, correct at this rate")
@@ -58,6 +61,7 @@ def eval_command(
     count: int,
     seed: int,
     calibrate: bool,
+    cheap: str,
     target: float,
     strong: str | None,
     strong_accuracy: float | None,
@@ -85,8 +89,8 @@ def eval_command(
             raise click.UsageError("name at least one task set, or use --suite benchmarks")
         plan = Plan(list(task_sets), [r for r in runs.split(",") if r], count, seed, target=target)
         if calibrate:
-            plan.calibrate = [t for t in task_sets if t != "instructions"]
-    for run in plan.runs:
+            plan.calibrate = {t: cheap for t in task_sets}
+    for run in [*plan.runs, *plan.calibrate.values()]:
         try:
             RunSpec.parse(run)
         except ValueError as exc:

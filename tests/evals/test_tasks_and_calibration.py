@@ -18,7 +18,7 @@ def test_task_sets_are_seeded_and_levelled(name: str) -> None:
     assert len({t.question for t in a}) == 12
 
 
-@pytest.mark.parametrize("name", ["arithmetic", "extraction", "humaneval"])
+@pytest.mark.parametrize("name", ["arithmetic", "instructions", "extraction", "humaneval"])
 def test_gold_scoring_accepts_the_right_answer_and_rejects_the_wrong_one(name: str) -> None:
     for task in load(name, 4, 0):
         assert task.score(task.correct), task.id
@@ -56,7 +56,11 @@ def test_run_names_follow_the_suffix_grammar() -> None:
     with pytest.raises(ValueError):
         RunSpec.parse("beam-4")
     task = load("arithmetic", 1, 0)[0]
-    assert RunSpec.parse("best-of-4").ttc(task, None) == {"strategy": "best_of_n", "n": 4, "verifier": {"type": "logprob"}}
+    assert RunSpec.parse("best-of-4").ttc(task, None) == {
+        "strategy": "best_of_n",
+        "n": 4,
+        "verifier": {"type": "logprob"},
+    }
     with pytest.raises(ValueError):
         RunSpec.parse("cascade").ttc(task, None)
 

@@ -1,8 +1,10 @@
 """Cascade calibration: choose the escalation threshold from one evaluation pass.
 
-Input: for every task, the cheap model's single answer (correct or not, its cost, and the
-signal the cascade will compare with the threshold — the request's own verifier score, or
-the answer's token confidence when the request carries no verifier) and the strong model's
+Input: for every task, the cheap step's answer — a single greedy sample, or the pick of a
+best-of-N run for a cascade whose cheap step is best-of-N — with its correctness, its cost and
+the signal the cascade compares with the threshold (the verifier's score of the pick, the
+request's own verifier on a single answer, or its token confidence when the request carries
+no verifier) and the strong model's
 answer (correct or not, its cost). Escalating every task whose signal is below ``t`` gives,
 for each ``t``, a share escalated, an accuracy and a cost; the curve is exact for a
 deterministic cascade (greedy cheap sample, same strong answers). The calibrated threshold
@@ -33,6 +35,9 @@ async def signals(tasks: list[Task], cheap: list[TaskResult]) -> list[float]:
     """What the cascade compares with its threshold, per task, computed as the server would."""
     out = []
     for task, result in zip(tasks, cheap, strict=True):
+        if result.signal is not None:
+            out.append(result.signal)
+            continue
         if task.verifier is None:
             out.append(result.confidence if result.confidence is not None else 0.0)
             continue

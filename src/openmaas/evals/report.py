@@ -25,7 +25,8 @@ def cascade_table(calibrations: dict[str, dict[str, Any]]) -> str:
     lines = []
     for task_set, cal in calibrations.items():
         lines.append(
-            f"\n**{task_set}** — strong (simulated) accuracy {cal['strong_accuracy']:.3f}; target"
+            f"\n**{task_set}** — cheap step `{cal.get('cheap_step', 'single')}`; strong (simulated) accuracy"
+            f" {cal['strong_accuracy']:.3f}; target"
             f" {cal['target']:.0%} of it; calibrated threshold {cal['threshold']:.4g}"
         )
         lines.append("\n| threshold | escalated | accuracy | cost vs strong |\n|---|---|---|---|")

@@ -76,6 +76,7 @@ class TaskResult:
     calls: int = 1
     escalated: bool = False
     confidence: float | None = None  # exp(mean token logprob) of a single sample, when asked
+    signal: float | None = None  # the verifier's score of the chosen candidate (test-time-compute runs)
     error: str | None = None
     answer: str = field(default="", repr=False)
 
@@ -136,7 +137,9 @@ class Evaluator:
         usage = r.usage
         prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         summary = (r.model_extra or {}).get("ttc")
+        signal = None
         if summary:
+            signal = float(summary["candidates"][summary["chosen"]]["score"])
             cost = float(summary["usage"]["cost_usd"])
             calls = sum(role["calls"] for role in summary["usage"]["by_role"].values())
             escalated = bool(summary["escalated"])
@@ -153,6 +156,7 @@ class Evaluator:
             calls,
             escalated,
             confidence(r.choices[0]) if want_confidence else None,
+            signal,
             answer=text,
         )
 

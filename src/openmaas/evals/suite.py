@@ -15,7 +15,7 @@ from typing import Any
 import openai
 
 from openmaas.evals import calibrate, report
-from openmaas.evals.runner import Evaluator, Prices, RunSpec, summarise
+from openmaas.evals.runner import Evaluator, Prices, RunSpec, TaskResult, summarise
 from openmaas.evals.tasks import Task, load
 
 
@@ -25,7 +25,8 @@ class Plan:
     runs: list[str]
     count: int = 30
     seed: int = 0
-    calibrate: list[str] = field(default_factory=list)  # task sets whose cascade threshold is calibrated
+    # task set → the run that is the cascade's cheap step ("single", or "best-of-N") whose threshold is calibrated
+    calibrate: dict[str, str] = field(default_factory=dict)
     target: float = 0.95
     skip: dict[str, list[str]] = field(default_factory=dict)  # task set → runs that make no sense there
 
@@ -34,7 +35,9 @@ BENCHMARKS = Plan(
     task_sets=["arithmetic", "instructions", "extraction"],
     runs=["single", "best-of-4", "best-of-8", "sc-5", "sc-9", "refine-2"],
     count=30,
-    calibrate=["arithmetic", "extraction"],
+    # arithmetic and extraction: one greedy local answer, then the strong model; instructions: the local
+    # best-of-8 first (the request's checks are a sharp verifier), then the strong model
+    calibrate={"arithmetic": "single", "extraction": "single", "instructions": "best-of-8"},
     # free text has no short final answer to vote on: self-consistency does not apply
     skip={"instructions": ["sc-5", "sc-9"]},
 )
@@ -63,23 +66,21 @@ async def run_plan(
     summaries: list[dict[str, Any]] = []
     calibrations: dict[str, dict[str, Any]] = {}
     for name, (tasks, held) in sets.items():
-        singles = None
+        done: dict[str, list[TaskResult]] = {}
         for run_name in plan.runs:
             if run_name in plan.skip.get(name, []):
                 continue
             spec = RunSpec.parse(run_name)
-            results = await evaluator.run(spec, tasks, want_confidence=spec.kind == "single")
-            if spec.kind == "single":
-                singles = results
-            summaries.append(summarise(run_name, name, results))
+            done[run_name] = await evaluator.run(spec, tasks, want_confidence=spec.kind == "single")
+            summaries.append(summarise(run_name, name, done[run_name]))
             echo(report.table([summaries[-1]]).splitlines()[-1])
         if name in plan.calibrate:
             if strong is None:
                 raise ValueError(
                     "calibration needs a strong model (--strong, or --strong-accuracy for the simulated one)"
                 )
-            single = RunSpec.parse("single")
-            cheap = singles or await evaluator.run(single, tasks, want_confidence=True)
+            cheap_run = RunSpec.parse(plan.calibrate[name])
+            cheap = done.get(cheap_run.name) or await evaluator.run(cheap_run, tasks, want_confidence=True)
             strong_results = await evaluator.run(RunSpec.parse("strong"), tasks)
             summaries.append(summarise("strong", name, strong_results))
             echo(report.table([summaries[-1]]).splitlines()[-1])
@@ -87,10 +88,13 @@ async def run_plan(
             points = calibrate.curve(await calibrate.signals(tasks, cheap), cheap, strong_results)
             chosen = calibrate.choose(points, strong_accuracy, plan.target)
             cal = calibrate.report(points, chosen, strong_accuracy, plan.target)
+            cal["cheap_step"] = cheap_run.name
             if held:
-                cal["held_out"] = await held_out_check(evaluator, held, min(chosen.threshold, 1.0), plan.seed + 1, name)
-                run = f"cascade@{min(chosen.threshold, 1.0):.4g}"
-                summaries.append({**cal["held_out"]["summary"], "run": run + " (held-out)"})
+                cascade = RunSpec(f"cascade-{cheap_run.n}", "cascade", cheap_run.n, min(chosen.threshold, 1.0))
+                cal["held_out"] = await held_out_check(evaluator, held, cascade, plan.seed + 1, name)
+                summaries.append(
+                    {**cal["held_out"]["summary"], "run": f"{cascade.name}@{cascade.threshold:.4g} (held-out)"}
+                )
                 echo(report.table([summaries[-1]]).splitlines()[-1])
             calibrations[name] = cal
     return {
@@ -103,15 +107,15 @@ async def run_plan(
 
 
 async def held_out_check(
-    evaluator: Evaluator, tasks: list[Task], threshold: float, seed: int, task_set: str
+    evaluator: Evaluator, tasks: list[Task], run: RunSpec, seed: int, task_set: str
 ) -> dict[str, Any]:
     """The calibrated cascade, for real through the endpoint, on tasks the calibration never saw."""
-    cascade = await evaluator.run(RunSpec("cascade", "cascade", 1, threshold), tasks)
+    cascade = await evaluator.run(run, tasks)
     strong = await evaluator.run(RunSpec.parse("strong"), tasks)
     s_cascade, s_strong = summarise("cascade", "", cascade), summarise("strong", "", strong)
     return {
         "seed": seed,
-        "threshold": threshold,
+        "threshold": run.threshold,
         "accuracy": s_cascade["accuracy"],
         "strong_accuracy": s_strong["accuracy"],
         "escalated": s_cascade["escalated"],

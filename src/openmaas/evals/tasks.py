@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from openmaas.evals import instruction_answers
 from openmaas.ttc import checks
 from openmaas.ttc.answers import final_answer, normalise
 from openmaas.ttc.checks import strip_fences
@@ -166,6 +167,10 @@ def instructions(count: int, seed: int = 0, levels: tuple[int, ...] = (1, 2, 3))
         level = levels[i % len(levels)]
         topic = rng.choice(TOPICS)
         constraints = _instruction_checks(rng, level)
+        correct = instruction_answers.satisfying(topic, constraints)
+        while correct is None:  # keep to constraint sets a rule-built answer can meet (for the strong model)
+            constraints = _instruction_checks(rng, level)
+            correct = instruction_answers.satisfying(topic, constraints)
         prompt = f"Write a short text about {topic}. " + " ".join(checks.describe(c) for c in constraints)
         tasks.append(
             Task(
@@ -176,6 +181,8 @@ def instructions(count: int, seed: int = 0, levels: tuple[int, ...] = (1, 2, 3))
                 verifier={"type": "checks", "checks": constraints},
                 gold=constraints,
                 scorer=_instructions_score,
+                correct=correct,
+                wrong=instruction_answers.violating(correct, constraints),
             )
         )
     return tasks
