@@ -8,7 +8,8 @@ executed by the whole process (all threads) over those requests. The figure of
 merit is instructions per request, on vs off; neighbours on the machine cannot
 change it. The fast upstream and hey run on the other core.
 
-Usage: python bench/metering_instructions.py [--requests 1000] [--targets off sqlite pg_redis]
+Usage: python bench/metering_instructions.py [--requests 1000]
+       [--targets off auth_only ledger_only sqlite pg_redis]
 """
 
 from __future__ import annotations
@@ -37,10 +38,35 @@ def instructions(dump_dir: Path, pid: int) -> int:
     return total
 
 
+def _config_and_key(tmp: Path, name: str, up_port: int) -> tuple[Path, str]:
+    """``off``, ``sqlite``, ``pg_redis`` as in metering_overhead.py, plus two partial targets on SQLite that
+    split the cost: ``auth_only`` (keys checked, metering off) and ``ledger_only`` (a key with no limits and no
+    budget: auth + a ledger row, no admission counters, no rate-limit headers)."""
+    if name not in ("auth_only", "ledger_only"):
+        config = gateway_config(tmp, name, up_port)
+        return config, "none" if name == "off" else make_key(config)
+    config = gateway_config(tmp, "sqlite", up_port)
+    data = json.loads(config.read_text())
+    data["data_dir"] = str(tmp / name)
+    data["store"] = {"url": f"sqlite:///{tmp / name / 'openmaas.db'}"}
+    if name == "auth_only":
+        data["metering"] = {"enabled": False}
+    config = tmp / f"{name}.yaml"
+    config.write_text(json.dumps(data))
+    openmaas = [python(), "-m", "openmaas"]
+    subprocess.run([*openmaas, "tenants", "create", "bench", "-c", str(config)], check=True, capture_output=True)
+    out = subprocess.run(
+        [*openmaas, "keys", "create", "--tenant", "bench", "-c", str(config)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return config, out.strip().splitlines()[-1]
+
+
 def measure(name: str, tmp: Path, up_port: int, requests: int, concurrency: int, gw_core: str, other: str) -> int:
     (tmp / name).mkdir()
-    config = gateway_config(tmp, name, up_port)
-    key = "none" if name == "off" else make_key(config)
+    config, key = _config_and_key(tmp, name, up_port)
     port = free_port()
     dumps = tmp / f"{name}-callgrind"
     dumps.mkdir()
@@ -89,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--targets", nargs="+", default=["off", "sqlite", "pg_redis"])
+    parser.add_argument("--targets", nargs="+", default=["off", "auth_only", "ledger_only", "sqlite", "pg_redis"])
     parser.add_argument("--out", default="metering_instructions.json", help="results file ('' to skip)")
     args = parser.parse_args()
     args.requests -= args.requests % args.concurrency  # hey sends requests // concurrency per worker

@@ -53,7 +53,7 @@ def settings(upstream: str, data_dir: str, privacy: bool = True) -> Settings:
             "backend": "openai_compat",
             "model": model,
             "params": {"base_url": upstream + "/v1"},
-            "timeouts": {"first_token": 0.2, "total": 5},
+            "timeouts": {"first_token": 0.2, "total": 0.4},
         }
 
     return Settings.model_validate(

@@ -120,6 +120,11 @@ def eval_command(
     if result["simulated_strong"]:
         echo(f"\nNOTE: '{eval_serve.STRONG_SIM}' is SIMULATED: it knows the gold answers and is right at a fixed rate.")
     echo(f"\nwrote {out}/results.json, {out}/table.md, {out}/accuracy_vs_compute.png")
+    errors = sum(s["errors"] for s in result["summaries"])
+    if errors:
+        raise click.ClickException(
+            f"{errors} requests failed (see the errors column and results.json): these figures are not valid"
+        )
 
 
 def register(group: click.Group) -> None:

@@ -54,7 +54,8 @@ async def stack(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
                     up("cloud-ctx", "context-overflow"),
                     up("cloud-garbage", "garbage"),
                     up("cloud-midstream", "midstream-error"),
-                    up("cloud-slow", "slow-3000", timeouts={"first_token": 0.3, "total": 5}),
+                    up("cloud-slow", "slow-3000", timeouts={"first_token": 0.3, "total": 1}),
+                    up("cloud-long", "slow-800", timeouts={"first_token": 0.3, "total": 5}),
                     {
                         "name": "cloud-refused",
                         "backend": "openai_compat",
@@ -116,6 +117,15 @@ async def test_openai_sdk_through_the_gateway_to_an_openai_compatible_upstream(t
         assert completion.choices[0].text == REPLY
         emb = await client.embeddings.create(model="cloud-chat", input=["a", "b"])
         assert len(emb.data) == 2
+
+
+async def test_a_unary_answer_slower_than_the_first_token_timeout_is_bound_by_the_total_only(
+    tmp_path, monkeypatch
+) -> None:
+    # A non-streamed response starts only when the whole answer exists (a long answer, a busy local engine).
+    async with stack(tmp_path, monkeypatch) as s:
+        reply = await s["client"].chat.completions.create(model="cloud-long", messages=MSG)
+        assert reply.choices[0].message.content
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,28 @@ async def test_cascade_escalates_only_when_confidence_is_low(tmp_path, monkeypat
         assert event["deployment"] == "strong"
 
 
+async def test_a_cascade_may_try_a_local_best_of_n_before_escalating(tmp_path, monkeypatch):
+    rules = {"type": "checks", "checks": [{"kind": "include", "value": ["42"]}]}
+    async with stack(tmp_path, monkeypatch) as s:
+        ttc = {"strategy": "cascade", "n": 4, "escalate_to": "strong", "verifier": rules, "threshold": 1.0}
+        kept = await s.client.chat.completions.create(model="cheap", messages=ASK, extra_body={"ttc": ttc})
+        info = (kept.model_extra or {})["ttc"]
+        assert info["escalated"] is False and len(info["candidates"]) == 4  # two of the four local answers pass
+        assert "42" in (kept.choices[0].message.content or "")
+        assert info["usage"]["by_role"]["candidate"]["calls"] == 4 and "escalation" not in info["usage"]["by_role"]
+        ttc["verifier"] = {"type": "checks", "checks": [{"kind": "include", "value": ["43"]}]}
+        raw = await s.client.chat.completions.with_raw_response.create(
+            model="cheap", messages=ASK, extra_body={"ttc": ttc}
+        )
+        body = json.loads(raw.text)
+        info = body["ttc"]
+        assert info["escalated"] is True and [c["deployment"] for c in info["candidates"]] == ["cheap"] * 4 + ["strong"]
+        assert info["chosen"] == 4 and body["choices"][0]["message"]["content"] == "The answer is 42."
+        event = await ledger(s, raw)
+        assert event["completion_tokens"] == sum(len(v.split()) for v in VOTES) + 4  # four local + the strong answer
+        assert event["cost_usd"] == pytest.approx(info["usage"]["cost_usd"])
+
+
 async def test_a_cascade_never_escalates_personal_data_past_the_privacy_policy(tmp_path, monkeypatch):
     async with stack(tmp_path, monkeypatch, policy="local_only") as s:
         ttc = {"strategy": "cascade", "escalate_to": "cloud-strong", "verifier": "logprob"}

@@ -44,7 +44,11 @@ class HTTPProvider:
         self.headers = {"content-type": "application/json", **headers}
         self.secrets = tuple(v for v in headers.values() if v)
         t = deployment.timeouts
+        # Streams: the first chunk (and each next one) within first_token, all within total. A unary response
+        # only starts once the whole answer is generated, so it is bound by total alone — else any answer
+        # slower than first_token (a long one, or a local engine's queue) would time out.
         self.timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.first_token)
+        self.unary_timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect)
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -69,7 +73,7 @@ class HTTPProvider:
                 self.base_url + path,
                 data=orjson.dumps(body),
                 headers=self.headers,
-                timeout=self.timeout,
+                timeout=self.unary_timeout,
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
