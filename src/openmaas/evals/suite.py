@@ -25,6 +25,7 @@ class Plan:
     runs: list[str]
     count: int = 30
     seed: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # task set → tasks, overriding ``count``
     # task set → the run that is the cascade's cheap step ("single", or "best-of-N") whose threshold is calibrated
     calibrate: dict[str, str] = field(default_factory=dict)
     target: float = 0.95
@@ -34,7 +35,8 @@ class Plan:
 BENCHMARKS = Plan(
     task_sets=["arithmetic", "instructions", "extraction"],
     runs=["single", "best-of-4", "best-of-8", "sc-5", "sc-9", "refine-2"],
-    count=30,
+    # sized so the whole suite runs in about an hour on 2 cores (SmolLM2, 4 llama.cpp slots)
+    counts={"arithmetic": 16, "instructions": 24, "extraction": 20},
     # arithmetic and extraction: one greedy local answer, then the strong model; instructions: the local
     # best-of-8 first (the request's checks are a sharp verifier), then the strong model
     calibrate={"arithmetic": "single", "extraction": "single", "instructions": "best-of-8"},
@@ -47,8 +49,9 @@ def tasks_for(plan: Plan) -> dict[str, tuple[list[Task], list[Task]]]:
     """Per task set: the evaluation tasks, and a held-out set (next seed) for checking a calibration."""
     out = {}
     for name in plan.task_sets:
-        held = load(name, plan.count, plan.seed + 1) if name in plan.calibrate else []
-        out[name] = (load(name, plan.count, plan.seed), held)
+        count = plan.counts.get(name, plan.count)
+        held = load(name, count, plan.seed + 1) if name in plan.calibrate else []
+        out[name] = (load(name, count, plan.seed), held)
     return out
 
 
