@@ -50,6 +50,7 @@ def test_every_kind_has_a_sentence_for_the_prompt() -> None:
         [{"kind": "max_words", "value": True}],
         [{"kind": "include", "value": [1]}],
         ["max_words"],
+        [{"kind": "json", "value": {"type": "nope"}}],
     ],
 )
 def test_bad_checks_are_a_400_naming_the_field(bad: object) -> None:

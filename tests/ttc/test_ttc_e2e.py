@@ -199,7 +199,25 @@ async def test_judge_scores_are_metered_and_streaming_sends_the_chosen_answer(tm
             "ttc.verifier.pattern",
         ),
         ("cheap", {"ttc": {"strategy": "cascade"}}, "ttc.escalate_to"),
+        (
+            "cheap",
+            {"ttc": {"strategy": "best_of_n", "verifier": {"type": "json_schema", "schema": {"type": "nope"}}}},
+            "ttc.verifier.schema",
+        ),
+        (
+            "cheap",
+            {"ttc": {"strategy": "best_of_n", "verifier": {"type": "checks", "checks": [{"kind": "rhymes"}]}}},
+            "ttc.verifier.checks",
+        ),
         ("cheap", {"ttc": {"strategy": "self_refine", "max_rounds": 9}}, "ttc.max_rounds"),
+        (
+            "cheap",
+            {
+                "ttc": {"strategy": "best_of_n"},
+                "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}},
+            },
+            "response_format.json_schema.schema",
+        ),
         ("cheap", {"ttc": "best_of_n"}, "ttc"),
         ("cheap", {"ttc": {"strategy": "best_of_n", "surprise": 1}}, "ttc"),
         ("cheap@best-of-99", {}, "ttc.n"),

@@ -14,6 +14,8 @@ import re
 from fractions import Fraction
 from typing import Any
 
+from openmaas.ttc.checks import strip_fences
+
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _HASHES = re.compile(r"####\s*([^\n]+)")
 _MARKED = re.compile(r"(?i)(?:final answer|the answer is|answer)\s*(?:is)?\s*[:=]?\s*([^\n]+)")
@@ -58,9 +60,7 @@ def _fold(value: Any) -> Any:
 
 
 def _json_answer(text: str) -> str | None:
-    if text.startswith("```"):
-        text = text.split("\n", 1)[1] if "\n" in text else ""
-        text = text.rsplit("```", 1)[0].strip()
+    text = strip_fences(text)
     if not text.startswith(("{", "[")):
         return None
     try:

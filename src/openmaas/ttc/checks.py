@@ -110,6 +110,13 @@ def validate(checks: Any) -> list[dict[str, Any]]:
         bad_type = not isinstance(value, expected) or (expected is int and isinstance(value, bool))
         if bad_type or (isinstance(value, list) and not all(isinstance(w, str) for w in value)):
             raise InvalidRequest(f"checks[{i}].value has the wrong type for {kind!r}", param=param, code="invalid_ttc")
+        if isinstance(value, dict):
+            try:
+                jsonschema.Draft202012Validator.check_schema(value)
+            except jsonschema.SchemaError as exc:
+                raise InvalidRequest(
+                    f"checks[{i}].value is not a valid JSON Schema: {exc.message}", param=param, code="invalid_ttc"
+                ) from None
     return checks
 
 

@@ -49,6 +49,14 @@ class TtcRun:
         max_n, max_rounds = limits(gateway, call)
         self.spec = ttc_spec.parse(body.get("ttc"), max_n, max_rounds)
         self.payload = {k: v for k, v in body.items() if k not in _DROP}
+        verifier = self.spec.verifier
+        fmt = body.get("response_format") or {}
+        # a json_schema verifier without a schema of its own uses the request's: a bad one is a 400 before any call
+        if fmt.get("type") == "json_schema" and (
+            verifier is None or (verifier.type == "json_schema" and "schema" not in verifier.options)
+        ):
+            schema = (fmt.get("json_schema") or {}).get("schema") or {}
+            ttc_spec.check_schema(schema, "response_format.json_schema.schema")
         if self.spec.strategy in ("best_of_n", "self_consistency", "cascade") and self.spec.n > 1:
             self.payload.setdefault("temperature", DEFAULT_TEMPERATURE)
         if self.spec.verifier is not None and self.spec.verifier.type == "logprob":

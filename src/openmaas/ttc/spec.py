@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema
+
 from openmaas.errors import InvalidRequest
 from openmaas.ttc.checks import validate as validate_checks
 
@@ -71,6 +73,16 @@ def _int(value: Any, name: str, low: int, high: int) -> int:
     return value
 
 
+def check_schema(schema: Any, param: str) -> None:
+    """A 400 now rather than an error after the candidates were generated (and billed)."""
+    if not isinstance(schema, dict):
+        raise _bad(f"{param} must be a JSON Schema object", param)
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise _bad(f"{param} is not a valid JSON Schema: {exc.message}", param) from None
+
+
 def parse_verifier(value: Any) -> VerifierSpec | None:
     if value is None:
         return None
@@ -96,8 +108,8 @@ def parse_verifier(value: Any) -> VerifierSpec | None:
         raise _bad("ttc.verifier.prelude must be a string of Python code", "ttc.verifier.prelude")
     if kind == "checks":
         options["checks"] = validate_checks(options.get("checks"))
-    if kind == "json_schema" and "schema" in options and not isinstance(options["schema"], dict):
-        raise _bad("ttc.verifier.schema must be a JSON Schema object", "ttc.verifier.schema")
+    if kind == "json_schema" and "schema" in options:
+        check_schema(options["schema"], "ttc.verifier.schema")
     return VerifierSpec(kind, options)
 
 
