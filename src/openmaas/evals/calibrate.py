@@ -62,11 +62,15 @@ def curve(signal: list[float], cheap: list[TaskResult], strong: list[TaskResult]
 
 
 def choose(points: list[Point], strong_accuracy: float, target: float) -> Point:
-    """The cheapest point reaching ``target`` of the strong accuracy (else the most accurate one)."""
-    good = [p for p in points if p.accuracy >= target * strong_accuracy - 1e-12]
+    """The cheapest point reaching ``target`` of the strong accuracy (else the most accurate one).
+
+    Only thresholds a cascade can be given (≤ 1) count: the last point of the curve, escalating even
+    answers the verifier fully accepts, is the strong model alone plus wasted cheap calls."""
+    usable = [p for p in points if p.threshold <= 1.0]
+    good = [p for p in usable if p.accuracy >= target * strong_accuracy - 1e-12]
     if good:
         return min(good, key=lambda p: (p.cost_usd, -p.accuracy))
-    return max(points, key=lambda p: (p.accuracy, -p.cost_usd))
+    return max(usable, key=lambda p: (p.accuracy, -p.cost_usd))
 
 
 def report(points: list[Point], chosen: Point, strong_accuracy: float, target: float) -> dict[str, Any]:

@@ -93,7 +93,7 @@ async def run_plan(
             cal = calibrate.report(points, chosen, strong_accuracy, plan.target)
             cal["cheap_step"] = cheap_run.name
             if held:
-                cascade = RunSpec(f"cascade-{cheap_run.n}", "cascade", cheap_run.n, min(chosen.threshold, 1.0))
+                cascade = RunSpec(f"cascade-{cheap_run.n}", "cascade", cheap_run.n, chosen.threshold)
                 cal["held_out"] = await held_out_check(evaluator, held, cascade, plan.seed + 1, name)
                 summaries.append(
                     {**cal["held_out"]["summary"], "run": f"{cascade.name}@{cascade.threshold:.4g} (held-out)"}
