@@ -58,3 +58,45 @@ async def test_an_engine_that_cannot_start_fails_with_its_log(tmp_path: Path) ->
     with pytest.raises(EngineFailed, match="exited with code 3"):
         await proc.start()
     await proc.stop()
+
+
+STALLING_ENGINE = textwrap.dedent("""
+    import http.server, sys, threading, time
+    port = int(sys.argv[sys.argv.index("--port") + 1])
+    busy = "--busy" in sys.argv
+    answered = []
+    def spin():
+        while True:
+            sum(range(10000))
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if answered:  # ready once, then /health never answers in time
+                time.sleep(30)
+            answered.append(1)
+            self.send_response(200); self.end_headers(); self.wfile.write(b'{"status": "ok"}')
+        def log_message(self, *a): pass
+    if busy:
+        threading.Thread(target=spin, daemon=True).start()
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+""")
+
+
+@pytest.mark.parametrize(("busy", "restarted"), [(True, False), (False, True)])
+async def test_a_silent_health_check_restarts_a_hung_engine_but_not_a_busy_one(
+    tmp_path: Path, busy: bool, restarted: bool
+) -> None:
+    args = [str(_script(tmp_path, STALLING_ENGINE)), *(["--busy"] if busy else [])]
+    proc = LlamaServerProcess(
+        "t", Path(sys.executable), args, tmp_path / "engine.log", health_interval=0.3, health_timeout=0.2
+    )
+    await proc.start()
+    try:
+        for _ in range(40):  # ~3 failures' worth of checks several times over (bounded: ~8 s)
+            if proc.restarts:
+                break
+            await asyncio.sleep(0.2)
+        assert (proc.restarts > 0) is restarted
+        if busy:
+            assert proc.busy_checks >= 3 and proc.ready
+    finally:
+        await proc.stop()

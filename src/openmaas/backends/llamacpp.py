@@ -8,7 +8,10 @@ support (SmolLM2's has none), tools are served by constrained decoding
 (``openmaas.backends.tool_emulation``).
 
 Params: ``model_path`` (``builtin:NAME`` or a file), ``parallel`` (slots,
-default 4), ``threads``, ``binary`` (a llama-server to use instead of the
+default 4), ``threads``, ``http_threads`` (default max(64, 8 × parallel): every
+waiting request holds one of llama-server's HTTP threads, and when they are all
+taken even ``/health`` waits — the supervisor would then restart a merely busy
+engine, failing every request in it), ``binary`` (a llama-server to use instead of the
 cached build), ``extra_args``, ``tools`` (``auto`` | ``native`` | ``emulated``).
 """
 
@@ -70,6 +73,8 @@ class LlamaCppBackend(Backend):
             "--no-webui",
             "--metrics",
         ]
+        http_threads = int(self.params.get("http_threads") or max(64, 8 * parallel))
+        args += ["--threads-http", str(http_threads)]
         threads = self.params.get("threads")
         if threads:
             args += ["--threads", str(threads)]

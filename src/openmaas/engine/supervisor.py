@@ -3,7 +3,9 @@
 One process per local GGUF deployment, on a private loopback port. The
 supervisor waits for ``/health`` before declaring the engine ready, restarts
 the process with backoff when it exits or stops answering, and stops it with
-the gateway. The engine's output goes to a log file under the data directory.
+the gateway. A ``/health`` that times out while the process keeps using CPU is a
+busy engine (every core decoding for a deep queue), not a hung one: it is not
+restarted, which would fail every request in it. The engine's output goes to a log file under the data directory.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ class LlamaServerProcess:
         ready_timeout: float = 120.0,
         health_interval: float = 5.0,
         max_health_failures: int = 3,
+        health_timeout: float = 2.0,
     ) -> None:
         self.name = name
         self.binary = binary
@@ -49,6 +53,8 @@ class LlamaServerProcess:
         self.ready_timeout = ready_timeout
         self.health_interval = health_interval
         self.max_health_failures = max_health_failures
+        self.health_timeout = health_timeout
+        self.busy_checks = 0  # health checks that timed out while the engine was working
         self.port = 0
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
@@ -111,12 +117,27 @@ class LlamaServerProcess:
         raise EngineFailed(f"engine '{self.name}' not ready after {self.ready_timeout}s; see {self.log_path}")
 
     async def _healthy(self) -> bool:
+        return await self._health() == "ok"
+
+    async def _health(self) -> str:
+        """ "ok", "timeout" (no answer in time) or "error" (refused, or not 200)."""
         assert self._session is not None
+        timeout = aiohttp.ClientTimeout(total=self.health_timeout)
         try:
-            async with self._session.get(self.base_url + "/health", timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                return resp.status == 200
-        except (TimeoutError, aiohttp.ClientError):
-            return False
+            async with self._session.get(self.base_url + "/health", timeout=timeout) as resp:
+                return "ok" if resp.status == 200 else "error"
+        except TimeoutError:
+            return "timeout"
+        except aiohttp.ClientError:
+            return "error"
+
+    def _cpu_seconds(self) -> float | None:
+        """User + system CPU of the engine so far (Linux), or None when unknown."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
 
     async def get_json(self, path: str) -> dict[str, Any]:
         assert self._session is not None
@@ -128,6 +149,7 @@ class LlamaServerProcess:
     async def _supervise(self) -> None:
         failures = 0
         backoff = 0.5
+        cpu = self._cpu_seconds()
         while not self._stopping:
             assert self._proc is not None
             exited = False
@@ -137,7 +159,14 @@ class LlamaServerProcess:
             if self._stopping:
                 return
             if not exited:
-                failures = 0 if await self._healthy() else failures + 1
+                state = await self._health()
+                used, cpu = cpu, self._cpu_seconds()
+                working = used is not None and cpu is not None and cpu - used > 0.05 * self.health_interval
+                if state == "timeout" and working:
+                    self.busy_checks += 1
+                    log.info("engine %s: busy (health check timed out while it computes)", self.name)
+                    state = "ok"
+                failures = 0 if state == "ok" else failures + 1
                 if failures < self.max_health_failures:
                     backoff = 0.5
                     continue
@@ -154,6 +183,7 @@ class LlamaServerProcess:
                 await self._spawn()
             except EngineFailed as exc:
                 log.error("engine %s: restart failed: %s", self.name, exc)
+            cpu = self._cpu_seconds()
 
     async def wait_ready(self, timeout: float) -> bool:
         try:
