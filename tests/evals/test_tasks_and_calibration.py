@@ -115,3 +115,12 @@ async def test_the_simulated_strong_deployment_is_deterministic_and_right_at_its
     assert 0.7 <= right / len(tasks) <= 0.9
     unknown = await backend.chat({"messages": [{"role": "user", "content": "something else"}]})
     assert "cannot" in unknown["choices"][0]["message"]["content"]
+
+
+def test_the_escalate_everything_point_stays_apart_from_threshold_one() -> None:
+    cheap = [_result(False, 1.0), _result(True, 1.0)]
+    strong = [_result(True, 10.0), _result(True, 10.0)]
+    points = calibrate.curve([1.0, 1.0], cheap, strong)  # a verifier that accepts both answers
+    assert [p.escalated for p in points] == [0.0, 0.0, 1.0]
+    assert points[-1].threshold > 1.0 >= points[-2].threshold
+    assert calibrate.choose(points, 1.0, 0.95).threshold <= 1.0

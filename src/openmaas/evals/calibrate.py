@@ -21,6 +21,8 @@ from openmaas.evals.tasks import Task
 from openmaas.ttc.spec import parse_verifier
 from openmaas.ttc.verifiers import Candidate, Context, build
 
+ESCALATE_ALL = 1.000001  # above any score: every task escalated (not a threshold a request can carry)
+
 
 @dataclass
 class Point:
@@ -51,7 +53,7 @@ def curve(signal: list[float], cheap: list[TaskResult], strong: list[TaskResult]
     n = len(cheap) or 1
     strong_cost = sum(r.cost_usd for r in strong) or 1e-12
     cheap_cost = sum(r.cost_usd for r in cheap)
-    thresholds = sorted({0.0, *signal, 1.0 + 1e-9})
+    thresholds = sorted({0.0, *signal, 1.0, ESCALATE_ALL})
     points = []
     for t in thresholds:
         esc = [s < t for s in signal]

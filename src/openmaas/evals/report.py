@@ -39,7 +39,8 @@ def cascade_table(calibrations: dict[str, dict[str, Any]]) -> str:
         for p in shown:
             mark = " ← calibrated" if p == chosen else ""
             share, cost = f"{p['escalated']:.0%}", f"{p['relative_cost']:.0%}"
-            lines.append(f"| {p['threshold']:.4g} | {share} | {p['accuracy']:.3f} | {cost}{mark} |")
+            label = "all (strong only)" if p["threshold"] > 1 else f"{p['threshold']:.4g}"
+            lines.append(f"| {label} | {share} | {p['accuracy']:.3f} | {cost}{mark} |")
         held = cal.get("held_out")
         if held:
             lines.append(
