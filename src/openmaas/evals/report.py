@@ -59,30 +59,35 @@ def chart(summaries: list[dict[str, Any]], calibrations: dict[str, dict[str, Any
     import matplotlib.pyplot as plt
 
     sets = list(dict.fromkeys(s["task_set"] for s in summaries))
-    fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 4.4), squeeze=False)
-    for ax, task_set in zip(axes[0], sets, strict=True):
-        rows = [s for s in summaries if s["task_set"] == task_set and s["run"] != "strong"]
-        for s in rows:
+    rows = 2 if calibrations else 1
+    fig, axes = plt.subplots(rows, len(sets), figsize=(5.2 * len(sets), 4.2 * rows), squeeze=False)
+    for col, task_set in enumerate(sets):
+        ax = axes[0][col]
+        for s in [s for s in summaries if s["task_set"] == task_set and s["run"] != "strong"]:
             x = max(s["tokens_per_task"], 1.0)
             ax.scatter(x, s["accuracy"], s=36, zorder=3)
             ax.annotate(s["run"], (x, s["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel("tokens per task (all calls)")
         ax.set_ylabel("accuracy")
-        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.05)
         ax.set_title(task_set)
         ax.grid(alpha=0.3)
-        cal = calibrations.get(task_set)
-        if cal:
-            inset = ax.inset_axes((0.58, 0.08, 0.38, 0.38))
+        if rows == 2:
+            cax = axes[1][col]
+            cal = calibrations.get(task_set)
+            if not cal:
+                cax.axis("off")
+                continue
             curve = cal["curve"]
-            inset.plot([p["relative_cost"] for p in curve], [p["accuracy"] for p in curve], lw=1)
-            inset.scatter([cal["chosen"]["relative_cost"]], [cal["chosen"]["accuracy"]], s=14, color="red")
-            inset.axhline(cal["strong_accuracy"], ls=":", lw=0.8, color="grey")
-            inset.set_xlabel("cost vs strong", fontsize=7)
-            inset.set_ylabel("acc.", fontsize=7)
-            inset.set_title("cascade (simulated strong)", fontsize=7)
-            inset.tick_params(labelsize=6)
+            cax.plot([p["relative_cost"] for p in curve], [p["accuracy"] for p in curve], marker=".", lw=1)
+            cax.scatter([cal["chosen"]["relative_cost"]], [cal["chosen"]["accuracy"]], s=30, color="red", zorder=3)
+            cax.axhline(cal["strong_accuracy"], ls=":", lw=0.8, color="grey")
+            cax.set_xlabel("cost versus the strong model alone")
+            cax.set_ylabel("accuracy")
+            cax.set_ylim(-0.02, 1.05)
+            cax.set_title(f"{task_set}: cascade curve (SIMULATED strong model)", fontsize=9)
+            cax.grid(alpha=0.3)
     fig.suptitle("Accuracy versus compute")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
