@@ -66,7 +66,7 @@ def test_self_consistency_by_suffix_returns_the_majority_answer(client: openai.O
     top = max(answers.count(a) for a in answers if a is not None)
     assert answers.count(chosen["answer"]) == top
     assert chosen["score"] == pytest.approx(top / 5, abs=1e-4)
-    assert r.model == "smollm2-135m@sc-5"
+    assert r.model == "smollm2-135m"  # like OpenAI, the response names the model that answered
     _usage_is_every_call(r, summary)
 
 

@@ -135,6 +135,15 @@ async def test_cascade_escalates_only_when_confidence_is_low(tmp_path, monkeypat
         assert event["deployment"] == "strong"
 
 
+async def test_a_cascade_without_a_verifier_asks_for_logprobs_and_trusts_a_confident_answer(tmp_path, monkeypatch):
+    async with stack(tmp_path, monkeypatch) as s:
+        ttc = {"strategy": "cascade", "escalate_to": "strong"}
+        reply = await s.client.chat.completions.create(model="sure", messages=ASK, extra_body={"ttc": ttc})
+        info = (reply.model_extra or {})["ttc"]
+        assert info["verifier"] == "logprob" and info["escalated"] is False
+        assert info["candidates"][0]["score"] > 0.9
+
+
 async def test_a_cascade_may_try_a_local_best_of_n_before_escalating(tmp_path, monkeypatch):
     rules = {"type": "checks", "checks": [{"kind": "include", "value": ["42"]}]}
     async with stack(tmp_path, monkeypatch) as s:

@@ -59,7 +59,7 @@ class TtcRun:
             ttc_spec.check_schema(schema, "response_format.json_schema.schema")
         if self.spec.strategy in ("best_of_n", "self_consistency", "cascade") and self.spec.n > 1:
             self.payload.setdefault("temperature", DEFAULT_TEMPERATURE)
-        if self.spec.verifier is not None and self.spec.verifier.type == "logprob":
+        if (self.spec.verifier or _default_verifier(self.spec, body)).type == "logprob":
             self.payload["logprobs"] = True
         self.routes: list[Route] = []
         self.calls: list[Candidate] = []
@@ -126,7 +126,7 @@ class TtcRun:
             sandbox_timeout_s=self.gateway.router.settings.ttc.sandbox_timeout_s,
             sandbox_memory_mb=self.gateway.router.settings.ttc.sandbox_memory_mb,
         )
-        verifier = build(self.spec.verifier or _default_verifier(self.spec), self.payload)
+        verifier = build(self.spec.verifier or _default_verifier(self.spec, self.payload), self.payload)
         strategy = STRATEGY_FUNCTIONS[self.spec.strategy]
 
         async def sample(payload: dict[str, Any], model: str | None, role: str) -> Candidate:
@@ -181,7 +181,7 @@ class TtcRun:
         result["usage"] = {"prompt_tokens": total_p, "completion_tokens": total_c, "total_tokens": total_p + total_c}
         result["ttc"] = {
             "strategy": self.spec.strategy,
-            "verifier": (self.spec.verifier or _default_verifier(self.spec)).type,
+            "verifier": (self.spec.verifier or _default_verifier(self.spec, self.payload)).type,
             "candidates": [
                 {
                     "deployment": c.deployment,
@@ -211,9 +211,12 @@ class TtcRun:
         return result
 
 
-def _default_verifier(spec: ttc_spec.TtcSpec) -> ttc_spec.VerifierSpec:
+def _default_verifier(spec: ttc_spec.TtcSpec, body: dict[str, Any]) -> ttc_spec.VerifierSpec:
+    """Without one: a cascade trusts the model's confidence; otherwise the request's JSON schema, else a vote."""
     if spec.strategy == "cascade":
         return ttc_spec.VerifierSpec("logprob")
+    if (body.get("response_format") or {}).get("type") == "json_schema":
+        return ttc_spec.VerifierSpec("json_schema")
     return ttc_spec.VerifierSpec("vote")
 
 
