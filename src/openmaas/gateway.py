@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -29,6 +29,9 @@ from openmaas.routing.router import Route, Router, Served
 from openmaas.settings import Deployment
 from openmaas.ttc import spec as ttc_spec
 from openmaas.ttc.runner import TtcRun
+
+if TYPE_CHECKING:
+    from openmaas.rag.service import KnowledgeBases
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("openmaas.routing")
@@ -184,6 +187,7 @@ class Gateway:
         self.router = router
         self.registry = router.registry
         self.metering = metering
+        self.knowledge: KnowledgeBases | None = None  # set when knowledge bases are enabled
 
     async def _admit(
         self,
@@ -272,6 +276,8 @@ class Gateway:
                 given = body.get("ttc")  # the body's ttc fields win over the suffix's; a bad one is parsed as a 400
                 body = {**body, "model": base, "ttc": {**ttc, **given} if isinstance(given, dict) else given or ttc}
                 request = validate(ChatCompletionRequest, body)
+        if body.get("knowledge_base") is not None:
+            return await self._grounded(body, call)
         if body.get("ttc") is not None:
             return await TtcRun(self, call, request, body).run()
         route = self._route(call, request.model, "chat", body, request.output_limit)
@@ -283,6 +289,20 @@ class Gateway:
         result = await self._unary(call, ticket, route, lambda t, p: t.backend.chat(p))
         result["model"] = request.model
         return result
+
+    async def _grounded(self, body: Payload, call: Call) -> Payload | Stream:
+        """Chat over a knowledge base: retrieve, put the sources in the prompt, answer as usual."""
+        from openmaas.errors import InvalidRequest
+        from openmaas.rag.grounding import attach, ground
+
+        if self.knowledge is None:
+            raise InvalidRequest("Knowledge bases are not enabled on this server", param="knowledge_base")
+        grounded, info = await ground(self.knowledge, call, body)
+        result = await self.chat(grounded, call)
+        if isinstance(result, Stream):
+            result.first["knowledge_base"] = info  # citations: the client reads them from the streamed text
+            return result
+        return attach(result, info)
 
     async def complete(self, body: Payload, call: Call | None = None) -> Payload | Stream:
         call = call or Call()

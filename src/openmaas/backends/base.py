@@ -75,6 +75,10 @@ def create_backend(deployment: Deployment, data_dir: Any = None) -> Backend:
         from openmaas.backends.oracle import OracleBackend
 
         return OracleBackend(deployment)
+    if deployment.backend == "encoder":
+        from openmaas.backends.encoder import EncoderBackend
+
+        return EncoderBackend(deployment)
     if deployment.backend == "llamacpp":
         from openmaas.backends.llamacpp import LlamaCppBackend
 

@@ -6,7 +6,8 @@ pacing; 0 = as fast as possible), ``fail_every`` (every Nth call fails with
 ``fail_status``), ``fail_after_tokens`` (streams break after that many tokens),
 ``embedding_dims``, ``replies`` (a list: the Nth call answers the Nth reply, cycling — varied
 candidates for test-time compute), ``logprobs`` (a list of per-token log-probabilities, cycled
-like ``replies``, returned when the request asks for ``logprobs``).
+like ``replies``, returned when the request asks for ``logprobs``), ``echo: prompt`` (answer with the
+whole prompt, every message: shows a test what the model was given).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class FakeBackend(Backend):
         self.dims = int(p.get("embedding_dims", 8))
         self.replies: list[str] = list(p.get("replies") or [])
         self.logprobs: list[float] = [float(x) for x in p.get("logprobs") or []]
+        self.echo_prompt = p.get("echo") == "prompt"
         self.calls = 0
 
     def _maybe_fail(self) -> None:
@@ -67,6 +69,8 @@ class FakeBackend(Backend):
         text = self.reply if self.reply is not None else f"fake reply to: {last_user}".strip()
         if self.replies:
             text = self.replies[index % len(self.replies)]
+        if self.echo_prompt:
+            text = prompt
         limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
         finish = "stop"
         words = text.split()

@@ -17,6 +17,7 @@ from openmaas.routing.registry import Registry
 from openmaas.routing.router import Router
 from openmaas.server import errors
 from openmaas.server.admin_routes import admin_routes
+from openmaas.server.kb_routes import kb_routes
 from openmaas.server.middleware import RequestIdMiddleware
 from openmaas.server.routes import routes
 from openmaas.services import Services
@@ -30,6 +31,14 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Starlett
     services = Services(settings)
     router = Router(settings, registry)
     gateway = Gateway(router, services.metering)
+    if settings.rag.enabled:
+        try:
+            from openmaas.rag.service import KnowledgeBases
+            from openmaas.store.knowledge import KnowledgeStore
+        except ImportError as exc:
+            log.info("knowledge bases are off: the 'rag' extra is not installed (%s)", exc.name)
+        else:
+            gateway.knowledge = KnowledgeBases(KnowledgeStore(services.db), gateway, settings.rag)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -49,7 +58,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Starlett
             await services.close()
 
     app = Starlette(
-        routes=[*routes, *admin_routes],
+        routes=[*routes, *kb_routes, *admin_routes],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={
             OpenMaaSError: errors.handle_openmaas_error,

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -100,4 +101,51 @@ usage_events = Table(
     Column("route", Text),  # the route decision as JSON: candidates, reasons, attempts, privacy class
     Index("ix_usage_events_key_created", "key_id", "created_at"),
     Index("ix_usage_events_tenant_created", "tenant_id", "created_at"),
+)
+
+# Knowledge bases (RAG). A knowledge base belongs to a tenant (null: the open, keyless mode);
+# ``revision`` increases on every document change so each replica knows when to rebuild its index.
+knowledge_bases = Table(
+    "knowledge_bases",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), index=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("embedding_model", String(200), nullable=False),
+    Column("chunk_tokens", Integer, nullable=False),
+    Column("chunk_overlap", Integer, nullable=False),
+    Column("revision", BigInteger, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+kb_documents = Table(
+    "kb_documents",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kb_id", String(64), ForeignKey("knowledge_bases.id", ondelete="CASCADE"), nullable=False),
+    Column("filename", String(500), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(300), nullable=False, default=""),
+    Column("sha256", String(64), nullable=False),  # of the bytes: re-ingesting an unchanged file is a no-op
+    Column("bytes", BigInteger, nullable=False),
+    Column("chunks", Integer, nullable=False),
+    Column("tokens", BigInteger, nullable=False),  # embedding tokens spent
+    Column("created_at", Float, nullable=False),
+    Index("ux_kb_documents_kb_sha", "kb_id", "sha256", unique=True),
+)
+
+kb_chunks = Table(
+    "kb_chunks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kb_id", String(64), ForeignKey("knowledge_bases.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("document_id", String(64), ForeignKey("kb_documents.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("heading", Text, nullable=False, default=""),
+    Column("text", Text, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),  # float32, little-endian, unit length
 )

