@@ -197,7 +197,7 @@ def _default_deployments() -> list[Deployment]:
             backend="encoder",
             locality="local",
             params={"model_path": "builtin:all-minilm-l6-v2"},
-            context_length=256,
+            context_length=512,  # the position table; inputs are truncated to 256 tokens, as sentence-transformers does
             capabilities=Capabilities(
                 chat=False, completions=False, embeddings=True, tools=False, json_schema=False, logprobs=False
             ),

@@ -2,7 +2,8 @@
 
 Budget: the smallest context window among the deployments the model name may route to, minus the
 output reserve (the request's ``max_tokens``/``max_completion_tokens``, else a quarter of the window
-up to 1024), minus the conversation itself as the model's tokenizer counts it. Sources go in by rank
+up to 1024), minus the conversation itself as the model's tokenizer counts it (or the router's byte estimate when
+that is larger: the router must place the grounded request too). Sources go in by rank
 while they fit; the first one is cut to fit rather than dropped; the final prompt is counted once more
 and sources come off the end until it fits. The prompt never exceeds the window.
 """
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from openmaas.errors import InvalidRequest, ModelNotFound, from_validation_error
+from openmaas.metering.pricing import estimate_prompt_tokens
 from openmaas.protocol.knowledge import ChatKnowledge
 from openmaas.rag import context
 
@@ -26,16 +28,16 @@ MIN_SOURCE_TOKENS = 24
 
 
 async def _count(backend: Backend, text: str) -> int:
+    """The larger of the model's own count and the router's estimate (which places the request)."""
     counted = await backend.count_tokens(text)
-    return counted if counted is not None else len(text) // 3 + 1  # no tokenizer: a conservative bound
+    estimate = len(text.encode()) // 4 + 1
+    return estimate if counted is None else max(counted, estimate)
 
 
 async def _prompt_tokens(backend: Backend, payload: dict[str, Any]) -> int:
     counted = await backend.count_prompt_tokens(payload)
-    if counted is not None:
-        return counted
-    text = "".join(str(m.get("content") or "") for m in payload.get("messages") or [])
-    return len(text) // 3 + 8 * len(payload.get("messages") or []) + 1
+    estimate = estimate_prompt_tokens(payload)
+    return estimate if counted is None else max(counted, estimate)
 
 
 def _cut(text: str, tokens: int, budget: int) -> str:

@@ -188,6 +188,10 @@ class Policy:
             max_cost_usd=hints.get("max_cost_usd"),
         )
         prompt = estimate_prompt_tokens(body)
+        inputs = body.get("input")
+        if decision.endpoint == "embeddings" and isinstance(inputs, list) and inputs:
+            # the window applies to each input of a batch, not to their sum
+            prompt = max(estimate_prompt_tokens({"input": item}) for item in inputs)
         weights: dict[str, float] = {}
         errors: list[Exception] = []
         for name, role, weight in self.expand(model):
