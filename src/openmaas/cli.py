@@ -172,6 +172,9 @@ def _register_admin() -> None:
     from openmaas import cli_eval
 
     cli_eval.register(main)
+    from openmaas import cli_kb
+
+    cli_kb.register(main)
 
 
 _register_admin()

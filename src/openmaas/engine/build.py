@@ -38,6 +38,11 @@ CMAKE_FLAGS = (
     "-DLLAMA_USE_PREBUILT_UI=OFF",
     "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_CURL=OFF",
+    # No AMX kernels even where the CPU has AMX: in VMs and containers the kernel often withholds the
+    # AMX tile state (arch_prctl XCOMP_PERM), and ggml's AMX matmul then segfaults at the first decode
+    # (seen on a Sapphire Rapids VM). Explicit -mno-* flags win over -march=native whatever their order.
+    "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16",
+    "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16",
 )
 
 

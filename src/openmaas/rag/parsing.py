@@ -1,10 +1,12 @@
-"""Documents to structured text: txt and Markdown as they are, HTML through html2text (headings kept as
-Markdown ``#``), PDF through pypdf (one section per page). Everything ends as Markdown-ish text that the
-chunker splits at headings and paragraphs.
+"""Documents to structured text: txt and Markdown as they are; HTML through trafilatura (the page's main
+content, without navigation, sidebars and footers, as Markdown with ``#`` headings), falling back to
+html2text for pages too small for content detection; PDF through pypdf (one section per page).
+Everything ends as Markdown-ish text that the chunker splits at headings and paragraphs.
 """
 
 from __future__ import annotations
 
+import html
 import io
 import re
 from dataclasses import dataclass
@@ -62,16 +64,28 @@ def _decode(data: bytes, filename: str) -> str:
 
 def _html(data: bytes, filename: str) -> tuple[str, str]:
     import html2text
+    import trafilatura
 
     source = _decode(data, filename)
     match = re.search(r"<title[^>]*>(.*?)</title>", source, re.I | re.S)
-    title = re.sub(r"\s+", " ", match.group(1)).strip() if match else ""
+    title = html.unescape(re.sub(r"\s+", " ", match.group(1)).strip()) if match else ""
+    main = trafilatura.extract(
+        source,
+        output_format="markdown",
+        include_formatting=True,
+        include_links=False,
+        include_images=False,
+        include_tables=True,
+        favor_recall=True,
+    )
+    if main and main.strip():
+        return title, main.replace("¶", "")
     converter = html2text.HTML2Text()
     converter.body_width = 0  # no hard wrapping: paragraphs stay one line
     converter.ignore_images = True
     converter.ignore_links = True
     converter.ignore_emphasis = True
-    return title, converter.handle(source)
+    return title, converter.handle(source).replace("¶", "")
 
 
 def _pdf(data: bytes, filename: str) -> tuple[str, str]:

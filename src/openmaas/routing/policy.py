@@ -188,10 +188,6 @@ class Policy:
             max_cost_usd=hints.get("max_cost_usd"),
         )
         prompt = estimate_prompt_tokens(body)
-        inputs = body.get("input")
-        if decision.endpoint == "embeddings" and isinstance(inputs, list) and inputs:
-            # the window applies to each input of a batch, not to their sum
-            prompt = max(estimate_prompt_tokens({"input": item}) for item in inputs)
         weights: dict[str, float] = {}
         errors: list[Exception] = []
         for name, role, weight in self.expand(model):
@@ -245,7 +241,9 @@ class Policy:
                 )
             )
             return "context"
-        if prompt + (output_limit or 0) > d.context_length:
+        # Embeddings: the window applies to each input, not to a batch's sum, and a byte estimate of one input
+        # is no measure of its tokens; local encoders truncate to their window and upstreams apply their own.
+        if endpoint != "embeddings" and prompt + (output_limit or 0) > d.context_length:
             errors.append(
                 ContextLengthExceeded(
                     f"the prompt (about {prompt} tokens) does not fit the context of '{d.name}' "
