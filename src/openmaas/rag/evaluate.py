@@ -70,9 +70,17 @@ class EvalRun:
     progress: Callable[[str], None] = print
 
     def files(self) -> list[Path]:
+        """The corpus: each entry of ``folders`` is a folder (taken recursively) or one file."""
         roots = [self.corpus / f for f in self.folders] if self.folders else [self.corpus]
         suffixes = {".html", ".htm", ".md", ".txt", ".pdf"}
-        found = sorted(p for root in roots for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+        found = sorted(
+            {
+                p
+                for root in roots
+                for p in ([root] if root.is_file() else root.rglob("*"))
+                if p.is_file() and p.suffix.lower() in suffixes
+            }
+        )
         if not found:
             raise FileNotFoundError(f"no documents under {', '.join(map(str, roots))}")
         return found
