@@ -297,12 +297,13 @@ class Gateway:
 
         if self.knowledge is None:
             raise InvalidRequest("Knowledge bases are not enabled on this server", param="knowledge_base")
-        grounded, info = await ground(self.knowledge, call, body)
+        grounded, info, texts = await ground(self.knowledge, call, body)
+        attribute = bool(info.pop("attribute"))
         result = await self.chat(grounded, call)
         if isinstance(result, Stream):
             result.first["knowledge_base"] = info  # citations: the client reads them from the streamed text
             return result
-        return attach(result, info)
+        return attach(result, info, texts, attribute)
 
     async def complete(self, body: Payload, call: Call | None = None) -> Payload | Stream:
         call = call or Call()

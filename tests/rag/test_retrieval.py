@@ -56,3 +56,17 @@ def test_source_block_and_injection() -> None:
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "q"}]
     out = inject(messages, "SOURCES")
     assert [m["role"] for m in out] == ["system", "system", "user"] and out[1]["content"] == "SOURCES"
+
+
+def test_attribution_cites_uncited_sentences_by_their_source() -> None:
+    from openmaas.rag.context import attribute
+
+    sources = ["The Eiffel Tower is in Paris. It was completed in 1889.", "Puppies need three or four small meals."]
+    answer = "The Eiffel Tower was completed in 1889! Puppies eat small meals [2]. Hello there."
+    text, inferred = attribute(answer, sources)
+    assert text == "The Eiffel Tower was completed in 1889 [1]! Puppies eat small meals [2]. Hello there."
+    assert inferred == [1]  # the model's own [2] is not counted as inferred
+    unrelated, none = attribute("Bananas are yellow and curved fruit.", sources)
+    assert unrelated == "Bananas are yellow and curved fruit." and none == []
+    code = "Use this:\n```python\nprint('Eiffel Tower 1889')\n```"
+    assert attribute(code, sources) == (code, [])

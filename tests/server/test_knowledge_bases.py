@@ -26,6 +26,12 @@ ENCODER = {
     "capabilities": {"embeddings": True, "chat": False, "completions": False},
 }
 ECHO = {"name": "echo", "backend": "fake", "locality": "local", "context_length": 4096, "params": {"echo": "prompt"}}
+PARROT = {
+    "name": "parrot",
+    "backend": "fake",
+    "locality": "local",
+    "params": {"reply": "The Eiffel Tower was completed in 1889. I like turtles."},
+}
 SMALL = {"name": "small", "backend": "fake", "locality": "local", "context_length": 200, "params": {"echo": "prompt"}}
 FILES = {
     "lists.md": LISTS_MD,
@@ -69,7 +75,7 @@ async def env(tmp_path: Any, store: dict[str, Any], monkeypatch: pytest.MonkeyPa
     settings = settings.model_copy(
         update={
             "deployments": [*settings.deployments, settings.deployments[0].model_validate(ENCODER)]
-            + [settings.deployments[0].model_validate(d) for d in (ECHO, SMALL)],
+            + [settings.deployments[0].model_validate(d) for d in (ECHO, SMALL, PARROT)],
             "rag": settings.rag.model_copy(update={"max_document_bytes": 64 * 1024}),
         }
     )
@@ -208,7 +214,7 @@ async def test_chat_answers_with_numbered_sources_and_meters_retrieval(env: Env)
                 {"role": "system", "content": "Be brief."},
                 {"role": "user", "content": "When was the Eiffel Tower completed?"},
             ],
-            "knowledge_base": {"id": kb, "top_k": 2},
+            "knowledge_base": {"id": kb, "top_k": 2, "attribute": False},
         },
         headers=env.h("acme"),
     )
@@ -220,11 +226,31 @@ async def test_chat_answers_with_numbered_sources_and_meters_retrieval(env: Env)
     sources = body["knowledge_base"]["sources"]
     assert [s["index"] for s in sources] == [1, 2] and sources[0]["filename"] == "eiffel.txt"
     assert body["knowledge_base"]["citations"] == [1, 2]  # the echoed prompt names both sources
+    assert body["knowledge_base"]["inferred_citations"] == []  # attribution off: the answer is untouched
     events = (await env.events())[before:]
     by_endpoint = {e["endpoint"]: e for e in events}
     assert set(by_endpoint) == {"chat", "embeddings"}
     assert by_endpoint["embeddings"]["prompt_tokens"] > 0 and by_endpoint["embeddings"]["cost_nanos"] > 0
     assert len({e["request_id"] for e in events}) == 1  # one request, each model call its own priced row
+
+
+async def test_uncited_sentences_get_inferred_citations(env: Env) -> None:
+    kb = await env.kb()
+    await env.upload(kb, {"eiffel.txt": EIFFEL_TXT, "dogs.html": DOGS_HTML})
+    r = await env.client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "parrot",
+            "messages": [{"role": "user", "content": "When was the Eiffel Tower completed?"}],
+            "knowledge_base": {"id": kb, "top_k": 2},
+        },
+        headers=env.h("acme"),
+    )
+    body = r.json()
+    assert body["choices"][0]["message"]["content"] == "The Eiffel Tower was completed in 1889 [1]. I like turtles."
+    info = body["knowledge_base"]
+    assert info["sources"][0]["filename"] == "eiffel.txt"
+    assert info["citations"] == [1] and info["inferred_citations"] == [1]
 
 
 async def test_sources_never_overflow_the_models_context(env: Env) -> None:

@@ -37,4 +37,6 @@ class SearchRequest(Retrieval):
 
 class ChatKnowledge(Retrieval):
     id: str = Field(min_length=1)
+    # cite, after the fact, answer sentences the model left uncited (reported as ``inferred_citations``)
+    attribute: bool = True
     max_context_tokens: int | None = Field(default=None, ge=1)  # a further cap on the sources' share

@@ -46,9 +46,11 @@ def _cut(text: str, tokens: int, budget: int) -> str:
     return " ".join(words[:keep]) + " …"
 
 
-async def ground(kbs: KnowledgeBases, call: Call, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The request with its sources in a system message (and without ``knowledge_base``), and what to
-    report back: the sources used, the queries run, the tokens retrieval spent."""
+async def ground(
+    kbs: KnowledgeBases, call: Call, body: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The request with its sources in a system message (and without ``knowledge_base``), what to report
+    back (the sources used, the queries run, the tokens retrieval spent), and the sources' texts."""
     try:
         spec = ChatKnowledge.model_validate(body["knowledge_base"])
     except ValidationError as exc:
@@ -118,13 +120,21 @@ async def ground(kbs: KnowledgeBases, call: Call, body: dict[str, Any]) -> tuple
         "retrieved": len(found.results),
         "context_tokens": spent,
         "usage": found.usage,
+        "attribute": spec.attribute,
     }
-    return payload, info
+    return payload, info, [s["text"] for s in used_sources]
 
 
-def attach(result: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
-    """A unary answer gets ``knowledge_base``: the sources and which of them the answer cites."""
+def attach(result: dict[str, Any], info: dict[str, Any], texts: list[str], attribute: bool) -> dict[str, Any]:
+    """A unary answer gets ``knowledge_base``: the sources and which of them the answer cites. With
+    ``attribute``, sentences the model left uncited get the source they come from (``inferred_citations``)."""
     choice = (result.get("choices") or [{}])[0]
-    text = str((choice.get("message") or {}).get("content") or "")
-    result["knowledge_base"] = {**info, "citations": context.citations(text, len(info["sources"]))}
+    message = choice.get("message") or {}
+    text = str(message.get("content") or "")
+    inferred: list[int] = []
+    if attribute and text:
+        text, inferred = context.attribute(text, texts)
+        message["content"] = text
+    cited = context.citations(text, len(info["sources"]))
+    result["knowledge_base"] = {**info, "citations": cited, "inferred_citations": inferred}
     return result
