@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python bench/metering_overhead.py
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/local_generation.py
+	$(BIN)/python bench/embeddings.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

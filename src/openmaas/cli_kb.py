@@ -249,6 +249,8 @@ def register_eval(kb: click.Group) -> None:
 
         spec = json.loads(Path(questions).read_text()) if questions else evaluate.default_questions()
         root = Path(corpus) if corpus else evaluate.DEFAULT_CORPUS
+        if not root.is_dir() and not corpus:
+            evaluate.install_corpus(click.echo)
         if not root.is_dir():
             raise click.ClickException(
                 f"{root} does not exist: install Debian's python3-doc (apt-get install python3-doc) or pass --corpus"

@@ -30,6 +30,22 @@ CONFIGS = ["bm25", "vector", "hybrid", "hybrid+rewrite", "hybrid+hyde", "hybrid+
 KS = (1, 3, 5, 10)
 
 
+def install_corpus(say: Callable[[str], None]) -> None:
+    """The default corpus is a Debian package: install it when we may (root, apt-get present)."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return
+    say("installing the corpus: apt-get install python3-doc")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    command = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "python3-doc"]
+    if subprocess.run(command, env=env, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+        subprocess.run(command, env=env, check=False)
+
+
 def default_questions() -> dict[str, Any]:
     text = resources.files("openmaas.rag").joinpath("data/python_docs_questions.json").read_text()
     data: dict[str, Any] = json.loads(text)
