@@ -84,6 +84,7 @@ class KnowledgeBases:
     async def delete(self, call: Call, kb_id: str) -> None:
         await self.store.delete(call.principal.tenant_id, kb_id)
         self._indexes.pop(kb_id, None)
+        self._locks.pop(kb_id, None)
 
     # documents -------------------------------------------------------------
     async def ingest(
