@@ -42,6 +42,7 @@ async def stack(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, policy: str = "a
             "data_dir": str(tmp_path),
             "deployments": [
                 fake("cheap", 1, replies=VOTES),
+                fake("greedy", 1, reply="The answer is 41.", greedy_reply="The answer is 42."),
                 fake("json", 1, replies=["not json at all", '{"name": "Ann"}', '{"name": 3}']),
                 fake("unsure", 1, reply="The answer is 41.", logprobs=[-2.5]),
                 fake("sure", 1, reply="The answer is 42.", logprobs=[-0.01]),
@@ -90,6 +91,19 @@ async def test_best_of_n_picks_what_the_requests_regex_accepts_and_bills_every_c
         event = await ledger(s, raw)
         assert event["completion_tokens"] == completion and event["prompt_tokens"] == body["usage"]["prompt_tokens"]
         assert raw.headers["x-openmaas-ttc"] == "best_of_n"
+
+
+async def test_best_of_n_keeps_one_greedy_candidate_unless_the_request_sets_a_temperature(tmp_path, monkeypatch):
+    ttc = {"strategy": "best_of_n", "n": 4, "verifier": {"type": "regex", "pattern": r"\b42\b"}}
+    async with stack(tmp_path, monkeypatch) as s:
+        reply = await s.client.chat.completions.create(model="greedy", messages=ASK, extra_body={"ttc": ttc})
+        scores = [c["score"] for c in (reply.model_extra or {})["ttc"]["candidates"]]
+        assert sorted(scores) == [0.0, 0.0, 0.0, 1.0]  # exactly one greedy answer among the samples
+        assert "42" in (reply.choices[0].message.content or "")
+        sampled = await s.client.chat.completions.create(
+            model="greedy", messages=ASK, temperature=0.9, extra_body={"ttc": ttc}
+        )
+        assert [c["score"] for c in (sampled.model_extra or {})["ttc"]["candidates"]] == [0.0] * 4
 
 
 async def test_self_consistency_votes_and_the_model_suffix_asks_for_it(tmp_path, monkeypatch):

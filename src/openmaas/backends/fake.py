@@ -7,7 +7,8 @@ pacing; 0 = as fast as possible), ``fail_every`` (every Nth call fails with
 ``embedding_dims``, ``replies`` (a list: the Nth call answers the Nth reply, cycling — varied
 candidates for test-time compute), ``logprobs`` (a list of per-token log-probabilities, cycled
 like ``replies``, returned when the request asks for ``logprobs``), ``echo: prompt`` (answer with the
-whole prompt, every message: shows a test what the model was given).
+whole prompt, every message: shows a test what the model was given), ``greedy_reply`` (the answer
+when the request's temperature is 0).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class FakeBackend(Backend):
         self.replies: list[str] = list(p.get("replies") or [])
         self.logprobs: list[float] = [float(x) for x in p.get("logprobs") or []]
         self.echo_prompt = p.get("echo") == "prompt"
+        self.greedy_reply: str | None = p.get("greedy_reply")
         self.calls = 0
 
     def _maybe_fail(self) -> None:
@@ -71,6 +73,8 @@ class FakeBackend(Backend):
             text = self.replies[index % len(self.replies)]
         if self.echo_prompt:
             text = prompt
+        if self.greedy_reply is not None and payload.get("temperature") == 0:
+            text = self.greedy_reply
         limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
         finish = "stop"
         words = text.split()

@@ -57,8 +57,13 @@ class TtcRun:
         ):
             schema = (fmt.get("json_schema") or {}).get("schema") or {}
             ttc_spec.check_schema(schema, "response_format.json_schema.schema")
+        # Best-of-N without a temperature of the caller's: one greedy candidate (the model's own best guess)
+        # and n-1 samples, so a verifier that accepts the greedy answer never ends worse than one sample.
+        self.greedy_first = self.spec.strategy in ("best_of_n", "cascade") and "temperature" not in body
         if self.spec.strategy in ("best_of_n", "self_consistency", "cascade") and self.spec.n > 1:
             self.payload.setdefault("temperature", DEFAULT_TEMPERATURE)
+        else:
+            self.greedy_first = False
         if (self.spec.verifier or _default_verifier(self.spec, body)).type == "logprob":
             self.payload["logprobs"] = True
         self.routes: list[Route] = []
@@ -129,8 +134,13 @@ class TtcRun:
         verifier = build(self.spec.verifier or _default_verifier(self.spec, self.payload), self.payload)
         strategy = STRATEGY_FUNCTIONS[self.spec.strategy]
 
+        greedy = [self.greedy_first]
+
         async def sample(payload: dict[str, Any], model: str | None, role: str) -> Candidate:
             same = model is None and payload is self.payload
+            if same and greedy[0] and role == "candidate":
+                greedy[0] = False
+                return await self._sample({**payload, "temperature": 0}, None, role)
             return await self._sample(payload, model, role, main if same else None)
 
         try:
