@@ -79,7 +79,7 @@ def test_create_ingest_a_folder_search_and_ask_with_citations(server: RunningSer
 
     asked = kb(server, "ask", "handbook", "When was the Eiffel Tower completed?", "--top-k", "2")
     assert asked.returncode == 0, asked.stderr
-    assert "The Eiffel Tower is in Paris. It was completed in 1889" in asked.stdout
+    assert "The Eiffel Tower is in Paris" in asked.stdout and "completed in 1889" in asked.stdout
     assert "*[1] eiffel.txt" in asked.stdout  # the echoed prompt cites [1]: marked as cited
 
     deleted = kb(server, "delete", "handbook")

@@ -8,8 +8,12 @@ from openmaas.settings import Settings, load_settings
 
 def test_the_built_in_default_serves_the_embedded_model() -> None:
     settings = load_settings(environ={})
-    assert [d.name for d in settings.deployments] == ["smollm2-135m"]
+    # the embedding model joins when its package is installed (the rag extra; the test environment has it)
+    assert [d.name for d in settings.deployments] == ["smollm2-135m", "all-minilm-l6-v2"]
     assert settings.deployments[0].backend == "llamacpp" and settings.deployments[0].locality == "local"
+    encoder = settings.deployments[1]
+    assert encoder.backend == "encoder" and encoder.locality == "local"
+    assert encoder.capabilities.embeddings and not encoder.capabilities.chat
     assert {k: [t.name for t in v.targets] for k, v in settings.aliases.items()} == {"default": ["smollm2-135m"]}
     assert settings.server.host == "127.0.0.1" and settings.server.port == 8000
 
