@@ -253,6 +253,24 @@ async def test_uncited_sentences_get_inferred_citations(env: Env) -> None:
     assert info["citations"] == [1] and info["inferred_citations"] == [1]
 
 
+async def test_rewriting_and_hyde_are_metered_calls_of_the_caller(env: Env) -> None:
+    kb = await env.kb()
+    await env.upload(kb, {"eiffel.txt": EIFFEL_TXT, "dogs.html": DOGS_HTML})
+    before = len(await env.events())
+    r = await env.search(kb, "Eiffel Tower completion year", rewrite=True, hyde=True, rewrite_model="echo", top_k=2)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["hyde"] and len(body["queries"]) >= 2  # the echo model's lines become extra queries
+    assert body["usage"]["calls"] == 2 and body["usage"]["completion_tokens"] > 0
+    assert body["data"][0]["filename"] == "eiffel.txt"
+    events = (await env.events())[before:]
+    chats = [e for e in events if e["endpoint"] == "chat"]
+    assert [e["deployment"] for e in chats] == ["echo", "echo"]
+    assert sum(e["completion_tokens"] for e in chats) == body["usage"]["completion_tokens"]
+    assert {e["key_id"] for e in events} == {events[0]["key_id"]} and events[0]["key_id"] is not None
+    assert len({e["request_id"] for e in events}) == 1
+
+
 async def test_sources_never_overflow_the_models_context(env: Env) -> None:
     kb = await env.kb(chunk_tokens=64, chunk_overlap=0)
     text = "\n\n".join(f"Fact {i}: the Eiffel Tower has {i} painted rivets in section {i}." for i in range(40))
