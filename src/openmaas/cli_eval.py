@@ -43,7 +43,11 @@ def _price(value: str | None) -> tuple[float, float] | None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--calibrate", is_flag=True, help="calibrate the cascade threshold (needs a strong model)")
 @click.option(
-    "--cheap", default="single", show_default=True, help="the cascade's cheap step to calibrate: single or best-of-N"
+    "--cheap",
+    default="single",
+    show_default=True,
+    help="the cascade's cheap step(s) to calibrate, comma-separated (single, best-of-N); the cheapest that"
+    " reaches the target wins",
 )
 @click.option("--target", type=float, default=0.95, show_default=True, help="share of the strong accuracy to reach")
 @click.option("--strong", help="the escalation model (default: the simulated one when --strong-accuracy is given)")
@@ -91,8 +95,8 @@ def eval_command(
             raise click.UsageError("name at least one task set, or use --suite benchmarks")
         plan = Plan(list(task_sets), [r for r in runs.split(",") if r], count, seed, target=target)
         if calibrate:
-            plan.calibrate = {t: cheap for t in task_sets}
-    for run in [*plan.runs, *plan.calibrate.values()]:
+            plan.calibrate = {t: [c for c in cheap.split(",") if c] for t in task_sets}
+    for run in [*plan.runs, *(step for steps in plan.calibrate.values() for step in steps)]:
         try:
             RunSpec.parse(run)
         except ValueError as exc:

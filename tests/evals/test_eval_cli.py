@@ -44,6 +44,8 @@ def test_eval_writes_table_json_and_chart_and_calibrates_the_cascade(tmp_path: P
         "--runs",
         "single,best-of-2,sc-3",
         "--calibrate",
+        "--cheap",
+        "single,best-of-2",
         "--strong-accuracy",
         "1.0",
         "--out",
@@ -64,8 +66,11 @@ def test_eval_writes_table_json_and_chart_and_calibrates_the_cascade(tmp_path: P
     assert by_run["single"]["cost_usd_per_task"] < by_run["strong"]["cost_usd_per_task"]
     cal = result["calibrations"]["arithmetic"]
     assert cal["strong_accuracy"] == 1.0
-    # the cheap model is always wrong: reaching 95 % of the strong model means escalating everything
+    # the cheap model is always wrong: reaching 95 % of the strong model means escalating everything,
+    # and then the cheaper cheap step (one answer, not two) wins
     assert cal["chosen"]["escalated"] == 1.0
+    assert set(cal["considered"]) == {"single", "best-of-2"} and cal["cheap_step"] == "single"
+    assert cal["considered"]["single"]["relative_cost"] < cal["considered"]["best-of-2"]["relative_cost"]
     held = cal["held_out"]
     assert held["accuracy"] >= 0.95 * held["strong_accuracy"]
     assert held["escalated"] == 1.0

@@ -87,6 +87,18 @@ def test_the_cascade_curve_and_the_calibrated_threshold() -> None:
     assert unreachable.threshold <= 1.0  # a threshold a cascade request can carry
 
 
+def test_the_cheapest_cheap_step_that_reaches_the_target_wins() -> None:
+    point = calibrate.Point
+    options = {
+        "single": point(0.9, 0.6, 0.80, 6.0, 0.60),
+        "best-of-4": point(0.7, 0.3, 0.84, 4.5, 0.45),  # fewer escalations pay for its extra local answers
+        "best-of-8": point(0.5, 0.2, 0.86, 5.0, 0.50),
+    }
+    assert calibrate.pick(options, 0.85, 0.95) == "best-of-4"
+    assert calibrate.pick(options, 0.85, 1.0) == "best-of-8"  # only it reaches 0.85
+    assert calibrate.pick(options, 1.0, 1.0) == "best-of-8"  # none does: the most accurate
+
+
 @pytest.mark.anyio
 async def test_calibration_signals_use_the_requests_own_verifier() -> None:
     tasks = load("extraction", 2, 0)

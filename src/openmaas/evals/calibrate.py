@@ -8,7 +8,9 @@ no verifier) and the strong model's
 answer (correct or not, its cost). Escalating every task whose signal is below ``t`` gives,
 for each ``t``, a share escalated, an accuracy and a cost; the curve is exact for a
 deterministic cascade (greedy cheap sample, same strong answers). The calibrated threshold
-is the cheapest point whose accuracy reaches ``target`` × the strong model's accuracy.
+is the cheapest point whose accuracy reaches ``target`` × the strong model's accuracy; with several
+candidate cheap steps (single, best-of-4, …), each is calibrated and the cheapest that reaches the
+target is chosen (``pick``).
 """
 
 from __future__ import annotations
@@ -73,6 +75,16 @@ def choose(points: list[Point], strong_accuracy: float, target: float) -> Point:
     if good:
         return min(good, key=lambda p: (p.cost_usd, -p.accuracy))
     return max(usable, key=lambda p: (p.accuracy, -p.cost_usd))
+
+
+def pick(options: dict[str, Point], strong_accuracy: float, target: float) -> str:
+    """Of several cheap steps (each at its own calibrated point), the cheapest that reaches the target;
+    when none does, the most accurate. A cascade's cheap step is a cost too: best-of-8 spends eight local
+    answers on every request, escalated or not."""
+    good = {k: p for k, p in options.items() if p.accuracy >= target * strong_accuracy - 1e-12}
+    if good:
+        return min(good, key=lambda k: (good[k].cost_usd, -good[k].accuracy))
+    return max(options, key=lambda k: (options[k].accuracy, -options[k].cost_usd))
 
 
 def report(points: list[Point], chosen: Point, strong_accuracy: float, target: float) -> dict[str, Any]:

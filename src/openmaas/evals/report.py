@@ -41,6 +41,16 @@ def cascade_table(calibrations: dict[str, dict[str, Any]]) -> str:
             share, cost = f"{p['escalated']:.0%}", f"{p['relative_cost']:.0%}"
             label = "all (strong only)" if p["threshold"] > 1 else f"{p['threshold']:.4g}"
             lines.append(f"| {label} | {share} | {p['accuracy']:.3f} | {cost}{mark} |")
+        considered = cal.get("considered") or {}
+        if len(considered) > 1:
+            lines.append(
+                "\nCheap steps considered (each at its calibrated threshold): "
+                + "; ".join(
+                    f"`{k}` {v['accuracy']:.3f} at {v['relative_cost']:.0%} of strong cost"
+                    for k, v in considered.items()
+                )
+                + "."
+            )
         held = cal.get("held_out")
         if held:
             lines.append(

@@ -26,8 +26,9 @@ class Plan:
     count: int = 30
     seed: int = 0
     counts: dict[str, int] = field(default_factory=dict)  # task set → tasks, overriding ``count``
-    # task set → the run that is the cascade's cheap step ("single", or "best-of-N") whose threshold is calibrated
-    calibrate: dict[str, str] = field(default_factory=dict)
+    # task set → the runs that may be the cascade's cheap step ("single", "best-of-N"): each one's threshold is
+    # calibrated, and the cheapest step reaching the target is chosen
+    calibrate: dict[str, list[str]] = field(default_factory=dict)
     target: float = 0.95
     skip: dict[str, list[str]] = field(default_factory=dict)  # task set → runs that make no sense there
 
@@ -37,9 +38,9 @@ BENCHMARKS = Plan(
     runs=["single", "best-of-4", "best-of-8", "sc-5", "sc-9", "refine-2"],
     # sized so the whole suite runs in about an hour on 2 cores (SmolLM2, 4 llama.cpp slots)
     counts={"arithmetic": 16, "instructions": 24, "extraction": 20},
-    # arithmetic and extraction: one greedy local answer, then the strong model; instructions: the local
-    # best-of-8 first (the request's checks are a sharp verifier), then the strong model
-    calibrate={"arithmetic": "single", "extraction": "single", "instructions": "best-of-8"},
+    # the cascade's cheap step: one greedy local answer, or the local best-of-4/8 — chosen per task set by
+    # calibration (the cheapest that reaches the target), then the strong model
+    calibrate={name: ["single", "best-of-4", "best-of-8"] for name in ("arithmetic", "instructions", "extraction")},
     # free text has no short final answer to vote on: self-consistency does not apply
     skip={"instructions": ["sc-5", "sc-9"]},
 )
@@ -82,15 +83,23 @@ async def run_plan(
                 raise ValueError(
                     "calibration needs a strong model (--strong, or --strong-accuracy for the simulated one)"
                 )
-            cheap_run = RunSpec.parse(plan.calibrate[name])
-            cheap = done.get(cheap_run.name) or await evaluator.run(cheap_run, tasks, want_confidence=True)
             strong_results = await evaluator.run(RunSpec.parse("strong"), tasks)
             summaries.append(summarise("strong", name, strong_results))
             echo(report.table([summaries[-1]]).splitlines()[-1])
             strong_accuracy = summaries[-1]["accuracy"]
-            points = calibrate.curve(await calibrate.signals(tasks, cheap), cheap, strong_results)
-            chosen = calibrate.choose(points, strong_accuracy, plan.target)
+            options: dict[str, tuple[RunSpec, list[calibrate.Point], calibrate.Point]] = {}
+            for step in plan.calibrate[name]:
+                run = RunSpec.parse(step)
+                cheap = done.get(run.name) or await evaluator.run(run, tasks, want_confidence=True)
+                points = calibrate.curve(await calibrate.signals(tasks, cheap), cheap, strong_results)
+                options[run.name] = (run, points, calibrate.choose(points, strong_accuracy, plan.target))
+            best = calibrate.pick({k: v[2] for k, v in options.items()}, strong_accuracy, plan.target)
+            cheap_run, points, chosen = options[best]
             cal = calibrate.report(points, chosen, strong_accuracy, plan.target)
+            cal["considered"] = {
+                k: {"threshold": p.threshold, "accuracy": p.accuracy, "relative_cost": p.relative_cost}
+                for k, (_, _, p) in options.items()
+            }
             cal["cheap_step"] = cheap_run.name
             if held:
                 cascade = RunSpec(f"cascade-{cheap_run.n}", "cascade", cheap_run.n, chosen.threshold)
