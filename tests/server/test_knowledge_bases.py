@@ -326,3 +326,31 @@ async def test_bad_knowledge_base_fields_are_400(env: Env) -> None:
         )
         assert r.status_code == 400, r.text
         assert r.json()["error"]["param"] == param
+
+
+async def test_a_replica_never_serves_a_document_another_replica_deleted(
+    tmp_path: Any, store: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two gateways on one store: each caches its own index, and the knowledge base's revision tells the
+    first one that the second changed it (SQLite file shared, or PostgreSQL)."""
+    monkeypatch.setenv("OPENMAAS_ADMIN_KEY", ADMIN_KEY)
+    base = metered_settings(tmp_path, store, auth={"required": False})
+    settings = base.model_copy(update={"deployments": [*base.deployments, base.deployments[0].model_validate(ENCODER)]})
+    async with running_app(settings) as (_, one), running_app(settings) as (_, two):
+        kb = (await one.post("/v1/knowledge_bases", json={"name": "shared"})).json()["id"]
+        files = [("file", ("eiffel.txt", EIFFEL_TXT)), ("file", ("dogs.html", DOGS_HTML))]
+        docs = {
+            d["filename"]: d["id"]
+            for d in (await one.post(f"/v1/knowledge_bases/{kb}/documents", files=files)).json()["data"]
+        }
+        query = {"query": "Eiffel Tower 1889", "top_k": 5}
+        first = (await one.post(f"/v1/knowledge_bases/{kb}/search", json=query)).json()["data"]
+        assert first[0]["filename"] == "eiffel.txt"  # replica one has built and cached its index
+        gone = await two.delete(f"/v1/knowledge_bases/{kb}/documents/{docs['eiffel.txt']}")
+        assert gone.status_code == 200
+        after = (await one.post(f"/v1/knowledge_bases/{kb}/search", json=query)).json()["data"]
+        assert after and all(d["filename"] != "eiffel.txt" for d in after)
+        added = await two.post(f"/v1/knowledge_bases/{kb}/documents", files=[("file", ("lists.md", LISTS_MD))])
+        assert added.status_code == 200
+        found = (await one.post(f"/v1/knowledge_bases/{kb}/search", json={"query": "append to a list"})).json()
+        assert found["data"][0]["filename"] == "lists.md"  # and sees what the other one added

@@ -241,6 +241,7 @@ class KnowledgeBases:
             if len(chosen) == spec.top_k:
                 break
         rows = await self.store.chunks(kb_id, [cid for cid, _ in chosen])
+        chosen = [(cid, score) for cid, score in chosen if cid in rows]  # deleted since the index was read
         for rank, (cid, score) in enumerate(chosen, 1):
             row = rows[cid]
             scores: dict[str, Any] = {}
