@@ -83,6 +83,18 @@ async def db(store: dict[str, Any]) -> AsyncIterator[Database]:
         await database.close()
 
 
+async def ledger_events(app: Starlette) -> list[dict[str, Any]]:
+    """Every usage event in the app's store, after flushing what the ledger still holds."""
+    from sqlalchemy import select
+
+    from openmaas.store.schema import usage_events
+
+    await app.state.services.ledger.close()
+    await app.state.services.ledger.start()
+    async with app.state.services.db.engine.connect() as conn:
+        return [dict(r._mapping) for r in await conn.execute(select(usage_events))]
+
+
 def metered_settings(tmp_path: Any, store: dict[str, Any], **extra: Any) -> Settings:
     """Fake deployments with prices, keys required (as on a shared server)."""
     deployments = [

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from openmaas.auth.principal import ANONYMOUS, Principal
 from openmaas.backends.base import Backend, Payload
-from openmaas.errors import OpenMaaSError, from_validation_error
+from openmaas.errors import InvalidRequest, OpenMaaSError, from_validation_error
 from openmaas.metering import tokens
 from openmaas.metering.meter import Metering, Outcome, Ticket
 from openmaas.privacy.classify import Restorer
@@ -292,7 +292,6 @@ class Gateway:
 
     async def _grounded(self, body: Payload, call: Call) -> Payload | Stream:
         """Chat over a knowledge base: retrieve, put the sources in the prompt, answer as usual."""
-        from openmaas.errors import InvalidRequest
         from openmaas.rag.grounding import attach, ground
 
         if self.knowledge is None:

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 
-from openmaas.store.schema import kb_chunks, usage_events
-from tests.conftest import metered_settings, running_app
+from openmaas.store.schema import kb_chunks
+from tests.conftest import ledger_events, metered_settings, running_app
 from tests.helpers import ADMIN_KEY
 from tests.rag.docs import DOGS_HTML, EIFFEL_TXT, LISTS_MD, VOLCANO_PDF_LINES, pdf
 
@@ -62,10 +62,7 @@ class Env:
         return await self.client.post(f"/v1/knowledge_bases/{kb}/search", json=body, headers=self.h(who))
 
     async def events(self) -> list[dict[str, Any]]:
-        await self.app.state.services.ledger.close()
-        await self.app.state.services.ledger.start()
-        async with self.app.state.services.db.engine.connect() as conn:
-            return [dict(r._mapping) for r in await conn.execute(select(usage_events))]
+        return await ledger_events(self.app)
 
 
 @pytest.fixture

@@ -9,13 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 from starlette.applications import Starlette
 
 from openmaas.gateway import Call
 from openmaas.metering.meter import _quota
-from openmaas.store.schema import usage_events
-from tests.conftest import metered_settings, running_app
+from tests.conftest import ledger_events, metered_settings, running_app
 from tests.helpers import ADMIN_KEY
 
 pytestmark = pytest.mark.anyio
@@ -43,10 +41,7 @@ class Env:
         return await self.client.post("/v1/chat/completions", json=payload, headers={"authorization": f"Bearer {key}"})
 
     async def events(self) -> list[dict[str, Any]]:
-        await self.app.state.services.ledger.close()  # flush anything queued
-        await self.app.state.services.ledger.start()
-        async with self.app.state.services.db.engine.connect() as conn:
-            return [dict(r._mapping) for r in await conn.execute(select(usage_events))]
+        return await ledger_events(self.app)
 
 
 @pytest.fixture

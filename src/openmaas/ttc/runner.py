@@ -59,11 +59,10 @@ class TtcRun:
             ttc_spec.check_schema(schema, "response_format.json_schema.schema")
         # Best-of-N without a temperature of the caller's: one greedy candidate (the model's own best guess)
         # and n-1 samples, so a verifier that accepts the greedy answer never ends worse than one sample.
-        self.greedy_first = self.spec.strategy in ("best_of_n", "cascade") and "temperature" not in body
-        if self.spec.strategy in ("best_of_n", "self_consistency", "cascade") and self.spec.n > 1:
+        sampled = self.spec.strategy in ("best_of_n", "self_consistency", "cascade") and self.spec.n > 1
+        self.greedy_first = sampled and self.spec.strategy != "self_consistency" and "temperature" not in body
+        if sampled:
             self.payload.setdefault("temperature", DEFAULT_TEMPERATURE)
-        else:
-            self.greedy_first = False
         if (self.spec.verifier or _default_verifier(self.spec, body)).type == "logprob":
             self.payload["logprobs"] = True
         self.routes: list[Route] = []
