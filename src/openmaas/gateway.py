@@ -46,11 +46,15 @@ def validate(model: type[M], body: dict[str, Any]) -> M:
 
 @dataclass
 class Call:
-    """One HTTP request as the pipeline sees it; ``headers`` go back on the response."""
+    """One HTTP request as the pipeline sees it; ``headers`` and ``raw_headers`` (already
+    encoded) go back on the response. ``body_bytes``: the size of the JSON body, while the
+    body the pipeline holds is the one parsed from it (bounds the prompt cheaply)."""
 
     request_id: str = "req_internal"
     principal: Principal = ANONYMOUS
     headers: dict[str, str] = field(default_factory=dict)
+    raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body_bytes: int | None = None
 
 
 @dataclass
@@ -198,27 +202,33 @@ class Gateway:
         body: Payload,
         plan: list[Deployment] | None = None,
         calls: int = 1,
+        body_bytes: int | None = None,
     ) -> Ticket | None:
         plan = plan or [self.registry.deployments[c.name] for c in route.decision.plan]
         if self.metering is None:
             call.principal.check_model(model, plan[0].name)
             return None
         # Reserve at the priciest deployment the plan may fall back to: a fallback never overshoots the budget.
-        priciest = max(plan, key=lambda d: d.pricing.input_per_mtok + d.pricing.output_per_mtok)
-        ticket = await self.metering.admit(call.principal, call.request_id, endpoint, model, priciest, body, calls)
-        call.headers.update(ticket.headers)
+        priciest = plan[0]
+        if len(plan) > 1:
+            priciest = max(plan, key=lambda d: d.pricing.input_per_mtok + d.pricing.output_per_mtok)
+        ticket = await self.metering.admit(
+            call.principal, call.request_id, endpoint, model, priciest, body, calls, body_bytes
+        )
+        if ticket.headers:
+            call.raw_headers += ticket.headers
         return ticket
 
     def _served(self, call: Call, ticket: Ticket | None, route: Route, served: Served | None) -> None:
         decision = route.decision
-        call.headers["x-openmaas-route"] = decision.header()
+        header = call.headers["x-openmaas-route"] = decision.header()
         if decision.degraded:
             call.headers["x-openmaas-degraded"] = "true"
-        log.info("route %s %s", call.request_id, decision.header())
+        log.info("route %s %s", call.request_id, header)
         if ticket is not None:
             if served is not None:
                 ticket.deployment = served.target.deployment
-            ticket.route_reason = decision.reason()
+            ticket.route_reason = decision.reason(header)
             ticket.route = decision.to_json()
             ticket.degraded = decision.degraded
 
@@ -281,7 +291,7 @@ class Gateway:
         if body.get("ttc") is not None:
             return await TtcRun(self, call, request, body).run()
         route = self._route(call, request.model, "chat", body, request.output_limit)
-        ticket = await self._admit(call, "chat", request.model, route, body)
+        ticket = await self._admit(call, "chat", request.model, route, body, body_bytes=call.body_bytes)
         if request.stream:
             return await self._stream(
                 call, ticket, route, lambda t, p: t.backend.chat_stream(p), request.model, request.wants_usage_chunk
@@ -297,6 +307,7 @@ class Gateway:
         if self.knowledge is None:
             raise InvalidRequest("Knowledge bases are not enabled on this server", param="knowledge_base")
         grounded, info, texts = await ground(self.knowledge, call, body)
+        call.body_bytes = None  # the grounded body is larger than the one the client sent
         attribute = bool(info.pop("attribute"))
         result = await self.chat(grounded, call)
         if isinstance(result, Stream):
@@ -308,7 +319,7 @@ class Gateway:
         call = call or Call()
         request = validate(CompletionRequest, body)
         route = self._route(call, request.model, "completions", body, request.max_tokens)
-        ticket = await self._admit(call, "completions", request.model, route, body)
+        ticket = await self._admit(call, "completions", request.model, route, body, body_bytes=call.body_bytes)
         if request.stream:
             include = bool(request.stream_options and request.stream_options.include_usage)
             return await self._stream(
@@ -322,7 +333,7 @@ class Gateway:
         call = call or Call()
         request = validate(EmbeddingRequest, body)
         route = self._route(call, request.model, "embeddings", body, None)
-        ticket = await self._admit(call, "embeddings", request.model, route, body)
+        ticket = await self._admit(call, "embeddings", request.model, route, body, body_bytes=call.body_bytes)
         result = await self._unary(call, ticket, route, lambda t, p: t.backend.embed(p))
         result["model"] = request.model
         return result

@@ -90,30 +90,33 @@ class LocalCounters(Counters):
 
     async def admit(self, buckets: list[tuple[Bucket, float]], quotas: list[tuple[Quota, int]]) -> Admission:
         now = time.monotonic()
-        states: list[list[float]] = []
+        table = self.buckets
         levels: list[float] = []
-        for bucket, cost in buckets:
+        for bucket, cost in buckets:  # check every bucket first (refill inlined: this runs per request)
             cap = bucket.per_minute
-            state = self.buckets.get(bucket.name)
+            state = table.get(bucket.name)
             if state is None:
-                state = self.buckets[bucket.name] = [float(cap), now]
-            tokens = refill(state[0], state[1], now, cap)
+                state = table[bucket.name] = [float(cap), now]
+            tokens = state[0] + (now - state[1]) * cap / 60.0
+            if tokens > cap:
+                tokens = float(cap)
             need = cost if cost < cap else cap
             if tokens < need:
                 return Admission(False, failed=bucket.name, retry_after=(need - tokens) * 60.0 / cap)
-            states.append(state)
             levels.append(tokens - cost)
+        held = self.quotas
         for quota, amount in quotas:
-            spent_reserved = self.quotas.get(quota.name)
+            spent_reserved = held.get(quota.name)
             if spent_reserved is None:
                 return Admission(False, unloaded=quota)
             if spent_reserved[0] + spent_reserved[1] + amount > quota.limit:
                 return Admission(False, failed=quota.name, retry_after=-1)
-        for state, left in zip(states, levels, strict=True):
+        for (bucket, _), left in zip(buckets, levels, strict=True):  # then apply all of them
+            state = table[bucket.name]
             state[0] = left
             state[1] = now
         for quota, amount in quotas:
-            self.quotas[quota.name][1] += amount
+            held[quota.name][1] += amount
         return Admission(True, levels)
 
     async def seed(self, quota: Quota, spent: int) -> None:
@@ -121,15 +124,23 @@ class LocalCounters(Counters):
 
     async def settle(self, settlements: list[Settlement]) -> None:
         now = time.monotonic()
-        for s in settlements:
-            for bucket, amount in s.refunds:
-                state = self.buckets.setdefault(bucket.name, [float(bucket.per_minute), now])
-                state[0] = refill(state[0], state[1], now, bucket.per_minute) + amount
+        table, held = self.buckets, self.quotas
+        for settlement in settlements:
+            for bucket, amount in settlement.refunds:
+                cap = bucket.per_minute
+                state = table.get(bucket.name)
+                if state is None:
+                    state = table[bucket.name] = [float(cap), now]
+                tokens = state[0] + (now - state[1]) * cap / 60.0
+                state[0] = (cap if tokens > cap else tokens) + amount
                 state[1] = now
-            for quota, reserved, actual in s.quotas:
-                held = self.quotas.setdefault(quota.name, [0, 0])
-                held[1] = max(0, held[1] - reserved)
-                held[0] += actual
+            for quota, reserved, actual in settlement.quotas:
+                totals = held.get(quota.name)
+                if totals is None:
+                    totals = held[quota.name] = [0, 0]
+                left = totals[1] - reserved
+                totals[1] = left if left > 0 else 0
+                totals[0] += actual
 
     async def quota_state(self, quota: Quota) -> tuple[int, int] | None:
         state = self.quotas.get(quota.name)

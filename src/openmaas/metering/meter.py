@@ -24,6 +24,8 @@ from openmaas.settings import Deployment
 from openmaas.store.db import Database
 from openmaas.store.schema import usage_events
 
+Header = tuple[bytes, bytes]
+
 
 @dataclass(slots=True)
 class Ticket:
@@ -35,13 +37,13 @@ class Ticket:
     deployment: Deployment
     started: float
     wall_start: float
+    day: str
     buckets: list[tuple[Bucket, float]] = field(default_factory=list)
     quotas: list[tuple[Quota, int]] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: list[Header] = field(default_factory=list)  # x-ratelimit-*, encoded for the response
     route_reason: str = ""
     route: str | None = None
     degraded: bool = False
-    day: str = ""
     first_token_at: float | None = None
     finished: bool = False
 
@@ -57,16 +59,33 @@ class Outcome:
     cost_nanos: int | None = None  # set when the request used several deployments (test-time compute)
 
 
+_HEADER_NAMES = {
+    kind: (
+        f"x-ratelimit-limit-{kind}".encode(),
+        f"x-ratelimit-remaining-{kind}".encode(),
+        f"x-ratelimit-reset-{kind}".encode(),
+    )
+    for kind in ("requests", "tokens")
+}
+
+
 @dataclass(frozen=True)
 class _Shape:
     """What admission checks for one principal today: built once per key and UTC day, not per request."""
 
     principal: Principal
-    request_buckets: tuple[Bucket, ...]
+    request_pairs: tuple[tuple[Bucket, float], ...]  # each request bucket with its cost (1 request)
     token_buckets: tuple[Bucket, ...]
     quotas: tuple[tuple[Quota, bool], ...]  # (quota, counts tokens rather than cost)
     day: str
     until: float  # next UTC midnight: every budget period starts at one
+    # per bucket kind: header names, and the indexes of its buckets in a ticket's bucket list
+    header_plan: tuple[tuple[tuple[bytes, bytes, bytes], tuple[int, ...]], ...]
+    limit_values: tuple[bytes, ...]  # each bucket's per-minute limit, encoded
+
+    @property
+    def idle(self) -> bool:
+        return not self.request_pairs and not self.token_buckets and not self.quotas
 
 
 def _buckets(scope: str, owner: str, limits: Limits) -> tuple[list[Bucket], list[Bucket]]:
@@ -96,13 +115,21 @@ def _shape(principal: Principal, now: float) -> _Shape:
         quotas.append((quota, False))
     if tl.monthly_token_quota is not None:
         quotas.append((_quota("tokens", "tenant_id", principal.tenant_id, tl.monthly_token_quota, "month", now), True))
+    ordered = key_requests + tenant_requests + key_tokens + tenant_tokens  # a ticket's bucket order
+    plan = tuple(
+        (_HEADER_NAMES[kind], indexes)
+        for kind in ("requests", "tokens")
+        if (indexes := tuple(i for i, b in enumerate(ordered) if b.kind == kind))
+    )
     return _Shape(
         principal,
-        tuple(key_requests + tenant_requests),
+        tuple((b, 1.0) for b in key_requests + tenant_requests),
         tuple(key_tokens + tenant_tokens),
         tuple(quotas),
         day_of(now),
         (now // 86_400 + 1) * 86_400,
+        plan,
+        tuple(str(b.per_minute).encode() for b in ordered),
     )
 
 
@@ -115,18 +142,19 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 60)}m{int(seconds % 60)}s"
 
 
-def ratelimit_headers(admission: Admission, buckets: list[tuple[Bucket, float]]) -> dict[str, str]:
-    """OpenAI-style headers from the tightest bucket of each kind."""
-    tightest: dict[str, tuple[Bucket, float]] = {}
-    for (bucket, _), left in zip(buckets, admission.levels, strict=True):
-        best = tightest.get(bucket.kind)
-        if best is None or left < best[1]:
-            tightest[bucket.kind] = (bucket, left)
-    headers: dict[str, str] = {}
-    for kind, (bucket, left) in tightest.items():
-        headers[f"x-ratelimit-limit-{kind}"] = str(bucket.per_minute)
-        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, int(left)))
-        headers[f"x-ratelimit-reset-{kind}"] = _duration(seconds_to_full(left, bucket.per_minute))
+def ratelimit_headers(levels: list[float], buckets: list[tuple[Bucket, float]], shape: _Shape) -> list[Header]:
+    """OpenAI-style headers from the tightest bucket of each kind, encoded once here."""
+    headers: list[Header] = []
+    for (limit_name, remaining_name, reset_name), indexes in shape.header_plan:
+        tightest = indexes[0]
+        for i in indexes[1:]:
+            if levels[i] < levels[tightest]:
+                tightest = i
+        left = levels[tightest]
+        per_minute = buckets[tightest][0].per_minute
+        headers.append((limit_name, shape.limit_values[tightest]))
+        headers.append((remaining_name, str(int(left) if left > 0 else 0).encode()))
+        headers.append((reset_name, _duration(seconds_to_full(left, per_minute)).encode()))
     return headers
 
 
@@ -144,11 +172,9 @@ class Metering:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _shape(self, principal: Principal, now: float) -> _Shape:
+    def _reshape(self, principal: Principal, now: float) -> _Shape:
         assert principal.key_id is not None
-        shape = self._shapes.get(principal.key_id)
-        if shape is None or shape.principal is not principal or now >= shape.until:
-            shape = self._shapes[principal.key_id] = _shape(principal, now)
+        shape = self._shapes[principal.key_id] = _shape(principal, now)
         return shape
 
     async def admit(
@@ -160,33 +186,39 @@ class Metering:
         deployment: Deployment,
         body: Any,
         calls: int = 1,
+        body_bytes: int | None = None,
     ) -> Ticket:
-        """``calls``: model calls the request may make (test-time compute); the reservation covers all."""
+        """``calls``: model calls the request may make (test-time compute); the reservation covers all.
+        ``body_bytes``: the size of the JSON body ``body`` was parsed from, when it was (bounds the prompt)."""
         principal.check_model(model, deployment.name)
         now = time.time()
-        ticket = Ticket(self.new_id(), request_id, principal, endpoint, model, deployment, time.perf_counter(), now)
+        started = time.perf_counter()
         if principal.anonymous:
-            ticket.day = day_of(now)
+            return Ticket(self.new_id(), request_id, principal, endpoint, model, deployment, started, now, day_of(now))
+        shape = self._shapes.get(principal.key_id)  # type: ignore[arg-type]
+        if shape is None or shape.principal is not principal or now >= shape.until:
+            shape = self._reshape(principal, now)
+        ticket = Ticket(self.new_id(), request_id, principal, endpoint, model, deployment, started, now, shape.day)
+        if shape.idle:
             return ticket
-        shape = self._shape(principal, now)
-        ticket.day = shape.day
-        if not shape.request_buckets and not shape.token_buckets and not shape.quotas:
-            return ticket
-        prompt = prompt_upper_bound(body)
+        prompt = prompt_upper_bound(body, body_bytes)
         output = max_output_tokens(body, deployment, prompt) if endpoint != "embeddings" else 0
-        prompt, output = prompt * calls, output * calls
+        if calls != 1:
+            prompt, output = prompt * calls, output * calls
         tokens = prompt + output
         nanos = cost_nanos(deployment, prompt, output)
-        ticket.buckets = [(b, 1.0) for b in shape.request_buckets] + [(b, float(tokens)) for b in shape.token_buckets]
-        ticket.quotas = [(q, tokens if counts_tokens else nanos) for q, counts_tokens in shape.quotas]
-        for _ in range(len(ticket.quotas) + 1):
-            admission = await self.counters.admit(ticket.buckets, ticket.quotas)
-            if admission.unloaded is None:
-                break
+        buckets = ticket.buckets = [*shape.request_pairs, *[(b, float(tokens)) for b in shape.token_buckets]]
+        quotas = ticket.quotas = [(q, tokens if counts_tokens else nanos) for q, counts_tokens in shape.quotas]
+        admission = await self.counters.admit(buckets, quotas)
+        seeded = 0
+        while admission.unloaded is not None and seeded < len(quotas):
             await self._seed(admission.unloaded)
+            seeded += 1
+            admission = await self.counters.admit(buckets, quotas)
         if not admission.ok:
             self._refuse(ticket, admission)
-        ticket.headers = ratelimit_headers(admission, ticket.buckets)
+        if shape.header_plan:
+            ticket.headers = ratelimit_headers(admission.levels, buckets, shape)
         return ticket
 
     def _refuse(self, ticket: Ticket, admission: Admission) -> None:
@@ -239,44 +271,45 @@ class Metering:
         async with self.db.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
-    def _event(self, ticket: Ticket, outcome: Outcome) -> tuple[UsageEvent, Settlement]:
+    def _event(self, ticket: Ticket, outcome: Outcome) -> tuple[UsageEvent, Settlement | None]:
         ticket.finished = True
+        prompt, completion = outcome.prompt_tokens, outcome.completion_tokens
         cost = outcome.cost_nanos
         if cost is None:
-            cost = cost_nanos(ticket.deployment, outcome.prompt_tokens, outcome.completion_tokens)
-        now = time.perf_counter()
+            cost = cost_nanos(ticket.deployment, prompt, completion)
+        started = ticket.started
+        first = ticket.first_token_at
+        principal = ticket.principal
         event = UsageEvent(
-            id=ticket.id,
-            request_id=ticket.request_id,
-            tenant_id=ticket.principal.tenant_id,
-            key_id=ticket.principal.key_id,
-            endpoint=ticket.endpoint,
-            model=ticket.model,
-            deployment=ticket.deployment.name,
-            route_reason=ticket.route_reason,
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            cost_nanos=cost,
-            usage_source=outcome.source,
-            latency_ms=round((now - ticket.started) * 1000, 3),
-            ttft_ms=None
-            if ticket.first_token_at is None
-            else round((ticket.first_token_at - ticket.started) * 1000, 3),
-            status=outcome.status,
-            error_code=outcome.error_code,
-            interrupted=outcome.interrupted,
-            created_at=ticket.wall_start,
-            day=ticket.day,
-            degraded=ticket.degraded,
-            route=ticket.route,
+            ticket.id,
+            ticket.request_id,
+            principal.tenant_id,
+            principal.key_id,
+            ticket.endpoint,
+            ticket.model,
+            ticket.deployment.name,
+            ticket.route_reason,
+            prompt,
+            completion,
+            cost,
+            outcome.source,
+            round((time.perf_counter() - started) * 1000, 3),
+            None if first is None else round((first - started) * 1000, 3),
+            outcome.status,
+            outcome.error_code,
+            outcome.interrupted,
+            ticket.wall_start,
+            ticket.day,
+            ticket.degraded,
+            ticket.route,
         )
-        used = outcome.prompt_tokens + outcome.completion_tokens
-        settlement = Settlement()
-        for bucket, reserved in ticket.buckets:
-            if bucket.kind == "tokens":
-                settlement.refunds.append((bucket, reserved - used))
-        for quota, reserved_amount in ticket.quotas:
-            settlement.quotas.append((quota, reserved_amount, cost if quota.unit == "nanos" else used))
+        if not ticket.buckets and not ticket.quotas:
+            return event, None
+        used = prompt + completion
+        settlement = Settlement(
+            [(bucket, reserved - used) for bucket, reserved in ticket.buckets if bucket.kind == "tokens"],
+            [(quota, amount, cost if quota.unit == "nanos" else used) for quota, amount in ticket.quotas],
+        )
         return event, settlement
 
     async def finish(self, ticket: Ticket, outcome: Outcome) -> None:

@@ -31,13 +31,19 @@ def _text_bytes(value: Any) -> int:
     return 0 if value is None else len(str(value))
 
 
-def prompt_upper_bound(body: dict[str, Any]) -> int:
+def prompt_upper_bound(body: dict[str, Any], body_bytes: int | None = None) -> int:
     """An upper bound on prompt tokens without a tokenizer round-trip.
 
     Byte-level BPE tokenizers never produce more tokens than UTF-8 bytes, so
     bytes plus template overhead bounds the count from above: reserving with it
-    means a settled request never costs more than it reserved.
+    means a settled request never costs more than it reserved. ``body_bytes``,
+    the size of the JSON the body was parsed from, bounds the text without a
+    walk over it: JSON holds each string's UTF-8 bytes or longer escapes of them.
     """
+    if body_bytes is not None:
+        messages = body.get("messages")
+        count = len(messages) if isinstance(messages, list) else 0
+        return REQUEST_OVERHEAD + MESSAGE_OVERHEAD * count + body_bytes
     if "messages" in body:
         messages = body.get("messages") or []
         total = REQUEST_OVERHEAD + MESSAGE_OVERHEAD * len(messages) + _text_bytes(messages)

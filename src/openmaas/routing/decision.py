@@ -81,9 +81,9 @@ class RouteDecision:
             parts.append("degraded=1")
         return "; ".join(parts)[:1000]
 
-    def reason(self) -> str:
-        """One line for ``usage_events.route_reason``."""
-        return self.header()[:500]
+    def reason(self, header: str | None = None) -> str:
+        """One line for ``usage_events.route_reason`` (``header``: ``header()``, when already made)."""
+        return (header if header is not None else self.header())[:500]
 
     def to_dict(self) -> dict[str, Any]:
         """The whole decision, for the ledger. Candidates and attempts stay dataclasses: orjson

@@ -22,7 +22,8 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
 
 
-async def read_json(request: Request) -> dict[str, Any]:
+async def read_json(request: Request, call: Call | None = None) -> dict[str, Any]:
+    """The JSON object in the body (``call``, if given, learns the body's size)."""
     limit: int = request.app.state.settings.server.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -43,6 +44,8 @@ async def read_json(request: Request) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object", code="invalid_json")
+    if call is not None:
+        call.body_bytes = len(body)
     return data
 
 
@@ -58,10 +61,15 @@ async def _sse(stream: Stream) -> AsyncIterator[bytes]:
 
 
 def _respond(result: dict[str, Any] | Stream, call: Call) -> Response:
+    response: Response
     if isinstance(result, Stream):
         headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **call.headers}
-        return StreamingResponse(_sse(result), media_type="text/event-stream", headers=headers)
-    return _json(result, headers=call.headers)
+        response = StreamingResponse(_sse(result), media_type="text/event-stream", headers=headers)
+    else:
+        response = _json(result, headers=call.headers)
+    if call.raw_headers:
+        response.raw_headers += call.raw_headers
+    return response
 
 
 def _gateway(request: Request) -> Gateway:
@@ -85,17 +93,17 @@ def _call(request: Request) -> Call:
 
 async def chat_completions(request: Request) -> Response:
     call = _call(request)
-    return _respond(await _gateway(request).chat(await read_json(request), call), call)
+    return _respond(await _gateway(request).chat(await read_json(request, call), call), call)
 
 
 async def completions(request: Request) -> Response:
     call = _call(request)
-    return _respond(await _gateway(request).complete(await read_json(request), call), call)
+    return _respond(await _gateway(request).complete(await read_json(request, call), call), call)
 
 
 async def embeddings(request: Request) -> Response:
     call = _call(request)
-    return _respond(await _gateway(request).embed(await read_json(request), call), call)
+    return _respond(await _gateway(request).embed(await read_json(request, call), call), call)
 
 
 async def my_usage(request: Request) -> Response:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import sqlite3
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -33,7 +34,7 @@ Row = tuple[Any, ...]
 
 class LedgerSink(ABC):
     @abstractmethod
-    async def write(self, rows: list[Row]) -> None:
+    async def write(self, rows: Sequence[Row]) -> None:
         """Insert the rows in one transaction (rows whose id exists are skipped)."""
 
     async def close(self) -> None:
@@ -61,7 +62,7 @@ class SqliteSink(LedgerSink):
         " ON CONFLICT (id) DO NOTHING"
     )
 
-    CHECKPOINT_ROWS = 512  # the ledger connection does not auto-checkpoint: a thread does, every so many rows
+    CHECKPOINT_ROWS = 4096  # the ledger connection does not auto-checkpoint: a thread does, every so many rows
     INLINE_WAIT_MS = 20  # inline, never wait long for another writer's lock: hand over to the thread
     THREAD_WAIT_MS = 10_000
 
@@ -80,7 +81,7 @@ class SqliteSink(LedgerSink):
             conn.execute(f"PRAGMA {pragma}")
         return conn
 
-    def _write(self, rows: list[Row], wait_ms: int) -> None:
+    def _write(self, rows: Sequence[Row], wait_ms: int) -> None:
         if self._conn is None:
             self._conn = self._connect()
         conn = self._conn
@@ -96,7 +97,7 @@ class SqliteSink(LedgerSink):
                 conn.execute("ROLLBACK")
             raise
 
-    async def write(self, rows: list[Row]) -> None:
+    async def write(self, rows: Sequence[Row]) -> None:
         if len(rows) > self.INLINE_ROWS or not self._write_inline(rows):
             await asyncio.get_running_loop().run_in_executor(self._executor(), self._write, rows, self.THREAD_WAIT_MS)
         self._unchecked += len(rows)
@@ -104,7 +105,7 @@ class SqliteSink(LedgerSink):
             self._unchecked = 0
             self._checkpoint = asyncio.get_running_loop().run_in_executor(self._executor(), self._run_checkpoint)
 
-    def _write_inline(self, rows: list[Row]) -> bool:
+    def _write_inline(self, rows: Sequence[Row]) -> bool:
         try:
             self._write(rows, self.INLINE_WAIT_MS)
         except sqlite3.OperationalError:  # locked by another writer (admin, CLI): wait in the thread
@@ -167,7 +168,7 @@ class PostgresSink(LedgerSink):
         self.dsn = dsn
         self._conn: Any = None
 
-    async def write(self, rows: list[Row]) -> None:
+    async def write(self, rows: Sequence[Row]) -> None:
         import asyncpg
 
         if self._conn is None or self._conn.is_closed():
@@ -194,6 +195,6 @@ class EngineSink(LedgerSink):
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def write(self, rows: list[Row]) -> None:
+    async def write(self, rows: Sequence[Row]) -> None:
         async with self.db.engine.begin() as conn:
             await conn.execute(self.db.insert_ignore(usage_events), [dict(zip(COLUMNS, r, strict=True)) for r in rows])

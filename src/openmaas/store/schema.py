@@ -96,7 +96,7 @@ usage_events = Table(
     Column("error_code", String(64)),
     Column("interrupted", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
-    Column("day", String(10), nullable=False, index=True),
+    Column("day", String(10), nullable=False),  # UTC date of created_at (reports filter on created_at)
     Column("degraded", Boolean, nullable=False, default=False),  # served by a local stand-in for the cloud
     Column("route", Text),  # the route decision as JSON: candidates, reasons, attempts, privacy class
     Index("ix_usage_events_key_created", "key_id", "created_at"),

@@ -42,6 +42,11 @@ def parse_day(text: str | None, param: str) -> str | None:
         raise InvalidRequest(f"'{param}' must be a date like 2026-11-22", param=param) from None
 
 
+def _midnight(day: str, days: int = 0) -> float:
+    date = dt.date.fromisoformat(day) + dt.timedelta(days=days)
+    return dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC).timestamp()
+
+
 async def report(
     db: Database,
     *,
@@ -64,10 +69,12 @@ async def report(
         func.coalesce(func.sum(case((c.status >= 400, 1), else_=0)), 0).label("errors"),
         func.coalesce(func.sum(case((c.interrupted, 1), else_=0)), 0).label("interrupted"),
     )
+    # Days are UTC dates of created_at: a range on created_at selects the same rows, through the
+    # (key, created_at) and (tenant, created_at) indexes when a key or tenant is given.
     if start:
-        query = query.where(c.day >= start)
+        query = query.where(c.created_at >= _midnight(start))
     if end:
-        query = query.where(c.day <= end)
+        query = query.where(c.created_at < _midnight(end, days=1))
     if tenant_id is not None:
         query = query.where(c.tenant_id == tenant_id)
     if key_id is not None:
