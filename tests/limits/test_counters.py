@@ -67,6 +67,19 @@ async def test_quota_must_be_seeded_then_reserves_and_settles(counters: Counters
     assert await counters.quota_state(q) == (620, 0)
 
 
+async def test_a_free_request_settles_with_the_rest_of_its_batch(counters: Counters) -> None:
+    """A zero reservation (a deployment priced at 0) settles like any other, and does not stop
+    the settlements after it in the same batch (Redis once refused the "-0" it produced)."""
+    free, paid = quota(1000, "q:usd:key:free:all"), quota(1000, "q:usd:key:paid:all")
+    for q in (free, paid):
+        await counters.seed(q, 0)
+    assert (await counters.admit([], [(free, 0)])).ok
+    assert (await counters.admit([], [(paid, 400)])).ok
+    await counters.settle([Settlement(quotas=[(free, 0, 0)]), Settlement(quotas=[(paid, 400, 250)])])
+    assert await counters.quota_state(free) == (0, 0)
+    assert await counters.quota_state(paid) == (250, 0)
+
+
 async def test_token_refunds_return_to_the_bucket(counters: Counters) -> None:
     tpm = Bucket("tpm:key:k2", "tokens", 1000)
     assert (await counters.admit([(tpm, 900)], [])).ok

@@ -14,29 +14,30 @@ import asyncio
 import contextlib
 from typing import Any
 
+import orjson
 import redis.asyncio as redis
 
 from openmaas.limits.counters import Admission, Bucket, Counters, Quota, Settlement
 
-# KEYS: every counter the batch touches.  ARGV: n, then per request:
-#   nb, nq, (key index, per_minute, cost)×nb, (key index, limit, amount)×nq
+# KEYS: every counter the batch touches.  ARGV[1]: the batch as JSON (decoded by Redis, not
+# encoded argument by argument in the gateway): one array per request,
+#   [nb, nq, (key index, per_minute, cost)×nb, (key index, limit, amount)×nq]
 # Returns one string per request: "1 left…" admitted, "0 i wait" refused by
 # counter i (wait -1: a quota), "-1 i" quota i not loaded yet (i: 1-based within the request).
 # Numbers are stored with full precision (Lua's tostring keeps 14 digits: an epoch rounded
-# up by a few microseconds would make the next refill negative).
+# up by a few microseconds would make the next refill negative). Integers go to HINCRBY
+# formatted with %d: never "-0", which HINCRBY refuses.
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local out = {}
-local p = 2
-for r = 1, tonumber(ARGV[1]) do
-  local nb, nq = tonumber(ARGV[p]), tonumber(ARGV[p + 1])
-  local b0, q0 = p + 2, p + 2 + 3 * nb
-  p = q0 + 3 * nq
+for r, a in ipairs(cjson.decode(ARGV[1])) do
+  local nb, nq = a[1], a[2]
+  local b0, q0 = 3, 3 + 3 * nb
   local levels, verdict = {}, nil
   for i = 1, nb do
     local o = b0 + 3 * (i - 1)
-    local key, cap, cost = KEYS[tonumber(ARGV[o])], tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2])
+    local key, cap, cost = KEYS[a[o]], a[o + 1], a[o + 2]
     local st = redis.call('HMGET', key, 't', 'ts')
     local tokens, ts = tonumber(st[1]) or cap, tonumber(st[2]) or now
     tokens = math.min(cap, tokens + math.max(0, now - ts) * cap / 60)
@@ -47,7 +48,7 @@ for r = 1, tonumber(ARGV[1]) do
   if not verdict then
     for j = 1, nq do
       local o = q0 + 3 * (j - 1)
-      local key, limit, amount = KEYS[tonumber(ARGV[o])], tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2])
+      local key, limit, amount = KEYS[a[o]], a[o + 1], a[o + 2]
       local st = redis.call('HMGET', key, 's', 'r')
       if not st[1] then verdict = '-1 ' .. (nb + j) .. ' 0' break end
       if tonumber(st[1]) + (tonumber(st[2]) or 0) + amount > limit then verdict = '0 ' .. (nb + j) .. ' -1' break end
@@ -57,14 +58,14 @@ for r = 1, tonumber(ARGV[1]) do
     local parts = {'1'}
     for i = 1, nb do
       local o = b0 + 3 * (i - 1)
-      local key, left = KEYS[tonumber(ARGV[o])], levels[i] - tonumber(ARGV[o + 2])
+      local key, left = KEYS[a[o]], levels[i] - a[o + 2]
       redis.call('HSET', key, 't', string.format('%.17g', left), 'ts', string.format('%.6f', now))
       redis.call('EXPIRE', key, 180)
       parts[#parts + 1] = string.format('%.17g', left)
     end
     for j = 1, nq do
       local o = q0 + 3 * (j - 1)
-      redis.call('HINCRBY', KEYS[tonumber(ARGV[o])], 'r', ARGV[o + 2])
+      redis.call('HINCRBY', KEYS[a[o]], 'r', string.format('%d', a[o + 2]))
     end
     verdict = table.concat(parts, ' ')
   end
@@ -73,13 +74,14 @@ end
 return out
 """
 
-# KEYS: buckets (nb), then quotas.  ARGV: nb, (per_minute, refund)×nb, (released, spent)×nq
+# KEYS: buckets (nb), then quotas.  ARGV[1]: JSON [nb, (per_minute, refund)×nb, (released, spent)×nq]
 _SETTLE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local nb = tonumber(ARGV[1])
+local a = cjson.decode(ARGV[1])
+local nb = a[1]
 for i = 1, nb do
-  local cap, amount = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local cap, amount = a[2 * i], a[2 * i + 1]
   local st = redis.call('HMGET', KEYS[i], 't', 'ts')
   local tokens, ts = tonumber(st[1]) or cap, tonumber(st[2]) or now
   tokens = math.min(cap, tokens + math.max(0, now - ts) * cap / 60) + amount
@@ -88,8 +90,8 @@ for i = 1, nb do
 end
 local off = 2 + 2 * nb
 for j = 1, #KEYS - nb do
-  redis.call('HINCRBY', KEYS[nb + j], 'r', -tonumber(ARGV[off + 2 * j - 2]))
-  redis.call('HINCRBY', KEYS[nb + j], 's', ARGV[off + 2 * j - 1])
+  redis.call('HINCRBY', KEYS[nb + j], 'r', string.format('%d', -a[off + 2 * j - 2]))
+  redis.call('HINCRBY', KEYS[nb + j], 's', string.format('%d', a[off + 2 * j - 1]))
 end
 return 1
 """
@@ -165,7 +167,7 @@ class RedisCounters(Counters):
 
     async def _run(self, batch: list[_Request]) -> list[str]:
         index: dict[str, int] = {}
-        args: list[Any] = [len(batch)]
+        requests: list[list[Any]] = []
 
         def slot(name: str) -> int:
             found = index.get(name)
@@ -174,13 +176,14 @@ class RedisCounters(Counters):
             return found
 
         for buckets, quotas, _ in batch:
-            args += [len(buckets), len(quotas)]
+            spec: list[Any] = [len(buckets), len(quotas)]
             for bucket, cost in buckets:
-                args += [slot(bucket.name), bucket.per_minute, cost]
+                spec += (slot(bucket.name), bucket.per_minute, cost)
             for quota, amount in quotas:
-                args += [slot(quota.name), quota.limit, amount]
+                spec += (slot(quota.name), quota.limit, amount)
+            requests.append(spec)
         keys = [self.prefix + name for name in index]
-        result: list[str] = await self._admit(keys=keys, args=args)
+        result: list[str] = await self._admit(keys=keys, args=[orjson.dumps(requests)])
         return result
 
     async def seed(self, quota: Quota, spent: int) -> None:
@@ -205,11 +208,11 @@ class RedisCounters(Counters):
             return
         args: list[Any] = [len(refunds)]
         for bucket, amount in refunds.values():
-            args += [bucket.per_minute, amount]
+            args += (bucket.per_minute, amount)
         for released, spent in quotas.values():
-            args += [released, spent]
+            args += (released, spent)
         keys = [self.prefix + name for name in (*refunds, *quotas)]
-        await self._settle(keys=keys, args=args)
+        await self._settle(keys=keys, args=[orjson.dumps(args)])
 
     async def quota_state(self, quota: Quota) -> tuple[int, int] | None:
         spent, reserved = await self.client.hmget(self.prefix + quota.name, ["s", "r"])

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
 from sqlalchemy import BigInteger, Boolean, Float, Integer
 from sqlalchemy.engine import make_url
 
@@ -142,26 +143,30 @@ class SqliteSink(LedgerSink):
         self._close()
 
 
-def _pg_array_type(column: Any) -> str:
+def _pg_type(column: Any) -> str:
     kind = column.type
     if isinstance(kind, BigInteger):
-        return "int8[]"
+        return "int8"
     if isinstance(kind, Integer):
-        return "int4[]"
+        return "int4"
     if isinstance(kind, Float):
-        return "float8[]"
+        return "float8"
     if isinstance(kind, Boolean):
-        return "bool[]"
-    return "text[]"
+        return "bool"
+    return "text"
 
 
 class PostgresSink(LedgerSink):
-    """One asyncpg connection; a batch is one statement, one round-trip, whatever its size."""
+    """One asyncpg connection; a batch is one statement, one round-trip, whatever its size.
+
+    The batch travels as one JSON array of row arrays (orjson, in C) that PostgreSQL unpacks
+    on its own side: encoding 21 typed parameter arrays in the gateway cost more than the
+    rest of the ledger's work per request."""
 
     SQL = (
-        f"INSERT INTO usage_events ({', '.join(COLUMNS)}) SELECT * FROM unnest("
-        + ", ".join(f"${i + 1}::{_pg_array_type(c)}" for i, c in enumerate(usage_events.c))
-        + ") ON CONFLICT (id) DO NOTHING"
+        f"INSERT INTO usage_events ({', '.join(COLUMNS)}) SELECT "
+        + ", ".join(f"(r->>{i})::{_pg_type(c)}" for i, c in enumerate(usage_events.c))
+        + " FROM json_array_elements($1::text::json) AS r ON CONFLICT (id) DO NOTHING"
     )
 
     def __init__(self, dsn: str) -> None:
@@ -174,7 +179,7 @@ class PostgresSink(LedgerSink):
         if self._conn is None or self._conn.is_closed():
             self._conn = await asyncpg.connect(self.dsn, timeout=10)
         try:
-            await self._conn.execute(self.SQL, *(list(col) for col in zip(*rows, strict=True)))
+            await self._conn.execute(self.SQL, orjson.dumps(rows, default=tuple).decode())
         except BaseException:
             # The connection's state is unknown: start over on a fresh one (the retry is idempotent).
             conn, self._conn = self._conn, None
