@@ -36,6 +36,15 @@ def start(cmd: list[str], core: str, log: Path, env: dict[str, str] | None = Non
     )
 
 
+def pin_services(core: str) -> None:
+    """Move PostgreSQL and Redis (every process and thread) onto ``core``, beside the upstream and
+    hey: the gateway under test keeps its core to itself, as it would next to a remote database."""
+    for name in ("postgres", "redis-server"):
+        found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()
+        for pid in found:
+            subprocess.run(["taskset", "-a", "-p", "-c", core, pid], capture_output=True)
+
+
 def wait_http(url: str, timeout: float = 120, headers: dict[str, str] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

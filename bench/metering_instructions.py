@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, cores, free_port, python, start, stop, wait_http, warm_up
+from common import RESULTS, cores, free_port, pin_services, python, start, stop, wait_http, warm_up
 from metering_overhead import BODY, fresh_pg_and_redis, gateway_config, make_key
 
 
@@ -122,6 +122,7 @@ def main() -> None:
     gw_core, other = cores()
     tmp = Path(tempfile.mkdtemp(prefix="openmaas-bench-instr-"))
     asyncio.run(fresh_pg_and_redis())
+    pin_services(other)
     up_port = free_port()
     upstream = start([python(), "bench/upstream.py", str(up_port)], other, tmp / "upstream.log")
     try:

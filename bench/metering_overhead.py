@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, cores, free_port, hey, python, start, stop, wait_http, warm_up
+from common import RESULTS, cores, free_port, hey, pin_services, python, start, stop, wait_http, warm_up
 
 BODY = json.dumps(
     {"model": "bench", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 16}
@@ -115,6 +115,7 @@ def main() -> None:
     gw_core, other = cores()
     tmp = Path(tempfile.mkdtemp(prefix="openmaas-bench-metering-"))
     asyncio.run(fresh_pg_and_redis())
+    pin_services(other)
     up_port = free_port()
     procs = [start([python(), "bench/upstream.py", str(up_port)], other, tmp / "upstream.log")]
     targets: dict[str, tuple[str, dict[str, str]]] = {}
@@ -170,9 +171,15 @@ def summary(results: dict[str, Any]) -> str:
         vals = [r[key] for r in results["runs"] if r["target"] == target and r["concurrency"] == c]
         return statistics.median(vals) if vals else float("nan")
 
+    def paired(target: str, c: int) -> float:
+        """Median over rounds of (target req/s ÷ off req/s in the same round): drift between rounds cancels."""
+        by_round = {(r["target"], r["round"]): r["rps"] for r in results["runs"] if r["concurrency"] == c}
+        ratios = [v / by_round[("off", n)] for (t, n), v in by_round.items() if t == target and ("off", n) in by_round]
+        return statistics.median(ratios) if ratios else float("nan")
+
     lines = [
-        "| target | c | req/s | vs off | gateway CPU µs/req | p50 ms | p99 ms | non-2xx |",
-        "|---|---|---|---|---|---|---|---|",
+        "| target | c | req/s | vs off | vs off, paired by round | gateway CPU µs/req | p50 ms | p99 ms | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in sorted({r["concurrency"] for r in results["runs"]}):
         base = med("off", c, "rps")
@@ -182,8 +189,8 @@ def summary(results: dict[str, Any]) -> str:
             rps = med(t, c, "rps")
             errors = sum(r.get("non_200", 0) for r in results["runs"] if r["target"] == t and r["concurrency"] == c)
             lines.append(
-                f"| {t} | {c} | {rps:.0f} | {rps / base:.3f} | {med(t, c, 'cpu_us_per_req'):.0f} | "
-                f"{med(t, c, 'p50_ms'):.2f} | "
+                f"| {t} | {c} | {rps:.0f} | {rps / base:.3f} | {paired(t, c):.3f} | "
+                f"{med(t, c, 'cpu_us_per_req'):.0f} | {med(t, c, 'p50_ms'):.2f} | "
                 f"{med(t, c, 'p99_ms'):.2f} | {errors} |"
             )
     return "\n".join(lines)
