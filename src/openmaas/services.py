@@ -38,7 +38,12 @@ class Services:
             mode = "auto"
         self.keys = KeyCache(self.db, mode=mode, refresh_seconds=settings.auth.refresh_seconds)
         self.counters = make_counters(settings)
-        self.ledger = Ledger(self.db, max_batch=settings.metering.max_batch, on_commit=self.counters.settle)
+        self.ledger = Ledger(
+            self.db,
+            max_batch=settings.metering.max_batch,
+            on_commit=self.counters.settle,
+            settle_inline=isinstance(self.counters, LocalCounters),
+        )
         self.metering: Metering | None = (
             Metering(self.db, self.ledger, self.counters) if settings.metering.enabled else None
         )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -10,6 +11,7 @@ from openmaas.errors import ServiceUnavailable
 from openmaas.metering.ledger import Ledger, UsageEvent
 from openmaas.store.db import Database
 from openmaas.store.ledger_sink import COLUMNS, LedgerSink, Row, sink_for
+from openmaas.store.ledger_spool import SpoolSink
 from openmaas.store.schema import usage_events
 
 pytestmark = pytest.mark.anyio
@@ -99,12 +101,17 @@ async def test_concurrent_requests_share_group_commits(db: Database) -> None:
     assert len(ledger.batches) < 30, f"expected batched commits, got {len(ledger.batches)} transactions"
 
 
-async def test_record_returns_only_after_the_row_is_committed(db: Database) -> None:
+async def test_record_returns_only_after_the_row_is_durable(db: Database) -> None:
     ledger = Ledger(db)
     await ledger.start()
     await ledger.record(event(7))
-    other = Database(db.url)  # a separate connection sees it: it is committed, not just queued
+    if isinstance(ledger.sink, SpoolSink):  # the process dies this instant: its spool is never imported by it
+        assert ledger.sink._fd is not None
+        os.close(ledger.sink._fd)
+        ledger.sink._fd, ledger.sink._rows = None, 0
+    other = Database(db.url)  # a separate connection, after the start every gateway and command makes
     try:
+        await other.migrate()
         assert await rows(other) == (1, 1007)
     finally:
         await other.close()
@@ -133,6 +140,12 @@ class DownUntilReleased(LedgerSink):
         if self.down:
             raise ConnectionError("store unreachable")
         await self.inner.write(rows)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def sync(self) -> None:
+        await self.inner.sync()
 
     async def close(self) -> None:
         await self.inner.close()

@@ -16,12 +16,19 @@ QUESTION = [{"role": "user", "content": "Write a long story about a lighthouse k
 
 
 def _rows(server: RunningServer, request_id: str) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(server.data_dir / "openmaas.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return list(conn.execute("SELECT * FROM usage_events WHERE request_id = ?", (request_id,)))
-    finally:
-        conn.close()
+    """The request's ledger rows, read from outside the gateway: they reach the SQLite file when the
+    ledger's spool is imported (every 0.5 s while the gateway runs)."""
+    for _ in range(100):
+        conn = sqlite3.connect(server.data_dir / "openmaas.db")
+        conn.row_factory = sqlite3.Row
+        try:
+            rows = list(conn.execute("SELECT * FROM usage_events WHERE request_id = ?", (request_id,)))
+        finally:
+            conn.close()
+        if rows:
+            return rows
+        time.sleep(0.1)
+    return []
 
 
 def test_a_cut_stream_is_billed_by_the_models_own_tokenizer(real_server: RunningServer) -> None:
@@ -48,12 +55,7 @@ def test_a_cut_stream_is_billed_by_the_models_own_tokenizer(real_server: Running
                 pieces.append(line)
             if len(pieces) >= 12:
                 break
-    for _ in range(100):
-        rows = _rows(real_server, "real-cut-1")
-        if rows:
-            break
-        time.sleep(0.1)
-    [cut] = rows
+    [cut] = _rows(real_server, "real-cut-1")
     assert cut["interrupted"] == 1 and cut["usage_source"] == "tokenizer"
     # the same prompt as counted by llama-server itself (chat template included), not a character guess
     assert cut["prompt_tokens"] == usage.prompt_tokens

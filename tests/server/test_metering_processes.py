@@ -59,6 +59,7 @@ async def _chat(session: aiohttp.ClientSession, url: str, key: str, request_id: 
 async def _ledger(store: dict[str, Any]) -> list[dict[str, Any]]:
     db = Database(store["url"])
     try:
+        await db.migrate()  # as every gateway start and openmaas command does: imports a killed gateway's spool
         async with db.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(select(usage_events))]
     finally:

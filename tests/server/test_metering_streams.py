@@ -29,6 +29,7 @@ async def _setup(client: Any, **key_fields: Any) -> str:
 
 
 async def _events(app: Any) -> list[dict[str, Any]]:
+    await app.state.services.ledger.sync()  # what reports do: every committed event is readable
     async with app.state.services.db.engine.connect() as conn:
         return [dict(r._mapping) for r in await conn.execute(select(usage_events))]
 

@@ -75,12 +75,16 @@ class Ledger:
         wait_timeout: float = 10.0,
         on_commit: Callable[[list[Settlement]], Awaitable[None]] | None = None,
         sink: LedgerSink | None = None,
+        settle_inline: bool = False,
     ) -> None:
+        """``settle_inline``: ``on_commit`` never waits on I/O (in-process counters), so the writer
+        applies it directly instead of in a task of its own."""
         self.db = db
         self.sink = sink or sink_for(db)
         self.max_batch = max_batch
         self.wait_timeout = wait_timeout
         self.on_commit = on_commit
+        self.settle_inline = settle_inline
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -92,6 +96,7 @@ class Ledger:
 
     async def start(self) -> None:
         self._closing = False
+        await self.sink.start()
         self._task = asyncio.create_task(self._writer(), name="openmaas-ledger")
         self._watchdog = asyncio.create_task(self._watch(), name="openmaas-ledger-watchdog")
 
@@ -109,6 +114,18 @@ class Ledger:
         await self.sink.close()
         if self.commits:
             log.info("ledger: %d events committed in %d batches", self.committed, self.commits)
+
+    async def sync(self) -> None:
+        """Return once everything recorded so far is committed and visible in ``usage_events``
+        (reports, audit trails and budget seeding read it)."""
+        target = self.committed + len(self._queue)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_timeout
+        while self.committed < target and self._task is not None and not self._task.done():
+            if loop.time() > deadline:
+                raise ServiceUnavailable("The usage ledger is unavailable; please retry shortly.")
+            await asyncio.sleep(0.005)
+        await self.sink.sync()
 
     async def settled(self) -> None:
         """Wait until the settlements of every committed batch have been applied."""
@@ -175,6 +192,9 @@ class Ledger:
             self.commits += 1
             settlements = [p.settlement for p in batch if p.settlement is not None]
             if settlements and self.on_commit is not None:
+                if self.settle_inline:
+                    await self._settle(self.on_commit, settlements)
+                    continue
                 task = asyncio.create_task(self._settle(self.on_commit, settlements))
                 self._settling.add(task)
                 task.add_done_callback(self._settling.discard)

@@ -253,6 +253,7 @@ class Metering:
         if pending is None:
 
             async def load() -> None:
+                await self.ledger.sink.sync()  # rows still in the SQLite spool count too
                 await self.counters.seed(quota, await self._spent(quota))
 
             pending = self._seeding[quota.name] = asyncio.ensure_future(load())

@@ -124,6 +124,7 @@ async def usage_report(request: Request) -> Response:
     q = request.query_params
     group_by = usage.parse_group_by(q.get("group_by") or "tenant,key,model,day")
     tenant = q.get("tenant")
+    await s.ledger.sync()  # every response already sent is in the report
     rows = await usage.report(
         s.db,
         group_by=group_by,
@@ -146,6 +147,7 @@ async def audit_trail(request: Request) -> Response:
     s = _services(request)
     tenant = request.query_params.get("tenant")
     tenant_id = (await s.admin.get_tenant(tenant))["id"] if tenant else None
+    await s.ledger.sync()
     events = await audit.trail(s.db, request.path_params["request_id"], tenant_id)
     return _json({"object": "list", "data": events})
 

@@ -111,8 +111,10 @@ async def my_usage(request: Request) -> Response:
     principal = _call(request).principal
     q = request.query_params
     group_by = usage.parse_group_by(q.get("group_by") or "day,model")
+    services: Services = request.app.state.services
+    await services.ledger.sync()  # every response already sent is in the report
     rows = await usage.report(
-        request.app.state.services.db,
+        services.db,
         group_by=group_by,
         start=usage.parse_day(q.get("start"), "start"),
         end=usage.parse_day(q.get("end"), "end"),

@@ -7,6 +7,8 @@ replicas starting together migrate once).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,9 @@ from sqlalchemy.sql.dml import Insert
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7_212_001
+
+
+log = logging.getLogger("openmaas.store")
 
 
 def normalize_url(url: str) -> str:
@@ -58,11 +63,26 @@ class Database:
             # ledger batch, which is retried (idempotently) on a fresh one.
             self.engine = create_async_engine(self.url, pool_size=8, max_overflow=8, pool_recycle=1800)
 
+    @property
+    def sqlite_path(self) -> str | None:
+        """The database file, for SQLite on disk."""
+        if self.dialect != "sqlite" or ":///" not in self.url:
+            return None
+        path = self.url.split(":///", 1)[1]
+        return None if not path or path == ":memory:" else str(Path(path).expanduser())
+
     async def migrate(self) -> None:
+        """Bring the store up to date: the schema, then (SQLite) the ledger spool a killed gateway left."""
         async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
             await conn.run_sync(_upgrade)
+        if self.sqlite_path is not None:
+            from openmaas.store.ledger_spool import recover
+
+            recovered = await asyncio.to_thread(recover, self.sqlite_path)
+            if recovered:
+                log.info("ledger: %d usage events recovered from the spool", recovered)
 
     def insert_ignore(self, table: Table) -> Insert:
         """INSERT … ON CONFLICT DO NOTHING: writing the same row twice is a no-op."""
