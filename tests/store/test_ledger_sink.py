@@ -4,6 +4,7 @@ torn and corrupt files, a locked database, checkpoints)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import sqlite3
 import time
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from openmaas.store import ledger_spool
 from openmaas.store.db import Database
 from openmaas.store.ledger_sink import COLUMNS, Row, sink_for
 from openmaas.store.ledger_spool import SpoolSink, recover, spool_dir
@@ -114,6 +116,39 @@ async def test_a_killed_writers_spool_is_imported_by_the_next_start_torn_tail_ig
     assert not sorted(spool_dir(str(path)).glob("*"))
     await db.migrate()  # nothing left to import; nothing counted twice
     assert (await count(db))[0] == 8
+    await db.close()
+
+
+async def test_an_importer_at_the_worst_moment_never_loses_a_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another importer (a replica, the CLI) sweeps the spool just after this process created a new
+    file and just before it locked it. The file must not be visible yet: swept while empty and
+    unlocked, it would be deleted, and the batch written next would go to a deleted file."""
+    db, path = await migrated(tmp_path)
+    sink = SpoolSink(str(path))
+    real_flock = ledger_spool.fcntl.flock
+    swept: list[int] = []
+
+    class SweepFirst:
+        LOCK_EX, LOCK_NB = fcntl.LOCK_EX, fcntl.LOCK_NB
+
+        @staticmethod
+        def flock(fd: int, operation: int) -> None:
+            if operation == fcntl.LOCK_EX:  # the writer, about to lock its new file: sweep first
+                swept.append(recover(str(path)))
+            real_flock(fd, operation)
+
+    monkeypatch.setattr(ledger_spool, "fcntl", SweepFirst)
+    try:
+        for i in range(3):
+            await sink.write([row(i)])
+            sink._import_soon()  # rotate: the next write creates (and races on) a new file
+        await sink.sync()
+    finally:
+        await sink.close()
+    assert len(swept) == 3
+    assert await count(db) == (3, 3, 2)
     await db.close()
 
 

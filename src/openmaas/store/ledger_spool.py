@@ -116,11 +116,18 @@ class SpoolSink(LedgerSink):
     # -- the event loop's side: append, rotate, hand closed files to the thread
 
     def _open(self) -> int:
+        """A new spool file, locked before importers can see it: it is created under a name they
+        do not look at, locked, then renamed (the lock belongs to the open file, not the name).
+        Created under its final name, an importer could lock and delete it, still empty, between
+        the creation and our lock, and the batches written next would go to a deleted file. (A
+        process killed between creating and renaming leaves an empty ``.*.new``: harmless, kept.)"""
         self._seq += 1
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"{self.node}-{self._seq:08d}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        name = f"{self.node}-{self._seq:08d}.jsonl"
+        hidden = self.dir / f".{name}.new"
+        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)  # ours alone until closed: importers skip it
+        os.rename(hidden, self.dir / name)
         self._fd, self._offset, self._rows = fd, 0, 0
         return fd
 
