@@ -10,7 +10,13 @@ rounds per concurrency; the figure of merit is requests/s on vs off.
 PostgreSQL and Redis must be running (``bash scripts/services.sh``); the bench
 uses its own database ``openmaas_bench``, dropped and re-created each run.
 
-Usage: python bench/metering_overhead.py [--seconds 5] [--rounds 2]
+``--baseline REV`` adds each metered target once more, run by the code of git
+revision REV (a temporary ``git worktree``, started with ``PYTHONPATH`` pointing
+at its ``src``; its own SQLite file, PostgreSQL database and Redis db, since its
+schema may differ), alternating with the others: the change's effect measured
+in one run, on one machine state.
+
+Usage: python bench/metering_overhead.py [--seconds 5] [--rounds 5] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ BODY = json.dumps(
 PG_ADMIN = os.environ.get("OPENMAAS_TEST_PG_URL", "postgresql://openmaas:openmaas@127.0.0.1:5432/openmaas_test")
 PG_BENCH = PG_ADMIN.rsplit("/", 1)[0] + "/openmaas_bench"
 REDIS = os.environ.get("OPENMAAS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+PG_BASELINE = PG_BENCH + "_baseline"
+REDIS_BASELINE = REDIS.rsplit("/", 1)[0] + "/13"
+REPO = Path(__file__).resolve().parent.parent
 
 
 async def fresh_pg_and_redis() -> None:
@@ -43,19 +52,23 @@ async def fresh_pg_and_redis() -> None:
 
     conn = await asyncpg.connect(PG_ADMIN)
     try:
-        await conn.execute("DROP DATABASE IF EXISTS openmaas_bench")
-        await conn.execute("CREATE DATABASE openmaas_bench")
+        for database in ("openmaas_bench", "openmaas_bench_baseline"):
+            await conn.execute(f"DROP DATABASE IF EXISTS {database}")
+            await conn.execute(f"CREATE DATABASE {database}")
     finally:
         await conn.close()
-    client = redis.from_url(REDIS)
-    await client.flushdb()
-    await client.aclose()
+    for url in (REDIS, REDIS_BASELINE):
+        client = redis.from_url(url)
+        await client.flushdb()
+        await client.aclose()
 
 
 def gateway_config(tmp: Path, name: str, up_port: int) -> Path:
+    """``name``: off, sqlite or pg_redis, or ``<target>@<rev>`` for the baseline's twin of a target."""
+    kind, _, rev = name.partition("@")
     store: dict[str, Any] = {"url": f"sqlite:///{tmp / name / 'openmaas.db'}"}
-    if name == "pg_redis":
-        store = {"url": PG_BENCH, "redis_url": REDIS}
+    if kind == "pg_redis":
+        store = {"url": PG_BASELINE if rev else PG_BENCH, "redis_url": REDIS_BASELINE if rev else REDIS}
     config: dict[str, Any] = {
         "server": {"log_level": "warning"},
         "data_dir": str(tmp / name),
@@ -70,7 +83,7 @@ def gateway_config(tmp: Path, name: str, up_port: int) -> Path:
         ],
         "aliases": {},
     }
-    if name == "off":
+    if kind == "off":
         config["auth"] = {"required": False}
         config["metering"] = {"enabled": False}
     path = tmp / f"{name}.yaml"
@@ -78,9 +91,18 @@ def gateway_config(tmp: Path, name: str, up_port: int) -> Path:
     return path
 
 
-def make_key(config: Path) -> str:
+def baseline_src(rev: str, tmp: Path) -> Path:
+    tree = tmp / "baseline"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), rev], check=True)
+    return tree / "src"
+
+
+def make_key(config: Path, env: dict[str, str] | None = None) -> str:
+    """A tenant and a key with limits and budgets, made by the CLI of the code under test (``env``)."""
     openmaas = [python(), "-m", "openmaas"]
-    subprocess.run([*openmaas, "tenants", "create", "bench", "--budget-usd", "1000000", "-c", str(config)], check=True)
+    env = {**os.environ, **(env or {})}
+    cmd = [*openmaas, "tenants", "create", "bench", "--budget-usd", "1000000", "-c", str(config)]
+    subprocess.run(cmd, check=True, env=env)
     out = subprocess.run(
         [
             *openmaas,
@@ -100,6 +122,7 @@ def make_key(config: Path) -> str:
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     ).stdout
     return out.strip().splitlines()[-1]
 
@@ -107,30 +130,40 @@ def make_key(config: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--out", default="metering_overhead.json", help="results file ('' to skip)")
     parser.add_argument("--targets", nargs="+", default=["off", "sqlite", "pg_redis"])
+    parser.add_argument("--baseline", help="also run each metered target on this git revision's code")
     args = parser.parse_args()
     gw_core, other = cores()
     tmp = Path(tempfile.mkdtemp(prefix="openmaas-bench-metering-"))
     asyncio.run(fresh_pg_and_redis())
     pin_services(other)
+    names = list(args.targets)
+    envs: dict[str, dict[str, str]] = {}
+    if args.baseline:
+        src = baseline_src(args.baseline, tmp)
+        for name in args.targets:
+            if name != "off":
+                names.append(f"{name}@{args.baseline}")
+                envs[names[-1]] = {"PYTHONPATH": str(src)}
     up_port = free_port()
     procs = [start([python(), "bench/upstream.py", str(up_port)], other, tmp / "upstream.log")]
     targets: dict[str, tuple[str, dict[str, str]]] = {}
     pids: dict[str, int] = {}
     try:
-        for name in args.targets:
+        for name in names:
             (tmp / name).mkdir()
             config = gateway_config(tmp, name, up_port)
-            key = "none" if name == "off" else make_key(config)
+            key = "none" if name == "off" else make_key(config, envs.get(name))
             port = free_port()
             procs.append(
                 start(
                     [python(), "-m", "openmaas", "serve", "--config", str(config), "--port", str(port)],
                     gw_core,
                     tmp / f"{name}.log",
+                    envs.get(name),
                 )
             )
             targets[name] = (f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"})
@@ -158,6 +191,8 @@ def main() -> None:
     finally:
         for proc in procs:
             stop(proc)
+        if args.baseline:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tmp / "baseline")])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -183,9 +218,7 @@ def summary(results: dict[str, Any]) -> str:
     ]
     for c in sorted({r["concurrency"] for r in results["runs"]}):
         base = med("off", c, "rps")
-        for t in ("off", "sqlite", "pg_redis"):
-            if not any(r["target"] == t for r in results["runs"]):
-                continue
+        for t in dict.fromkeys(r["target"] for r in results["runs"]):
             rps = med(t, c, "rps")
             errors = sum(r.get("non_200", 0) for r in results["runs"] if r["target"] == t and r["concurrency"] == c)
             lines.append(
