@@ -37,8 +37,9 @@ test: install services
 	$(BIN)/pytest -q
 
 bench: install
-	$(BIN)/python bench/gateway_overhead.py
+	command -v hey >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq hey >/dev/null; } || sudo -n apt-get install -y -qq hey
 	bash scripts/services.sh
+	$(BIN)/python bench/gateway_overhead.py
 	$(BIN)/python bench/metering_overhead.py
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/local_generation.py

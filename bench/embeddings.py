@@ -56,7 +56,9 @@ def workloads(encoder: SentenceEncoder) -> dict[str, list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reference-python", default=None)
-    parser.add_argument("--out", default="bench/results/embeddings.json")
+    parser.add_argument(
+        "--out", default=None, help="results file (default: bench/results/embeddings.json, with a reference only)"
+    )
     args = parser.parse_args()
     model_dir = builtin_path("all-minilm-l6-v2")
     encoder = SentenceEncoder(model_dir)
@@ -96,8 +98,12 @@ def main() -> None:
             line += f"   torch {ref_rate:7.1f}/s   ratio {figures['ratio_vs_torch']:.2f}"
             line += f"   min cosine {figures['min_cosine_vs_torch']:.6f}"
         print(line)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    out = args.out or ("bench/results/embeddings.json" if args.reference_python else None)
+    if out is None:  # the recorded results hold the comparison: a run without its baseline keeps them
+        print("no --reference-python: figures not saved (bench/results/embeddings.json keeps the comparison)")
+        return
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
