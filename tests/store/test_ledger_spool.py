@@ -1,0 +1,157 @@
+"""SQLite's ledger spool: background import, recovery after a kill, torn and corrupt files, races with
+other importers, a locked database, checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from openmaas.store import ledger_spool
+from openmaas.store.db import Database
+from openmaas.store.ledger_sink import sink_for
+from openmaas.store.ledger_spool import SpoolSink, recover, spool_dir
+from tests.store.test_ledger_sink import count, row
+
+pytestmark = pytest.mark.anyio
+
+
+async def migrated(tmp_path: Path) -> tuple[Database, Path]:
+    path = tmp_path / "ledger.db"
+    db = Database(f"sqlite:///{path}")
+    await db.migrate()
+    return db, path
+
+
+async def test_sqlite_batches_are_spooled_then_imported_in_the_background(tmp_path: Path) -> None:
+    db, path = await migrated(tmp_path)
+    sink = sink_for(db)
+    assert isinstance(sink, SpoolSink)
+    await sink.start()
+    try:
+        await sink.write([row(i) for i in range(3)])
+        assert sorted(spool_dir(str(path)).glob("*.jsonl")), "the batch is in a spool file"
+        for _ in range(100):  # the periodic import (every IMPORT_SECONDS) picks it up without a sync
+            if (await count(db))[0] == 3:
+                break
+            await asyncio.sleep(0.1)
+        assert await count(db) == (3, 3, 2)
+        assert not sorted(spool_dir(str(path)).glob("*.jsonl")), "imported files are deleted"
+    finally:
+        await sink.close()
+        await db.close()
+
+
+async def test_a_killed_writers_spool_is_imported_by_the_next_start_torn_tail_ignored(tmp_path: Path) -> None:
+    db, path = await migrated(tmp_path)
+    dead = SpoolSink(str(path))
+    await dead.start()
+    await dead.write([row(i) for i in range(5)])
+    await dead.write([row(i) for i in range(5, 8)])
+    assert dead._fd is not None
+    os.write(dead._fd, b'[["evt_torn", "req_')  # the process died in the middle of an append
+    os.close(dead._fd)  # ... and the kernel released its lock
+    assert dead._timer is not None
+    dead._timer.cancel()
+    assert (await count(db))[0] == 0
+    await db.migrate()  # what every gateway start and every openmaas command does first
+    assert await count(db) == (8, sum(range(8)), 4)
+    assert not sorted(spool_dir(str(path)).glob("*"))
+    await db.migrate()  # nothing left to import; nothing counted twice
+    assert (await count(db))[0] == 8
+    await db.close()
+
+
+async def test_an_importer_at_the_worst_moment_never_loses_a_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another importer (a replica, the CLI) sweeps the spool just after this process created a new
+    file and just before it locked it. The file must not be visible yet: swept while empty and
+    unlocked, it would be deleted, and the batch written next would go to a deleted file."""
+    db, path = await migrated(tmp_path)
+    sink = SpoolSink(str(path))
+    real_flock = ledger_spool.fcntl.flock
+    swept: list[int] = []
+
+    class SweepFirst:
+        LOCK_EX, LOCK_NB = fcntl.LOCK_EX, fcntl.LOCK_NB
+
+        @staticmethod
+        def flock(fd: int, operation: int) -> None:
+            if operation == fcntl.LOCK_EX:  # the writer, about to lock its new file: sweep first
+                swept.append(recover(str(path)))
+            real_flock(fd, operation)
+
+    monkeypatch.setattr(ledger_spool, "fcntl", SweepFirst)
+    try:
+        for i in range(3):
+            await sink.write([row(i)])
+            sink._import_soon()  # rotate: the next write creates (and races on) a new file
+        await sink.sync()
+    finally:
+        await sink.close()
+    assert len(swept) == 3
+    assert await count(db) == (3, 3, 2)
+    await db.close()
+
+
+async def test_a_live_writers_file_is_left_alone_and_a_corrupt_file_is_kept(tmp_path: Path) -> None:
+    db, path = await migrated(tmp_path)
+    sink = SpoolSink(str(path))
+    await sink.start()
+    try:
+        await sink.write([row(1)])
+        corrupt = spool_dir(str(path)) / "other-00000001.jsonl"
+        corrupt.write_bytes(b'[["evt_x"]]\nnot json\n')
+        assert recover(str(path)) == 0  # the live file is locked by its writer; the corrupt one is set aside
+        assert (await count(db))[0] == 0
+        assert (spool_dir(str(path)) / "other-00000001.corrupt").exists()
+        await sink.sync()
+        assert (await count(db))[0] == 1
+    finally:
+        await sink.close()
+        await db.close()
+
+
+async def test_a_locked_database_delays_the_import_not_the_write(tmp_path: Path) -> None:
+    db, path = await migrated(tmp_path)
+    sink = sink_for(db)
+    await sink.start()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another writer (the CLI, an admin call) holds the lock
+    try:
+        await asyncio.wait_for(sink.write([row(1)]), 5)  # the request's commit does not wait for SQLite
+        syncing = asyncio.ensure_future(sink.sync())
+        await asyncio.sleep(0.3)  # the event loop kept running meanwhile; the import waits for the lock
+        assert not syncing.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(syncing, 10)
+    finally:
+        other.close()
+        await sink.close()
+    assert (await count(db))[0] == 1
+    await db.close()
+
+
+async def test_the_wal_is_checkpointed_into_the_database_file_off_the_event_loop(tmp_path: Path) -> None:
+    db, path = await migrated(tmp_path)
+    await db.close()
+    sink = SpoolSink(str(path))
+    await sink.start()
+    try:
+        await sink.write([row(i) for i in range(10)])
+        await sink.sync()
+        # The database file alone (without its -wal) now holds the rows: the checkpoint ran.
+        copy = tmp_path / "copy.db"
+        copy.write_bytes(path.read_bytes())
+        alone = sqlite3.connect(copy)
+        try:
+            assert alone.execute("SELECT count(*) FROM usage_events").fetchone()[0] == 10
+        finally:
+            alone.close()
+    finally:
+        await sink.close()
