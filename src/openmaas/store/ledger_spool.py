@@ -126,8 +126,12 @@ class SpoolSink(LedgerSink):
         name = f"{self.node}-{self._seq:08d}.jsonl"
         hidden = self.dir / f".{name}.new"
         fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # ours alone until closed: importers skip it
-        os.rename(hidden, self.dir / name)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # ours alone until closed: importers skip it
+            os.rename(hidden, self.dir / name)
+        except BaseException:
+            os.close(fd)  # the batch fails and is retried, on a new file
+            raise
         self._fd, self._offset, self._rows = fd, 0, 0
         return fd
 
