@@ -92,7 +92,7 @@ class LocalCounters(Counters):
         now = time.monotonic()
         table = self.buckets
         levels: list[float] = []
-        for bucket, cost in buckets:  # check every bucket first (refill inlined: this runs per request)
+        for bucket, cost in buckets:  # check every bucket first (``refill`` inlined: this runs per request)
             cap = bucket.per_minute
             state = table.get(bucket.name)
             if state is None:
@@ -127,12 +127,10 @@ class LocalCounters(Counters):
         table, held = self.buckets, self.quotas
         for settlement in settlements:
             for bucket, amount in settlement.refunds:
-                cap = bucket.per_minute
                 state = table.get(bucket.name)
                 if state is None:
-                    state = table[bucket.name] = [float(cap), now]
-                tokens = state[0] + (now - state[1]) * cap / 60.0
-                state[0] = (cap if tokens > cap else tokens) + amount
+                    state = table[bucket.name] = [float(bucket.per_minute), now]
+                state[0] = refill(state[0], state[1], now, bucket.per_minute) + amount
                 state[1] = now
             for quota, reserved, actual in settlement.quotas:
                 totals = held.get(quota.name)
