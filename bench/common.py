@@ -45,6 +45,22 @@ def pin_services(core: str) -> None:
             subprocess.run(["taskset", "-a", "-p", "-c", core, pid], capture_output=True)
 
 
+def services_cpu() -> dict[str, float]:
+    """User + system CPU seconds of every PostgreSQL and of every Redis process so far (backends come
+    and go: a bench reads it around one run, over which its connections stay open)."""
+    totals: dict[str, float] = {}
+    for name in ("postgres", "redis-server"):
+        total = 0
+        for pid in subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        totals[name] = total / os.sysconf("SC_CLK_TCK")
+    return totals
+
+
 def wait_http(url: str, timeout: float = 120, headers: dict[str, str] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

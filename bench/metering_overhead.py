@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, cores, free_port, hey, pin_services, python, start, stop, wait_http, warm_up
+from common import RESULTS, cores, free_port, hey, pin_services, python, services_cpu, start, stop, wait_http, warm_up
 
 BODY = json.dumps(
     {"model": "bench", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 16}
@@ -178,10 +178,14 @@ def main() -> None:
                 order = names[rnd % len(names) :] + names[: rnd % len(names)]
                 for name in order:
                     url, headers = targets[name]
-                    cpu_before = cpu_seconds(pids[name])
+                    cpu_before, services_before = cpu_seconds(pids[name]), services_cpu()
                     r = hey(url + "/v1/chat/completions", BODY, concurrency, args.seconds, other, headers)
                     cpu = cpu_seconds(pids[name]) - cpu_before
-                    r["cpu_us_per_req"] = round(1e6 * cpu / max(1.0, r["rps"] * args.seconds), 1)
+                    served = max(1.0, r["rps"] * args.seconds)
+                    r["cpu_us_per_req"] = round(1e6 * cpu / served, 1)
+                    services_after = services_cpu()
+                    for service, key in (("postgres", "postgres_us_per_req"), ("redis-server", "redis_us_per_req")):
+                        r[key] = round(1e6 * (services_after[service] - services_before[service]) / served, 1)
                     results["runs"].append({"target": name, "concurrency": concurrency, "round": rnd, **r})
                     print(f"c={concurrency:<3} {name:<9} {r}", flush=True)
         if args.out:
@@ -213,8 +217,9 @@ def summary(results: dict[str, Any]) -> str:
         return statistics.median(ratios) if ratios else float("nan")
 
     lines = [
-        "| target | c | req/s | vs off | vs off, paired by round | gateway CPU µs/req | p50 ms | p99 ms | non-2xx |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| target | c | req/s | vs off | vs off, paired by round | gateway CPU µs/req | PostgreSQL / Redis CPU µs/req"
+        " | p50 ms | p99 ms | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in sorted({r["concurrency"] for r in results["runs"]}):
         base = med("off", c, "rps")
@@ -223,7 +228,8 @@ def summary(results: dict[str, Any]) -> str:
             errors = sum(r.get("non_200", 0) for r in results["runs"] if r["target"] == t and r["concurrency"] == c)
             lines.append(
                 f"| {t} | {c} | {rps:.0f} | {rps / base:.3f} | {paired(t, c):.3f} | "
-                f"{med(t, c, 'cpu_us_per_req'):.0f} | {med(t, c, 'p50_ms'):.2f} | "
+                f"{med(t, c, 'cpu_us_per_req'):.0f} | {med(t, c, 'postgres_us_per_req'):.0f} / "
+                f"{med(t, c, 'redis_us_per_req'):.0f} | {med(t, c, 'p50_ms'):.2f} | "
                 f"{med(t, c, 'p99_ms'):.2f} | {errors} |"
             )
     return "\n".join(lines)

@@ -121,3 +121,61 @@ async def test_settling_a_batch_sums_per_counter(counters: Counters) -> None:
     assert await counters.quota_state(q) == (300, 0)
     after = await counters.admit([(tpm, 1)], [])
     assert after.levels[0] == pytest.approx(1000 - 300 - 1, abs=5)  # 600 back, capped by refill
+
+
+async def test_a_settlement_applies_before_admissions_queued_with_it(counters: Counters) -> None:
+    """Settlements queued together with admissions are applied first (in Redis: the same script call)."""
+    tpm = Bucket("tpm:key:k6", "tokens", 1000)
+    assert (await counters.admit([(tpm, 900)], [])).ok
+    _, admitted = await asyncio.gather(
+        counters.settle([Settlement(refunds=[(tpm, 800)])]),  # it used 100 of its 900
+        counters.admit([(tpm, 500)], []),
+    )
+    assert admitted.ok
+
+
+async def script_calls(client: Any) -> int:
+    stats = await client.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+async def test_redis_settlements_ride_along_with_admissions_in_one_call() -> None:
+    """One script call carries the queued settlements and every queued admission; each counter is
+    read and written once per call, however many requests touch it."""
+    await reset_postgres_and_redis()
+    counters = RedisCounters(REDIS_URL)
+    await counters.start()
+    try:
+        rpm, tpm = Bucket("rpm:key:k7", "requests", 1000), Bucket("tpm:key:k7", "tokens", 100_000)
+        q = quota(1_000_000, "q:usd:key:k7:all")
+        await counters.seed(q, 0)
+        assert (await counters.admit([(rpm, 1), (tpm, 100)], [(q, 100)])).ok
+        before = await script_calls(counters.client)
+        results: list[Any] = await asyncio.gather(
+            counters.settle([Settlement([(tpm, 60)], [(q, 100, 40)])]),
+            *(counters.admit([(rpm, 1), (tpm, 100)], [(q, 100)]) for _ in range(20)),
+        )
+        assert await script_calls(counters.client) - before == 1
+        assert all(r.ok for r in results[1:])
+        assert [r.levels[1] for r in results[1:]] == pytest.approx([99_960 - 100 * i for i in range(1, 21)], abs=2)
+        assert await counters.quota_state(q) == (40, 20 * 100)
+        assert float(await counters.client.hget("openmaas:" + tpm.name, "t")) == pytest.approx(97_960, abs=2)
+    finally:
+        await counters.close()
+
+
+async def test_redis_close_applies_the_settlements_still_queued() -> None:
+    await reset_postgres_and_redis()
+    counters = RedisCounters(REDIS_URL)
+    await counters.start()
+    q = quota(10_000, "q:usd:key:k8:all")
+    await counters.seed(q, 0)
+    assert (await counters.admit([], [(q, 500)])).ok
+    pending = asyncio.ensure_future(counters.settle([Settlement(quotas=[(q, 500, 300)])]))
+    await counters.close()
+    assert pending.done() and pending.exception() is None
+    reader = RedisCounters(REDIS_URL)
+    try:
+        assert await reader.quota_state(q) == (300, 0)
+    finally:
+        await reader.client.aclose()

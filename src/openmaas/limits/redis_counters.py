@@ -1,11 +1,13 @@
 """Counters in Redis, shared by every gateway replica: limits and budgets hold globally.
 
-Admission is a Lua script (atomic on the server, clock from Redis ``TIME`` so
-replicas agree). Requests that arrive while a script call is in flight are
-admitted together by the next call — each one still all-or-nothing, in arrival
-order — so a busy replica sends one command per round-trip, not one per
-request. Settlements of a ledger batch are summed per counter and applied by
-one script call.
+One Lua script does everything (atomic on the server, clock from Redis
+``TIME`` so replicas agree): it first applies the settlements queued since the
+last call, then admits the requests that queued meanwhile — each one still
+all-or-nothing, in arrival order. So a busy replica sends one command per
+round-trip, not one per request, and settlements ride along with admissions
+instead of costing a call of their own. Inside the script each counter is read
+once and written once per call however many requests touch it (a hot key's
+bucket is one HMGET and one HSET for the whole batch, not one per request).
 """
 
 from __future__ import annotations
@@ -19,81 +21,100 @@ import redis.asyncio as redis
 
 from openmaas.limits.counters import Admission, Bucket, Counters, Quota, Settlement
 
-# KEYS: every counter the batch touches.  ARGV[1]: the batch as JSON (decoded by Redis, not
-# encoded argument by argument in the gateway): one array per request,
-#   [nb, nq, (key index, per_minute, cost)×nb, (key index, limit, amount)×nq]
-# Returns one string per request: "1 left…" admitted, "0 i wait" refused by
-# counter i (wait -1: a quota), "-1 i" quota i not loaded yet (i: 1-based within the request).
-# Numbers are stored with full precision (Lua's tostring keeps 14 digits: an epoch rounded
-# up by a few microseconds would make the next refill negative). Integers go to HINCRBY
-# formatted with %d: never "-0", which HINCRBY refuses.
-_ADMIT = """
+# KEYS: every counter the call touches.  ARGV[1]: the call as JSON (decoded by Redis, not encoded
+# argument by argument in the gateway): [settlements, requests] where
+#   settlements = [nb, (key index, per_minute, refund)×nb, nq, (key index, released, spent)×nq]
+#   requests    = one array per request: [nb, nq, (key index, per_minute, cost)×nb, (key index, limit, amount)×nq]
+# Returns one string per request: "1 left…" admitted, "0 i wait" refused by counter i (wait -1:
+# a quota), "-1 i" quota i not loaded yet (i: 1-based within the request).
+# Buckets are cached in ``levels`` (refilled to ``now`` on first use) and written back once; quota
+# reservations are summed in ``reserved`` and applied with one HINCRBY each. Numbers are stored
+# with full precision (Lua's tostring keeps 14 digits: an epoch rounded up by a few microseconds
+# would make the next refill negative). Integers go to HINCRBY formatted with %d, and zero
+# increments are skipped: never "-0", which HINCRBY refuses.
+_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local call = cjson.decode(ARGV[1])
+local levels, dirty, sums, reserved = {}, {}, {}, {}
+local function level(k, cap)
+  local v = levels[k]
+  if v == nil then
+    local st = redis.call('HMGET', KEYS[k], 't', 'ts')
+    local tokens, ts = tonumber(st[1]) or cap, tonumber(st[2]) or now
+    v = math.min(cap, tokens + math.max(0, now - ts) * cap / 60)
+    levels[k] = v
+  end
+  return v
+end
+local function incr(k, field, amount)
+  if amount ~= 0 then redis.call('HINCRBY', KEYS[k], field, string.format('%d', amount)) end
+end
+local s = call[1]
+local nb = s[1]
+for i = 0, nb - 1 do
+  local k = s[2 + 3 * i]
+  levels[k] = level(k, s[3 + 3 * i]) + s[4 + 3 * i]
+  dirty[k] = true
+end
+local o = 2 + 3 * nb
+for j = 0, s[o] - 1 do
+  local k = s[o + 1 + 3 * j]
+  incr(k, 'r', -s[o + 2 + 3 * j])
+  incr(k, 's', s[o + 3 + 3 * j])
+end
 local out = {}
-for r, a in ipairs(cjson.decode(ARGV[1])) do
+for r, a in ipairs(call[2]) do
   local nb, nq = a[1], a[2]
   local b0, q0 = 3, 3 + 3 * nb
-  local levels, verdict = {}, nil
+  local found, verdict = {}, nil
   for i = 1, nb do
     local o = b0 + 3 * (i - 1)
-    local key, cap, cost = KEYS[a[o]], a[o + 1], a[o + 2]
-    local st = redis.call('HMGET', key, 't', 'ts')
-    local tokens, ts = tonumber(st[1]) or cap, tonumber(st[2]) or now
-    tokens = math.min(cap, tokens + math.max(0, now - ts) * cap / 60)
+    local k, cap, cost = a[o], a[o + 1], a[o + 2]
+    local tokens = level(k, cap)
     local need = math.min(cost, cap)
     if tokens < need then verdict = '0 ' .. i .. ' ' .. tostring((need - tokens) * 60 / cap) break end
-    levels[i] = tokens
+    found[i] = tokens
   end
   if not verdict then
     for j = 1, nq do
       local o = q0 + 3 * (j - 1)
-      local key, limit, amount = KEYS[a[o]], a[o + 1], a[o + 2]
-      local st = redis.call('HMGET', key, 's', 'r')
-      if not st[1] then verdict = '-1 ' .. (nb + j) .. ' 0' break end
-      if tonumber(st[1]) + (tonumber(st[2]) or 0) + amount > limit then verdict = '0 ' .. (nb + j) .. ' -1' break end
+      local k, limit, amount = a[o], a[o + 1], a[o + 2]
+      local sum = sums[k]
+      if sum == nil then
+        local st = redis.call('HMGET', KEYS[k], 's', 'r')
+        sum = st[1] and (tonumber(st[1]) + (tonumber(st[2]) or 0)) or false
+        sums[k] = sum
+      end
+      if not sum then verdict = '-1 ' .. (nb + j) .. ' 0' break end
+      if sum + amount > limit then verdict = '0 ' .. (nb + j) .. ' -1' break end
     end
   end
   if not verdict then
     local parts = {'1'}
     for i = 1, nb do
       local o = b0 + 3 * (i - 1)
-      local key, left = KEYS[a[o]], levels[i] - a[o + 2]
-      redis.call('HSET', key, 't', string.format('%.17g', left), 'ts', string.format('%.6f', now))
-      redis.call('EXPIRE', key, 180)
+      local k, left = a[o], found[i] - a[o + 2]
+      levels[k] = left
+      dirty[k] = true
       parts[#parts + 1] = string.format('%.17g', left)
     end
     for j = 1, nq do
       local o = q0 + 3 * (j - 1)
-      redis.call('HINCRBY', KEYS[a[o]], 'r', string.format('%d', a[o + 2]))
+      local k, amount = a[o], a[o + 2]
+      sums[k] = sums[k] + amount
+      reserved[k] = (reserved[k] or 0) + amount
     end
     verdict = table.concat(parts, ' ')
   end
   out[r] = verdict
 end
+for k in pairs(dirty) do
+  redis.call('HSET', KEYS[k], 't', string.format('%.17g', levels[k]), 'ts', string.format('%.6f', now))
+  redis.call('EXPIRE', KEYS[k], 180)
+end
+for k, amount in pairs(reserved) do incr(k, 'r', amount) end
 return out
-"""
-
-# KEYS: buckets (nb), then quotas.  ARGV[1]: JSON [nb, (per_minute, refund)×nb, (released, spent)×nq]
-_SETTLE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local a = cjson.decode(ARGV[1])
-local nb = a[1]
-for i = 1, nb do
-  local cap, amount = a[2 * i], a[2 * i + 1]
-  local st = redis.call('HMGET', KEYS[i], 't', 'ts')
-  local tokens, ts = tonumber(st[1]) or cap, tonumber(st[2]) or now
-  tokens = math.min(cap, tokens + math.max(0, now - ts) * cap / 60) + amount
-  redis.call('HSET', KEYS[i], 't', string.format('%.17g', tokens), 'ts', string.format('%.6f', now))
-  redis.call('EXPIRE', KEYS[i], 180)
-end
-local off = 2 + 2 * nb
-for j = 1, #KEYS - nb do
-  redis.call('HINCRBY', KEYS[nb + j], 'r', string.format('%d', -a[off + 2 * j - 2]))
-  redis.call('HINCRBY', KEYS[nb + j], 's', string.format('%d', a[off + 2 * j - 1]))
-end
-return 1
 """
 
 _Request = tuple[list[tuple[Bucket, float]], list[tuple[Quota, int]], "asyncio.Future[Admission]"]
@@ -116,21 +137,26 @@ class RedisCounters(Counters):
         self.client: redis.Redis = redis.from_url(url, decode_responses=True)
         self.prefix = prefix
         self.max_batch = max_batch
-        self._admit = self.client.register_script(_ADMIT)
-        self._settle = self.client.register_script(_SETTLE)
+        self._script = self.client.register_script(_SCRIPT)
         self._waiting: list[_Request] = []
+        self._settling: list[tuple[list[Settlement], asyncio.Future[None] | None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         await self.client.ping()
-        self._task = asyncio.create_task(self._admitter(), name="openmaas-redis-admission")
+        self._closing = False
+        self._task = asyncio.create_task(self._caller(), name="openmaas-redis-counters")
 
     async def close(self) -> None:
+        """Apply everything queued (the ledger's last settlements), then stop."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._closing = True
+            self._wake.set()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, 10)  # cancelled if Redis hangs
+            self._task = None
         await self.client.aclose()
 
     async def admit(self, buckets: list[tuple[Bucket, float]], quotas: list[tuple[Quota, int]]) -> Admission:
@@ -139,35 +165,57 @@ class RedisCounters(Counters):
         self._wake.set()
         return await future
 
-    async def _admitter(self) -> None:
+    async def settle(self, settlements: list[Settlement]) -> None:
+        """Queue for the next script call (the next admissions' own, on a busy replica); return once applied."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._settling.append((settlements, future))
+        if self._task is None:  # not started, or closed: apply now
+            await self._call([])
+        else:
+            self._wake.set()
+        await future
+
+    async def _caller(self) -> None:
         while True:
-            if not self._waiting:
+            if not self._waiting and not self._settling:
+                if self._closing:
+                    return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
-            try:
-                verdicts = await self._run(batch)
-            except Exception as exc:  # Redis unreachable: these requests fail, later ones try again
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            abandoned: list[Settlement] = []
-            for (buckets, quotas, future), verdict in zip(batch, verdicts, strict=True):
-                admission = _parse(verdict, buckets, quotas)
-                if not future.done():
-                    future.set_result(admission)
-                elif admission.ok:  # the caller was cancelled meanwhile: give back what it took
-                    refunds = [(b, float(cost)) for b, cost in buckets if b.kind == "tokens"]
-                    abandoned.append(Settlement(refunds, [(q, amount, 0) for q, amount in quotas]))
-            if abandoned:
-                with contextlib.suppress(Exception):
-                    await self.settle(abandoned)
+            await self._call(batch)
 
-    async def _run(self, batch: list[_Request]) -> list[str]:
+    async def _call(self, batch: list[_Request]) -> None:
+        """One script call: every queued settlement, then ``batch``'s admissions. Never raises: a
+        failure (Redis unreachable) fails these requests and settlements; later ones try again."""
+        settling, self._settling = self._settling, []
+        try:
+            verdicts = await self._run(batch, [s for group, _ in settling for s in group])
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            for _, done in settling:
+                if done is not None and not done.done():
+                    done.set_exception(exc)
+            return
+        for _, done in settling:
+            if done is not None and not done.done():
+                done.set_result(None)
+        abandoned: list[Settlement] = []
+        for (buckets, quotas, future), verdict in zip(batch, verdicts, strict=True):
+            admission = _parse(verdict, buckets, quotas)
+            if not future.done():
+                future.set_result(admission)
+            elif admission.ok:  # the caller was cancelled meanwhile: give back what it took
+                refunds = [(b, float(cost)) for b, cost in buckets if b.kind == "tokens"]
+                abandoned.append(Settlement(refunds, [(q, amount, 0) for q, amount in quotas]))
+        if abandoned:  # applied by the next call
+            self._settling.append((abandoned, None))
+
+    async def _run(self, batch: list[_Request], settlements: list[Settlement]) -> list[str]:
         index: dict[str, int] = {}
-        requests: list[list[Any]] = []
 
         def slot(name: str) -> int:
             found = index.get(name)
@@ -175,15 +223,31 @@ class RedisCounters(Counters):
                 found = index[name] = len(index) + 1
             return found
 
-        for buckets, quotas, _ in batch:
-            spec: list[Any] = [len(buckets), len(quotas)]
+        refunds: dict[str, list[Any]] = {}  # name → [per_minute, amount]
+        quotas: dict[str, list[int]] = {}  # name → [released, spent]
+        for s in settlements:
+            for bucket, amount in s.refunds:
+                refunds.setdefault(bucket.name, [bucket.per_minute, 0.0])[1] += amount
+            for quota, reserved, actual in s.quotas:
+                totals = quotas.setdefault(quota.name, [0, 0])
+                totals[0] += reserved
+                totals[1] += actual
+        settle: list[Any] = [len(refunds)]
+        for name, (per_minute, amount) in refunds.items():
+            settle += (slot(name), per_minute, amount)
+        settle.append(len(quotas))
+        for name, (released, spent) in quotas.items():
+            settle += (slot(name), released, spent)
+        requests: list[list[Any]] = []
+        for buckets, owed, _ in batch:
+            spec: list[Any] = [len(buckets), len(owed)]
             for bucket, cost in buckets:
                 spec += (slot(bucket.name), bucket.per_minute, cost)
-            for quota, amount in quotas:
+            for quota, amount in owed:
                 spec += (slot(quota.name), quota.limit, amount)
             requests.append(spec)
         keys = [self.prefix + name for name in index]
-        result: list[str] = await self._admit(keys=keys, args=[orjson.dumps(requests)])
+        result: list[str] = await self._script(keys=keys, args=[orjson.dumps((settle, requests))])
         return result
 
     async def seed(self, quota: Quota, spent: int) -> None:
@@ -193,26 +257,6 @@ class RedisCounters(Counters):
             if quota.ttl:
                 pipe.expire(key, quota.ttl)
             await pipe.execute()
-
-    async def settle(self, settlements: list[Settlement]) -> None:
-        refunds: dict[str, list[Any]] = {}  # name → [bucket, amount]
-        quotas: dict[str, list[int]] = {}  # name → [released, spent]
-        for s in settlements:
-            for bucket, amount in s.refunds:
-                refunds.setdefault(bucket.name, [bucket, 0.0])[1] += amount
-            for quota, reserved, actual in s.quotas:
-                totals = quotas.setdefault(quota.name, [0, 0])
-                totals[0] += reserved
-                totals[1] += actual
-        if not refunds and not quotas:
-            return
-        args: list[Any] = [len(refunds)]
-        for bucket, amount in refunds.values():
-            args += (bucket.per_minute, amount)
-        for released, spent in quotas.values():
-            args += (released, spent)
-        keys = [self.prefix + name for name in (*refunds, *quotas)]
-        await self._settle(keys=keys, args=[orjson.dumps(args)])
 
     async def quota_state(self, quota: Quota) -> tuple[int, int] | None:
         spent, reserved = await self.client.hmget(self.prefix + quota.name, ["s", "r"])
