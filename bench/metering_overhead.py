@@ -52,7 +52,7 @@ async def fresh_pg_and_redis() -> None:
 
     conn = await asyncpg.connect(PG_ADMIN)
     try:
-        for database in ("openmaas_bench", "openmaas_bench_baseline"):
+        for database in ("openmaas_bench", "openmaas_bench_baseline", "openmaas_bench_pg", "openmaas_bench_baseline_pg"):
             await conn.execute(f"DROP DATABASE IF EXISTS {database}")
             await conn.execute(f"CREATE DATABASE {database}")
     finally:
@@ -64,11 +64,13 @@ async def fresh_pg_and_redis() -> None:
 
 
 def gateway_config(tmp: Path, name: str, up_port: int) -> Path:
-    """``name``: off, sqlite or pg_redis, or ``<target>@<rev>`` for the baseline's twin of a target."""
+    """``name``: off, sqlite, pg_redis or pg, or ``<target>@<rev>`` for the baseline's twin of a target."""
     kind, _, rev = name.partition("@")
     store: dict[str, Any] = {"url": f"sqlite:///{tmp / name / 'openmaas.db'}"}
     if kind == "pg_redis":
         store = {"url": PG_BASELINE if rev else PG_BENCH, "redis_url": REDIS_BASELINE if rev else REDIS}
+    elif kind == "pg":  # the PostgreSQL ledger alone, counters in process (diagnostic: ledger vs Redis)
+        store = {"url": (PG_BASELINE if rev else PG_BENCH) + "_pg"}
     config: dict[str, Any] = {
         "server": {"log_level": "warning"},
         "data_dir": str(tmp / name),

@@ -43,6 +43,7 @@ class Services:
             max_batch=settings.metering.max_batch,
             on_commit=self.counters.settle,
             settle_inline=isinstance(self.counters, LocalCounters),
+            fsync=settings.metering.ledger_fsync,
         )
         self.metering: Metering | None = (
             Metering(self.db, self.ledger, self.counters) if settings.metering.enabled else None

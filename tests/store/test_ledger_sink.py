@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from openmaas.store.db import Database
 from openmaas.store.ledger_sink import COLUMNS, Row, sink_for
+from tests.helpers import store_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -63,3 +65,22 @@ async def test_small_and_large_batches_are_written_once(db: Database) -> None:
     finally:
         await sink.close()
     assert await count(db) == (510, sum(range(510)), 255)
+
+
+@pytest.mark.parametrize("fsync", [False, True])
+async def test_postgres_commits_wait_for_the_disk_only_with_ledger_fsync(tmp_path: Path, fsync: bool) -> None:
+    """Default: ``synchronous_commit = off`` on the ledger's connection (committed rows are visible
+    to every session, and safe from the gateway being killed); ``ledger_fsync``: on. (The SQLite
+    spool's fsync: tests/store/test_ledger_spool.py.)"""
+    db = Database((await store_settings("postgres", tmp_path))["url"])
+    await db.migrate()
+    sink = sink_for(db, fsync=fsync)
+    await sink.start()
+    try:
+        await sink.write([row(i) for i in range(3)])
+        assert await count(db) == (3, 3, 2)  # visible to another connection at once
+        conn = sink._conn  # type: ignore[attr-defined]
+        assert await conn.fetchval("SHOW synchronous_commit") == ("on" if fsync else "off")
+    finally:
+        await sink.close()
+        await db.close()

@@ -7,6 +7,7 @@ import asyncio
 import fcntl
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,45 @@ async def test_the_wal_is_checkpointed_into_the_database_file_off_the_event_loop
             alone.close()
     finally:
         await sink.close()
+
+
+async def test_with_fsync_a_batch_is_on_disk_before_write_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``metering.ledger_fsync``: each batch's data is flushed (and a new file's directory entry), and
+    imports commit with synchronous=FULL, so an imported row is on disk before its spool file goes."""
+    db, path = await migrated(tmp_path)
+    flushed: list[str] = []  # what each fdatasync/fsync call flushed, in order
+
+    def spy(real: Callable[[int], None]) -> Callable[[int], None]:
+        def call(fd: int) -> None:
+            flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real(fd)
+
+        return call
+
+    monkeypatch.setattr(os, "fdatasync", spy(os.fdatasync))
+    monkeypatch.setattr(os, "fsync", spy(os.fsync))
+    sink = SpoolSink(str(path), fsync=True)
+    await sink.start()
+    try:
+        await sink.write([row(0)])
+        await sink.write([row(1)])
+        spool = spool_dir(str(path))
+        (file,) = sorted(spool.glob("*.jsonl"))
+        assert flushed == [str(file), str(spool), str(file)]  # the directory once per file
+        await sink.sync()
+        assert await count(db) == (2, 1, 1)
+        assert sink._connection().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        await sink.close()
+    (tmp_path / "plain").mkdir()
+    _, plain_path = await migrated(tmp_path / "plain")
+    plain = SpoolSink(str(plain_path))
+    await plain.start()
+    try:
+        flushed.clear()
+        await plain.write([row(2)])
+        assert flushed == []  # default: page cache only (safe from a killed process, not a power cut)
+    finally:
+        await plain.close()

@@ -76,11 +76,12 @@ class Ledger:
         on_commit: Callable[[list[Settlement]], Awaitable[None]] | None = None,
         sink: LedgerSink | None = None,
         settle_inline: bool = False,
+        fsync: bool = False,
     ) -> None:
         """``settle_inline``: ``on_commit`` never waits on I/O (in-process counters), so the writer
         applies it directly instead of in a task of its own."""
         self.db = db
-        self.sink = sink or sink_for(db)
+        self.sink = sink or sink_for(db, fsync)
         self.max_batch = max_batch
         self.wait_timeout = wait_timeout
         self.on_commit = on_commit

@@ -14,6 +14,11 @@ are skipped. Reads that must see every row (reports, audit, budget seeding)
 call ``sync``; every gateway start and every ``openmaas`` command imports what
 a killed process left (``recover``).
 
+With ``fsync`` (``metering.ledger_fsync``) a batch is durable only once the file's
+data (and, for a new file, its directory entry) is on disk, and imports commit
+with ``synchronous=FULL``: it then survives a power loss too, at the price of a
+disk flush per batch.
+
 Files: ``<database>-ledger/<node>-<seq>.jsonl``, each held under an exclusive
 ``flock`` by the process appending to it, so an importer takes only files
 whose writer closed them or died. A torn last line (power loss mid-append) is
@@ -55,8 +60,10 @@ class SpoolSink(LedgerSink):
     IMPORT_SECONDS = 0.5
     BUSY_TIMEOUT_MS = 10_000
 
-    def __init__(self, db_path: str) -> None:
+    def __init__(self, db_path: str, fsync: bool = False) -> None:
         self.db_path = db_path
+        self.fsync = fsync
+        self._synced_seq = 0  # the last file whose directory entry is on disk
         self.dir = spool_dir(db_path)
         self.node = f"{os.getpid()}-{os.urandom(4).hex()}"
         self._seq = 0
@@ -87,6 +94,11 @@ class SpoolSink(LedgerSink):
             raise
         self._offset += written
         self._rows += len(rows)
+        if self.fsync:
+            new = self._synced_seq != self._seq
+            # A duplicate descriptor: ``sync`` may close ``fd`` (rotating the file) meanwhile.
+            await asyncio.get_running_loop().run_in_executor(None, flush, os.dup(fd), self.dir if new else None)
+            self._synced_seq = self._seq
         if self._rows >= self.IMPORT_ROWS:
             self._import_soon()
 
@@ -172,7 +184,8 @@ class SpoolSink(LedgerSink):
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={self.BUSY_TIMEOUT_MS}"):
+            synchronous = "FULL" if self.fsync else "NORMAL"  # FULL: imported rows on disk before their file goes
+            for pragma in ("journal_mode=WAL", f"synchronous={synchronous}", f"busy_timeout={self.BUSY_TIMEOUT_MS}"):
                 conn.execute(f"PRAGMA {pragma}")
             self._conn = conn
         return self._conn
@@ -187,6 +200,20 @@ class SpoolSink(LedgerSink):
         if imported:
             with contextlib.suppress(sqlite3.Error):  # copy the WAL back while we are off the loop anyway
                 self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def flush(fd: int, folder: Path | None) -> None:
+    """Put a spool file's data on disk, and its directory entry when ``folder`` is given; closes ``fd``."""
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    if folder is not None:
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def import_file(conn: sqlite3.Connection, path: Path) -> int:
