@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from openmaas.limits.counters import Bucket, Counters, LocalCounters, Quota, Settlement
+from openmaas.limits.leases import Leases
 from openmaas.limits.redis_counters import RedisCounters
 from tests.helpers import REDIS_URL, reset_postgres_and_redis
 
@@ -21,7 +23,7 @@ async def counters(request: pytest.FixtureRequest) -> AsyncIterator[Counters]:
         yield LocalCounters()
         return
     await reset_postgres_and_redis()
-    c = RedisCounters(REDIS_URL)
+    c = RedisCounters(REDIS_URL, leases=Leases(0))  # every admission in Redis (leases: tests/limits/test_leases.py)
     await c.start()
     try:
         yield c
@@ -88,6 +90,13 @@ async def test_token_refunds_return_to_the_bucket(counters: Counters) -> None:
     assert (await counters.admit([(tpm, 500)], [])).ok
 
 
+async def test_a_refund_never_lifts_a_bucket_above_its_capacity(counters: Counters) -> None:
+    tpm = Bucket("tpm:key:k9", "tokens", 1000)
+    assert (await counters.admit([(tpm, 100)], [])).ok
+    await counters.settle([Settlement(refunds=[(tpm, 100)] * 5)])  # more than it took: a bug elsewhere
+    assert (await counters.admit([(tpm, 1)], [])).levels == [pytest.approx(999)]
+
+
 async def test_concurrent_reservations_never_overshoot(counters: Counters) -> None:
     q = quota(10_000, "q:usd:key:k3:all")
     await counters.seed(q, 0)
@@ -143,7 +152,7 @@ async def test_redis_settlements_ride_along_with_admissions_in_one_call() -> Non
     """One script call carries the queued settlements and every queued admission; each counter is
     read and written once per call, however many requests touch it."""
     await reset_postgres_and_redis()
-    counters = RedisCounters(REDIS_URL)
+    counters = RedisCounters(REDIS_URL, leases=Leases(0))
     await counters.start()
     try:
         rpm, tpm = Bucket("rpm:key:k7", "requests", 1000), Bucket("tpm:key:k7", "tokens", 100_000)
@@ -159,7 +168,7 @@ async def test_redis_settlements_ride_along_with_admissions_in_one_call() -> Non
         assert all(r.ok for r in results[1:])
         levels = [r.levels[1] for r in results[1:]]
         # one call, one clock: each request takes exactly its 100 after the refund of 60
-        assert [a - b for a, b in zip(levels, levels[1:])] == pytest.approx([100] * 19)
+        assert [a - b for a, b in itertools.pairwise(levels)] == pytest.approx([100] * 19)
         assert levels[0] == pytest.approx(99_960 - 100, abs=50)  # + what refilled since (~1.7 per ms)
         assert await counters.quota_state(q) == (40, 20 * 100)
         assert float(await counters.client.hget("openmaas:" + tpm.name, "t")) == pytest.approx(levels[-1])

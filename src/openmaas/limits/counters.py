@@ -130,7 +130,7 @@ class LocalCounters(Counters):
                 state = table.get(bucket.name)
                 if state is None:
                     state = table[bucket.name] = [float(bucket.per_minute), now]
-                state[0] = refill(state[0], state[1], now, bucket.per_minute) + amount
+                state[0] = min(float(bucket.per_minute), refill(state[0], state[1], now, bucket.per_minute) + amount)
                 state[1] = now
             for quota, reserved, actual in settlement.quotas:
                 totals = held.get(quota.name)

@@ -20,13 +20,18 @@ import orjson
 import redis.asyncio as redis
 
 from openmaas.limits.counters import Admission, Bucket, Counters, Quota, Settlement
+from openmaas.limits.leases import Leases
 
 # KEYS: every counter the call touches.  ARGV[1]: the call as JSON (decoded by Redis, not encoded
 # argument by argument in the gateway): [settlements, requests] where
 #   settlements = [nb, (key index, per_minute, refund)×nb, nq, (key index, released, spent)×nq]
-#   requests    = one array per request: [nb, nq, (key index, per_minute, cost)×nb, (key index, limit, amount)×nq]
-# Returns one string per request: "1 left…" admitted, "0 i wait" refused by counter i (wait -1:
-# a quota), "-1 i" quota i not loaded yet (i: 1-based within the request).
+#   requests    = one array per request:
+#                 [nb, nq, (key index, per_minute, cost, ask)×nb, (key index, limit, amount, ask)×nq]
+#   share       = the largest part of a counter's headroom one lease may take (limits.leases)
+# Returns one string per request: "1 left×nb grant×(nb+nq)" admitted (each bucket's level after the
+# request, before its lease grant), "0 i wait" refused by counter i (wait -1: a quota), "-1 i"
+# quota i not loaded yet (i: 1-based within the request). A grant is the lease taken on top of the
+# request (0 unless it covers at least one more request like this one).
 # Buckets are cached in ``levels`` (refilled to ``now`` on first use) and written back once; quota
 # reservations are summed in ``reserved`` and applied with one HINCRBY each. Numbers are stored
 # with full precision (Lua's tostring keeps 14 digits: an epoch rounded up by a few microseconds
@@ -36,6 +41,7 @@ _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local call = cjson.decode(ARGV[1])
+local share = call[3]
 local levels, dirty, sums, reserved = {}, {}, {}, {}
 local function level(k, cap)
   local v = levels[k]
@@ -53,8 +59,8 @@ end
 local s = call[1]
 local nb = s[1]
 for i = 0, nb - 1 do
-  local k = s[2 + 3 * i]
-  levels[k] = level(k, s[3 + 3 * i]) + s[4 + 3 * i]
+  local k, cap = s[2 + 3 * i], s[3 + 3 * i]
+  levels[k] = math.min(cap, level(k, cap) + s[4 + 3 * i])
   dirty[k] = true
 end
 local o = 2 + 3 * nb
@@ -66,10 +72,10 @@ end
 local out = {}
 for r, a in ipairs(call[2]) do
   local nb, nq = a[1], a[2]
-  local b0, q0 = 3, 3 + 3 * nb
+  local b0, q0 = 3, 3 + 4 * nb
   local found, verdict = {}, nil
   for i = 1, nb do
-    local o = b0 + 3 * (i - 1)
+    local o = b0 + 4 * (i - 1)
     local k, cap, cost = a[o], a[o + 1], a[o + 2]
     local tokens = level(k, cap)
     local need = math.min(cost, cap)
@@ -78,7 +84,7 @@ for r, a in ipairs(call[2]) do
   end
   if not verdict then
     for j = 1, nq do
-      local o = q0 + 3 * (j - 1)
+      local o = q0 + 4 * (j - 1)
       local k, limit, amount = a[o], a[o + 1], a[o + 2]
       local sum = sums[k]
       if sum == nil then
@@ -91,20 +97,31 @@ for r, a in ipairs(call[2]) do
     end
   end
   if not verdict then
-    local parts = {'1'}
+    local parts, grants = {'1'}, {}
     for i = 1, nb do
-      local o = b0 + 3 * (i - 1)
-      local k, left = a[o], found[i] - a[o + 2]
-      levels[k] = left
+      local o = b0 + 4 * (i - 1)
+      local k, cost, ask = a[o], a[o + 2], a[o + 3]
+      local left = found[i] - cost
+      local grant = 0
+      if ask > 0 then grant = math.floor(math.min(ask, left * share)) end
+      if grant < cost then grant = 0 end
+      levels[k] = left - grant
       dirty[k] = true
       parts[#parts + 1] = string.format('%.17g', left)
+      grants[i] = grant
     end
     for j = 1, nq do
-      local o = q0 + 3 * (j - 1)
-      local k, amount = a[o], a[o + 2]
-      sums[k] = sums[k] + amount
-      reserved[k] = (reserved[k] or 0) + amount
+      local o = q0 + 4 * (j - 1)
+      local k, limit, amount, ask = a[o], a[o + 1], a[o + 2], a[o + 3]
+      local sum = sums[k] + amount
+      local grant = 0
+      if ask > 0 then grant = math.floor(math.min(ask, (limit - sum) * share)) end
+      if grant < amount or grant < 1 then grant = 0 end
+      sums[k] = sum + grant
+      reserved[k] = (reserved[k] or 0) + amount + grant
+      grants[nb + j] = grant
     end
+    for g = 1, nb + nq do parts[#parts + 1] = string.format('%d', grants[g]) end
     verdict = table.concat(parts, ' ')
   end
   out[r] = verdict
@@ -117,27 +134,33 @@ for k, amount in pairs(reserved) do incr(k, 'r', amount) end
 return out
 """
 
-_Request = tuple[list[tuple[Bucket, float]], list[tuple[Quota, int]], "asyncio.Future[Admission]"]
+_Request = tuple[list[tuple[Bucket, float]], list[tuple[Quota, int]], list[float] | None, "asyncio.Future[Admission]"]
 
 
-def _parse(verdict: str, buckets: list[tuple[Bucket, float]], quotas: list[tuple[Quota, int]]) -> Admission:
+def _parse(
+    verdict: str, buckets: list[tuple[Bucket, float]], quotas: list[tuple[Quota, int]]
+) -> tuple[Admission, list[int]]:
+    """The admission, and the lease granted on each counter (buckets, then quotas) when admitted."""
     parts = verdict.split(" ")
     status = int(parts[0])
     if status == 1:
-        return Admission(True, [float(left) for left in parts[1:]])
+        nb = len(buckets)
+        return Admission(True, [float(left) for left in parts[1 : 1 + nb]]), [int(g) for g in parts[1 + nb :]]
     index = int(parts[1]) - 1
     if status == -1:
-        return Admission(False, unloaded=quotas[index - len(buckets)][0])
+        return Admission(False, unloaded=quotas[index - len(buckets)][0]), []
     name = buckets[index][0].name if index < len(buckets) else quotas[index - len(buckets)][0].name
-    return Admission(False, failed=name, retry_after=float(parts[2]))
+    return Admission(False, failed=name, retry_after=float(parts[2])), []
 
 
 class RedisCounters(Counters):
-    def __init__(self, url: str, prefix: str = "openmaas:", max_batch: int = 256) -> None:
+    def __init__(self, url: str, prefix: str = "openmaas:", max_batch: int = 256, leases: Leases | None = None) -> None:
+        """``leases``: how this replica leases capacity of hot counters (``Leases(0)``: never)."""
         self.client: redis.Redis = redis.from_url(url, decode_responses=True)
         self.prefix = prefix
         self.max_batch = max_batch
         self._script = self.client.register_script(_SCRIPT)
+        self.leases = leases if leases is not None else Leases()
         self._waiting: list[_Request] = []
         self._settling: list[tuple[list[Settlement], asyncio.Future[None] | None]] = []
         self._wake = asyncio.Event()
@@ -160,8 +183,19 @@ class RedisCounters(Counters):
         await self.client.aclose()
 
     async def admit(self, buckets: list[tuple[Bucket, float]], quotas: list[tuple[Quota, int]]) -> Admission:
-        future: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
-        self._waiting.append((buckets, quotas, future))
+        loop = asyncio.get_running_loop()
+        asks: list[float] | None = None
+        leases = self.leases
+        if leases.enabled and self._task is not None:
+            now = loop.time()
+            admitted = leases.take(buckets, quotas, now)
+            if admitted is not None:
+                return admitted
+            asks = [leases.ask(b.name, now) for b, _ in buckets] + [leases.ask(q.name, now) for q, _ in quotas]
+            if not any(asks):
+                asks = None
+        future: asyncio.Future[Admission] = loop.create_future()
+        self._waiting.append((buckets, quotas, asks, future))
         self._wake.set()
         return await future
 
@@ -176,12 +210,22 @@ class RedisCounters(Counters):
         await future
 
     async def _caller(self) -> None:
+        loop = asyncio.get_running_loop()
+        leases = self.leases
         while True:
+            if leases.held:
+                returned = leases.release_all() if self._closing else leases.expired(loop.time())
+                if returned:
+                    self._settling.append((returned, None))
             if not self._waiting and not self._settling:
                 if self._closing:
                     return
                 self._wake.clear()
-                await self._wake.wait()
+                if leases.held:  # wake up to give back what expires
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), leases.seconds)
+                else:
+                    await self._wake.wait()
                 continue
             batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
             await self._call(batch)
@@ -193,7 +237,7 @@ class RedisCounters(Counters):
         try:
             verdicts = await self._run(batch, [s for group, _ in settling for s in group])
         except Exception as exc:
-            for _, _, future in batch:
+            for _, _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             for _, done in settling:
@@ -204,8 +248,15 @@ class RedisCounters(Counters):
             if done is not None and not done.done():
                 done.set_result(None)
         abandoned: list[Settlement] = []
-        for (buckets, quotas, future), verdict in zip(batch, verdicts, strict=True):
-            admission = _parse(verdict, buckets, quotas)
+        now = asyncio.get_running_loop().time()
+        for (buckets, quotas, _, future), verdict in zip(batch, verdicts, strict=True):
+            admission, grants = _parse(verdict, buckets, quotas)
+            if any(grants):
+                counters = [b for b, _ in buckets] + [q for q, _ in quotas]
+                for i, (counter, grant) in enumerate(zip(counters, grants, strict=True)):
+                    if grant:
+                        base = admission.levels[i] - grant if i < len(buckets) else 0.0
+                        self.leases.grant(counter, grant, base, now)
             if not future.done():
                 future.set_result(admission)
             elif admission.ok:  # the caller was cancelled meanwhile: give back what it took
@@ -239,15 +290,19 @@ class RedisCounters(Counters):
         for name, (released, spent) in quotas.items():
             settle += (slot(name), released, spent)
         requests: list[list[Any]] = []
-        for buckets, owed, _ in batch:
+        for buckets, owed, asks, _ in batch:
             spec: list[Any] = [len(buckets), len(owed)]
+            i = 0
             for bucket, cost in buckets:
-                spec += (slot(bucket.name), bucket.per_minute, cost)
+                spec += (slot(bucket.name), bucket.per_minute, cost, asks[i] if asks else 0)
+                i += 1
             for quota, amount in owed:
-                spec += (slot(quota.name), quota.limit, amount)
+                spec += (slot(quota.name), quota.limit, amount, asks[i] if asks else 0)
+                i += 1
             requests.append(spec)
         keys = [self.prefix + name for name in index]
-        result: list[str] = await self._script(keys=keys, args=[orjson.dumps((settle, requests))])
+        call = (settle, requests, self.leases.share)
+        result: list[str] = await self._script(keys=keys, args=[orjson.dumps(call)])
         return result
 
     async def seed(self, quota: Quota, spent: int) -> None:

@@ -1,0 +1,117 @@
+"""Leases of shared counters (Redis): hot keys admitted in memory, nothing over-admitted, leftovers given back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from openmaas.limits.counters import Bucket, Quota, Settlement
+from openmaas.limits.leases import Leases
+from openmaas.limits.redis_counters import RedisCounters
+from tests.helpers import REDIS_URL, reset_postgres_and_redis
+from tests.limits.test_counters import script_calls
+
+pytestmark = pytest.mark.anyio
+
+RPM = Bucket("rpm:key:hot", "requests", 1_000_000)
+TPM = Bucket("tpm:key:hot", "tokens", 100_000_000)
+
+
+def budget(limit: int) -> Quota:
+    return Quota("q:usd:key:hot:all", "nanos", limit, "key_id", "hot", 0.0, None)
+
+
+async def started(leases: Leases) -> RedisCounters:
+    counters = RedisCounters(REDIS_URL, leases=leases)
+    await counters.start()
+    return counters
+
+
+async def test_a_hot_key_is_admitted_from_leases_without_a_round_trip() -> None:
+    await reset_postgres_and_redis()
+    counters = await started(Leases(seconds=30))
+    q = budget(10**12)
+    try:
+        await counters.seed(q, 0)
+        for _ in range(5):  # demand builds up; these go to Redis and take leases on top
+            assert (await counters.admit([(RPM, 1), (TPM, 100)], [(q, 1000)])).ok
+        assert set(counters.leases.held) == {RPM.name, TPM.name, q.name}
+        before = await script_calls(counters.client)
+        results = [await counters.admit([(RPM, 1), (TPM, 100)], [(q, 1000)]) for _ in range(100)]
+        assert all(r.ok for r in results)
+        assert await script_calls(counters.client) - before < 10  # top-ups only, not one call per request
+        # Redis counts the leases as reserved: what was admitted plus what this replica still holds.
+        held = counters.leases.held[q.name].amount
+        assert await counters.quota_state(q) == (0, 105 * 1000 + held)
+        # The rate-limit headers' level: Redis's level plus this replica's lease, falling by each request.
+        assert results[-2].levels[1] - results[-1].levels[1] == pytest.approx(100)
+    finally:
+        await counters.close()
+    assert await RedisCounters(REDIS_URL).quota_state(q) == (0, 105 * 1000)  # close gave the leases back
+
+
+async def test_expired_leases_are_given_back() -> None:
+    await reset_postgres_and_redis()
+    counters = await started(Leases(seconds=0.05))
+    q = budget(10**12)
+    try:
+        await counters.seed(q, 0)
+        for _ in range(20):
+            assert (await counters.admit([(TPM, 100)], [(q, 1000)])).ok
+        for _ in range(100):  # the caller wakes up to give back what expired, without any traffic
+            if not counters.leases.held:
+                break
+            await asyncio.sleep(0.02)
+        assert not counters.leases.held
+        assert await counters.quota_state(q) == (0, 20 * 1000)
+        await counters.settle([Settlement([(TPM, 100)] * 20, [(q, 1000, 0)] * 20)])
+        assert await counters.quota_state(q) == (0, 0)
+        level = float(await counters.client.hget("openmaas:" + TPM.name, "t"))
+        assert level == TPM.per_minute  # refunds and returned leases never lift a bucket above its capacity
+    finally:
+        await counters.close()
+
+
+async def test_near_its_limit_a_counter_is_checked_in_redis_request_by_request() -> None:
+    """A lease is at most 1 % of the headroom and at least one request: a budget of 100 requests'
+    reservations admits exactly 100 from one replica, leases or not."""
+    await reset_postgres_and_redis()
+    counters = await started(Leases(seconds=30))
+    q = budget(100 * 1000)
+    try:
+        await counters.seed(q, 0)
+        admitted = 0
+        while (await counters.admit([], [(q, 1000)])).ok:
+            admitted += 1
+        assert admitted == 100
+        assert await counters.quota_state(q) == (0, 100 * 1000)
+    finally:
+        await counters.close()
+
+
+async def test_two_replicas_with_leases_never_over_admit_and_under_admit_by_little() -> None:
+    await reset_postgres_and_redis()
+    replicas = [await started(Leases(seconds=30)), await started(Leases(seconds=30))]
+    amount, limit = 100, 2_000_000  # room for 20,000 requests
+    q = budget(limit)
+    try:
+        await replicas[0].seed(q, 0)
+
+        async def hammer(counters: RedisCounters) -> int:
+            admitted = 0
+            while True:
+                results: list[Any] = await asyncio.gather(*(counters.admit([], [(q, amount)]) for _ in range(16)))
+                admitted += sum(r.ok for r in results)
+                if not all(r.ok for r in results):
+                    return admitted
+
+        counts = await asyncio.gather(*(hammer(c) for c in replicas))
+        assert sum(counts) * amount <= limit  # never over-admitted
+        assert sum(counts) * amount >= limit * 0.98 - 16 * amount  # a lease held by the other: ≤ 1 % of the headroom
+        assert all(c > 0 for c in counts)
+    finally:
+        for c in replicas:
+            await c.close()
+    assert await RedisCounters(REDIS_URL).quota_state(q) == (0, sum(counts) * amount)
