@@ -65,6 +65,7 @@ async def test_expired_leases_are_given_back() -> None:
                 break
             await asyncio.sleep(0.02)
         assert not counters.leases.held
+        await counters.settle([])  # returns once what was queued before it is applied
         assert await counters.quota_state(q) == (0, 20 * 1000)
         await counters.settle([Settlement([(TPM, 100)] * 20, [(q, 1000, 0)] * 20)])
         assert await counters.quota_state(q) == (0, 0)
@@ -115,3 +116,25 @@ async def test_two_replicas_with_leases_never_over_admit_and_under_admit_by_litt
         for c in replicas:
             await c.close()
     assert await RedisCounters(REDIS_URL).quota_state(q) == (0, sum(counts) * amount)
+
+
+async def test_settlements_without_admissions_are_sent_together() -> None:
+    """With leases, admissions rarely call Redis: the ledger's settlements then wait up to
+    ``settle_delay`` for company instead of costing a call per ledger batch."""
+    await reset_postgres_and_redis()
+    counters = await started(Leases(seconds=30))
+    q = budget(10**9)
+    try:
+        await counters.seed(q, 0)
+        for _ in range(10):
+            assert (await counters.admit([], [(q, 1000)])).ok
+        before = await script_calls(counters.client)
+        pending = []
+        for _ in range(10):  # ten ledger batches a millisecond apart
+            pending.append(asyncio.ensure_future(counters.settle([Settlement(quotas=[(q, 1000, 400)])])))
+            await asyncio.sleep(0.001)
+        await asyncio.gather(*pending)
+        assert await script_calls(counters.client) - before < 10
+        assert (await counters.quota_state(q))[0] == 10 * 400
+    finally:
+        await counters.close()

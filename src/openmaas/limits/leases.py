@@ -99,6 +99,9 @@ class Leases:
         lease.base = base
         lease.expires = now + self.seconds
 
+    def next_expiry(self) -> float | None:
+        return min((lease.expires for lease in self.held.values()), default=None)
+
     def expired(self, now: float) -> list[Settlement]:
         """Remove leases past their time; the settlements that give their leftovers back."""
         gone = [name for name, lease in self.held.items() if lease.expires <= now]

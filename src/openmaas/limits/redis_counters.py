@@ -154,13 +154,23 @@ def _parse(
 
 
 class RedisCounters(Counters):
-    def __init__(self, url: str, prefix: str = "openmaas:", max_batch: int = 256, leases: Leases | None = None) -> None:
-        """``leases``: how this replica leases capacity of hot counters (``Leases(0)``: never)."""
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "openmaas:",
+        max_batch: int = 256,
+        leases: Leases | None = None,
+        settle_delay: float = 0.02,
+    ) -> None:
+        """``leases``: how this replica leases capacity of hot counters (``Leases(0)``: never).
+        ``settle_delay``: how long settlements may wait for an admission call to ride along with."""
         self.client: redis.Redis = redis.from_url(url, decode_responses=True)
         self.prefix = prefix
         self.max_batch = max_batch
         self._script = self.client.register_script(_SCRIPT)
         self.leases = leases if leases is not None else Leases()
+        self.settle_delay = settle_delay
+        self._settling_since = 0.0
         self._waiting: list[_Request] = []
         self._settling: list[tuple[list[Settlement], asyncio.Future[None] | None]] = []
         self._wake = asyncio.Event()
@@ -200,8 +210,12 @@ class RedisCounters(Counters):
         return await future
 
     async def settle(self, settlements: list[Settlement]) -> None:
-        """Queue for the next script call (the next admissions' own, on a busy replica); return once applied."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Queue for the next script call — the next admissions' own, or one within ``settle_delay``
+        when none comes (leased keys rarely need one) — and return once applied."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not self._settling:
+            self._settling_since = loop.time()
         self._settling.append((settlements, future))
         if self._task is None:  # not started, or closed: apply now
             await self._call([])
@@ -210,25 +224,35 @@ class RedisCounters(Counters):
         await future
 
     async def _caller(self) -> None:
+        """Send a call when admissions wait, when settlements have waited ``settle_delay``, or when
+        leases expire (their leftovers go back). Sleeps on one event; a timer sets it for deadlines."""
         loop = asyncio.get_running_loop()
         leases = self.leases
+        alarm: asyncio.TimerHandle | None = None
         while True:
+            now = loop.time()
             if leases.held:
-                returned = leases.release_all() if self._closing else leases.expired(loop.time())
+                returned = leases.release_all() if self._closing else leases.expired(now)
                 if returned:
+                    if not self._settling:
+                        self._settling_since = now
                     self._settling.append((returned, None))
-            if not self._waiting and not self._settling:
-                if self._closing:
-                    return
-                self._wake.clear()
-                if leases.held:  # wake up to give back what expires
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), leases.seconds)
-                else:
-                    await self._wake.wait()
+            settle_at = self._settling_since + self.settle_delay if self._settling else None
+            if self._waiting or (settle_at is not None and (settle_at <= now or self._closing)):
+                batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
+                await self._call(batch)
                 continue
-            batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
-            await self._call(batch)
+            if self._closing:
+                return
+            deadlines = [t for t in (settle_at, leases.next_expiry()) if t is not None]
+            if deadlines:
+                deadline = min(deadlines)
+                if alarm is None or alarm.when() <= now or alarm.when() > deadline:  # none pending, or too late
+                    if alarm is not None:
+                        alarm.cancel()
+                    alarm = loop.call_at(deadline, self._wake.set)
+            self._wake.clear()
+            await self._wake.wait()
 
     async def _call(self, batch: list[_Request]) -> None:
         """One script call: every queued settlement, then ``batch``'s admissions. Never raises: a
