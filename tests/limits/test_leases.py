@@ -138,3 +138,42 @@ async def test_settlements_without_admissions_are_sent_together() -> None:
         assert (await counters.quota_state(q))[0] == 10 * 400
     finally:
         await counters.close()
+
+
+async def test_concurrent_requests_do_not_each_lease_the_whole_demand() -> None:
+    await reset_postgres_and_redis()
+    counters = await started(Leases(seconds=30))
+    q = budget(10**12)
+    try:
+        await counters.seed(q, 0)
+        for _ in range(10):
+            results: list[Any] = await asyncio.gather(*(counters.admit([(TPM, 100)], [(q, 1000)]) for _ in range(16)))
+            assert all(r.ok for r in results)
+        # Each lease tops up to the demand seen (160 requests here), not once per request in flight.
+        assert counters.leases.held[q.name].amount <= 160 * 1000
+        assert counters.leases.held[TPM.name].amount <= 160 * 100
+    finally:
+        await counters.close()
+
+
+def test_the_caller_runs_on_uvloop_with_deadlines_already_past() -> None:
+    """The gateway's loop is uvloop, whose ``call_at`` for a past deadline returns a plain Handle
+    (no ``when()``): settlements and lease expiries must still go through."""
+    import uvloop
+
+    async def scenario() -> tuple[int, int] | None:
+        await reset_postgres_and_redis()
+        counters = await started(Leases(seconds=0.01))
+        q = budget(10**12)
+        try:
+            await counters.seed(q, 0)
+            for _ in range(30):
+                assert (await asyncio.wait_for(counters.admit([(TPM, 100)], [(q, 1000)]), 5)).ok
+                await asyncio.wait_for(counters.settle([Settlement([(TPM, 100)], [(q, 1000, 10)])]), 5)
+            await asyncio.sleep(0.05)  # leases expire and go back
+            await asyncio.wait_for(counters.settle([]), 5)
+            return await counters.quota_state(q)
+        finally:
+            await counters.close()
+
+    assert uvloop.run(scenario()) == (300, 0)

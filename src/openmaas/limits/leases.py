@@ -41,6 +41,7 @@ class Leases:
         self.share = share
         self.held: dict[str, Lease] = {}
         self._demand: dict[str, list[float]] = {}  # name → [window start, this window, last window]
+        self._asked: dict[str, float] = {}  # name → asked for by calls still in flight
 
     @property
     def enabled(self) -> bool:
@@ -81,14 +82,26 @@ class Leases:
         return lease is not None and lease.expires > now and lease.amount >= amount
 
     def ask(self, name: str, now: float) -> float:
-        """How much to ask Redis for on top of the request: last window's demand, less what is held."""
+        """How much to ask Redis for on top of the request: a window's demand, less what is held or
+        already asked for (concurrent requests must not each ask for the whole). Pair with ``answered``."""
         demand = self._demand.get(name)
         if demand is None or now - demand[0] >= 2 * self.seconds:
             return 0.0
-        target = max(demand[1], demand[2])
         lease = self.held.get(name)
-        held = lease.amount if lease is not None else 0.0
-        return target - held if target > held else 0.0
+        have = (lease.amount if lease is not None else 0.0) + self._asked.get(name, 0.0)
+        want = max(demand[1], demand[2]) - have
+        if want <= 0:
+            return 0.0
+        self._asked[name] = self._asked.get(name, 0.0) + want
+        return want
+
+    def answered(self, name: str, asked: float) -> None:
+        """The call that carried an ``ask`` returned (its grant, if any, came through ``grant``) or failed."""
+        left = self._asked.get(name, 0.0) - asked
+        if left > 0:
+            self._asked[name] = left
+        else:
+            self._asked.pop(name, None)
 
     def grant(self, counter: Bucket | Quota, amount: float, base: float, now: float) -> None:
         lease = self.held.get(counter.name)

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 import orjson
 import redis.asyncio as redis
 
+from openmaas.errors import ServiceUnavailable
 from openmaas.limits.counters import Admission, Bucket, Counters, Quota, Settlement
 from openmaas.limits.leases import Leases
+
+log = logging.getLogger("openmaas.limits")
 
 # KEYS: every counter the call touches.  ARGV[1]: the call as JSON (decoded by Redis, not encoded
 # argument by argument in the gateway): [settlements, requests] where
@@ -171,6 +175,8 @@ class RedisCounters(Counters):
         self.leases = leases if leases is not None else Leases()
         self.settle_delay = settle_delay
         self._settling_since = 0.0
+        self._alarm: asyncio.Handle | None = None  # wakes the caller at the next deadline
+        self._alarm_at = 0.0
         self._waiting: list[_Request] = []
         self._settling: list[tuple[list[Settlement], asyncio.Future[None] | None]] = []
         self._wake = asyncio.Event()
@@ -190,6 +196,9 @@ class RedisCounters(Counters):
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._task, 10)  # cancelled if Redis hangs
             self._task = None
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
         await self.client.aclose()
 
     async def admit(self, buckets: list[tuple[Bucket, float]], quotas: list[tuple[Quota, int]]) -> Admission:
@@ -225,34 +234,47 @@ class RedisCounters(Counters):
 
     async def _caller(self) -> None:
         """Send a call when admissions wait, when settlements have waited ``settle_delay``, or when
-        leases expire (their leftovers go back). Sleeps on one event; a timer sets it for deadlines."""
+        leases expire (their leftovers go back). Sleeps on one event; a timer sets it for deadlines.
+        A bug here must not strand requests: it is logged, what waits fails, and the loop goes on."""
+        while True:
+            try:
+                if not await self._step():
+                    return
+            except Exception:
+                log.exception("redis counters: unexpected error; failing the waiting admissions")
+                waiting, self._waiting = self._waiting, []
+                for _, _, _, future in waiting:
+                    if not future.done():
+                        future.set_exception(ServiceUnavailable("Rate limits are unavailable; please retry."))
+                await asyncio.sleep(0.1)
+
+    async def _step(self) -> bool:
         loop = asyncio.get_running_loop()
         leases = self.leases
-        alarm: asyncio.TimerHandle | None = None
-        while True:
-            now = loop.time()
-            if leases.held:
-                returned = leases.release_all() if self._closing else leases.expired(now)
-                if returned:
-                    if not self._settling:
-                        self._settling_since = now
-                    self._settling.append((returned, None))
-            settle_at = self._settling_since + self.settle_delay if self._settling else None
-            if self._waiting or (settle_at is not None and (settle_at <= now or self._closing)):
-                batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
-                await self._call(batch)
-                continue
-            if self._closing:
-                return
-            deadlines = [t for t in (settle_at, leases.next_expiry()) if t is not None]
-            if deadlines:
-                deadline = min(deadlines)
-                if alarm is None or alarm.when() <= now or alarm.when() > deadline:  # none pending, or too late
-                    if alarm is not None:
-                        alarm.cancel()
-                    alarm = loop.call_at(deadline, self._wake.set)
-            self._wake.clear()
-            await self._wake.wait()
+        now = loop.time()
+        if leases.held:
+            returned = leases.release_all() if self._closing else leases.expired(now)
+            if returned:
+                if not self._settling:
+                    self._settling_since = now
+                self._settling.append((returned, None))
+        settle_at = self._settling_since + self.settle_delay if self._settling else None
+        if self._waiting or (settle_at is not None and (settle_at <= now or self._closing)):
+            batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
+            await self._call(batch)
+            return True
+        if self._closing:
+            return False
+        deadlines = [t for t in (settle_at, leases.next_expiry()) if t is not None]
+        if deadlines:
+            deadline = min(deadlines)
+            if self._alarm is None or self._alarm_at > deadline:  # none pending, or one too late
+                if self._alarm is not None:
+                    self._alarm.cancel()
+                self._alarm, self._alarm_at = loop.call_at(deadline, self._ring), deadline
+        self._wake.clear()
+        await self._wake.wait()
+        return True
 
     async def _call(self, batch: list[_Request]) -> None:
         """One script call: every queued settlement, then ``batch``'s admissions. Never raises: a
@@ -261,6 +283,7 @@ class RedisCounters(Counters):
         try:
             verdicts = await self._run(batch, [s for group, _ in settling for s in group])
         except Exception as exc:
+            self._answered(batch)
             for _, _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
@@ -271,6 +294,7 @@ class RedisCounters(Counters):
         for _, done in settling:
             if done is not None and not done.done():
                 done.set_result(None)
+        self._answered(batch)
         abandoned: list[Settlement] = []
         now = asyncio.get_running_loop().time()
         for (buckets, quotas, _, future), verdict in zip(batch, verdicts, strict=True):
@@ -288,6 +312,20 @@ class RedisCounters(Counters):
                 abandoned.append(Settlement(refunds, [(q, amount, 0) for q, amount in quotas]))
         if abandoned:  # applied by the next call
             self._settling.append((abandoned, None))
+
+    def _ring(self) -> None:
+        """The alarm fired. (Whether it has is tracked here, not by comparing clocks: uvloop fires
+        timers on a millisecond clock, a hair before the float deadline.)"""
+        self._alarm = None
+        self._wake.set()
+
+    def _answered(self, batch: list[_Request]) -> None:
+        for buckets, quotas, asks, _ in batch:
+            if asks:
+                names = [b.name for b, _ in buckets] + [q.name for q, _ in quotas]
+                for name, asked in zip(names, asks, strict=True):
+                    if asked:
+                        self.leases.answered(name, asked)
 
     async def _run(self, batch: list[_Request], settlements: list[Settlement]) -> list[str]:
         index: dict[str, int] = {}
