@@ -52,7 +52,12 @@ async def fresh_pg_and_redis() -> None:
 
     conn = await asyncpg.connect(PG_ADMIN)
     try:
-        for database in ("openmaas_bench", "openmaas_bench_baseline", "openmaas_bench_pg", "openmaas_bench_baseline_pg"):
+        for database in (
+            "openmaas_bench",
+            "openmaas_bench_baseline",
+            "openmaas_bench_pg",
+            "openmaas_bench_baseline_pg",
+        ):
             await conn.execute(f"DROP DATABASE IF EXISTS {database}")
             await conn.execute(f"CREATE DATABASE {database}")
     finally:
