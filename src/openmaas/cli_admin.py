@@ -19,7 +19,6 @@ from openmaas.protocol.admin import KeyCreate, KeyFields, PlanCreate, PlanFields
 from openmaas.settings import load_settings
 from openmaas.store import audit, usage
 from openmaas.store.admin import AdminStore
-from openmaas.store.db import Database
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -28,7 +27,7 @@ config_option = click.option("--config", "-c", type=click.Path(exists=True, dir_
 
 def _run(config: str | None, work: Callable[[AdminStore], Awaitable[T]]) -> T:
     async def main() -> T:
-        db = Database(load_settings(config).database_url())
+        db = load_settings(config).database()
         try:
             await db.migrate()
             return await work(AdminStore(db))

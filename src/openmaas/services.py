@@ -10,7 +10,6 @@ from openmaas.metering.ledger import Ledger
 from openmaas.metering.meter import Metering
 from openmaas.settings import Settings
 from openmaas.store.admin import AdminStore
-from openmaas.store.db import Database
 
 log = logging.getLogger("openmaas")
 
@@ -30,7 +29,7 @@ def make_counters(settings: Settings) -> Counters:
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url())
+        self.db = settings.database()
         self.admin = AdminStore(self.db)
         required = settings.auth.required
         mode = "open" if required is False else "closed"

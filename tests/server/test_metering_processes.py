@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from openmaas.store.db import Database
+from openmaas.settings import Settings
 from openmaas.store.schema import usage_events
 from tests.helpers import ADMIN_KEY, start_server, store_settings
 
@@ -56,8 +56,11 @@ async def _chat(session: aiohttp.ClientSession, url: str, key: str, request_id: 
         return r.status
 
 
-async def _ledger(store: dict[str, Any]) -> list[dict[str, Any]]:
-    db = Database(store["url"])
+async def _ledger(store: dict[str, Any], data_dir: Path) -> list[dict[str, Any]]:
+    """Every ledger row, read as an ``openmaas`` command on the gateway's host would (its data directory:
+    on both stores the spool lives there by default)."""
+    db = Settings.model_validate({"data_dir": str(data_dir), "store": store}).database()
+    assert db.spool is not None
     try:
         await db.migrate()  # as every gateway start and openmaas command does: imports a killed gateway's spool
         async with db.engine.connect() as conn:
@@ -84,7 +87,7 @@ async def test_responses_received_in_full_survive_kill_9(kind: str, tmp_path: Pa
             assert statuses == [200] * 20
         server.proc.wait(timeout=10)
         assert server.proc.returncode == -signal.SIGKILL
-        rows = await _ledger(store)
+        rows = await _ledger(store, tmp_path)
         assert sorted(r["request_id"] for r in rows) == sorted(ids)
         assert all(r["status"] == 200 and r["completion_tokens"] > 0 and r["cost_nanos"] > 0 for r in rows)
     finally:
@@ -115,7 +118,11 @@ async def test_two_gateways_share_one_rate_limit_and_one_budget(tmp_path: Path) 
                 *(_chat(session, urls[i % 2], budget_key, f"budget-{i}", stream=i % 3 == 0) for i in range(60))
             )
             assert results.count(200) > 0 and results.count(402) > 0, results
-        rows = [r for r in await _ledger(store) if r["request_id"].startswith("budget-")]
+        for _ in range(50):  # the replicas, still running, import their spools every 0.5 s
+            rows = [r for r in await _ledger(store, tmp_path) if r["request_id"].startswith("budget-")]
+            if len(rows) >= results.count(200):
+                break
+            await asyncio.sleep(0.1)
         assert len(rows) == results.count(200)
         spent = sum(r["cost_nanos"] for r in rows) / 1e9
         assert spent <= 0.3, f"two replicas together spent ${spent} of a $0.30 budget"

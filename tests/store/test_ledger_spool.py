@@ -15,7 +15,7 @@ import pytest
 from openmaas.store import ledger_spool
 from openmaas.store.db import Database
 from openmaas.store.ledger_sink import sink_for
-from openmaas.store.ledger_spool import SpoolSink, recover, spool_dir
+from openmaas.store.ledger_spool import SpoolSink, SQLiteSpool, recover, spool_dir
 from tests.store.test_ledger_sink import count, row
 
 pytestmark = pytest.mark.anyio
@@ -49,7 +49,7 @@ async def test_sqlite_batches_are_spooled_then_imported_in_the_background(tmp_pa
 
 async def test_a_killed_writers_spool_is_imported_by_the_next_start_torn_tail_ignored(tmp_path: Path) -> None:
     db, path = await migrated(tmp_path)
-    dead = SpoolSink(str(path))
+    dead = SQLiteSpool(str(path))
     await dead.start()
     await dead.write([row(i) for i in range(5)])
     await dead.write([row(i) for i in range(5, 8)])
@@ -74,7 +74,7 @@ async def test_an_importer_at_the_worst_moment_never_loses_a_batch(
     file and just before it locked it. The file must not be visible yet: swept while empty and
     unlocked, it would be deleted, and the batch written next would go to a deleted file."""
     db, path = await migrated(tmp_path)
-    sink = SpoolSink(str(path))
+    sink = SQLiteSpool(str(path))
     real_flock = ledger_spool.fcntl.flock
     swept: list[int] = []
 
@@ -102,7 +102,7 @@ async def test_an_importer_at_the_worst_moment_never_loses_a_batch(
 
 async def test_a_live_writers_file_is_left_alone_and_a_corrupt_file_is_kept(tmp_path: Path) -> None:
     db, path = await migrated(tmp_path)
-    sink = SpoolSink(str(path))
+    sink = SQLiteSpool(str(path))
     await sink.start()
     try:
         await sink.write([row(1)])
@@ -141,7 +141,7 @@ async def test_a_locked_database_delays_the_import_not_the_write(tmp_path: Path)
 async def test_the_wal_is_checkpointed_into_the_database_file_off_the_event_loop(tmp_path: Path) -> None:
     db, path = await migrated(tmp_path)
     await db.close()
-    sink = SpoolSink(str(path))
+    sink = SQLiteSpool(str(path))
     await sink.start()
     try:
         await sink.write([row(i) for i in range(10)])
@@ -175,7 +175,7 @@ async def test_with_fsync_a_batch_is_on_disk_before_write_returns(
 
     monkeypatch.setattr(os, "fdatasync", spy(os.fdatasync))
     monkeypatch.setattr(os, "fsync", spy(os.fsync))
-    sink = SpoolSink(str(path), fsync=True)
+    sink = SQLiteSpool(str(path), fsync=True)
     await sink.start()
     try:
         await sink.write([row(0)])
@@ -190,7 +190,7 @@ async def test_with_fsync_a_batch_is_on_disk_before_write_returns(
         await sink.close()
     (tmp_path / "plain").mkdir()
     _, plain_path = await migrated(tmp_path / "plain")
-    plain = SpoolSink(str(plain_path))
+    plain = SQLiteSpool(str(plain_path))
     await plain.start()
     try:
         flushed.clear()

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
@@ -49,7 +49,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, spool: Path | Literal["auto"] | None = "auto") -> None:
+        """``spool``: the ledger's spool folder (``store.ledger_spool``), None for none; "auto": SQLite
+        on disk spools beside its file, PostgreSQL does not (``Settings.ledger_spool`` decides for
+        servers and commands)."""
         self.url = normalize_url(url)
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         if self.dialect == "sqlite":
@@ -62,6 +65,12 @@ class Database:
             # No pre-ping: it would cost a round-trip per transaction; a dead connection fails the
             # ledger batch, which is retried (idempotently) on a fresh one.
             self.engine = create_async_engine(self.url, pool_size=8, max_overflow=8, pool_recycle=1800)
+        if spool == "auto":
+            from openmaas.store.ledger_spool import spool_dir
+
+            on_disk = self.sqlite_path
+            spool = spool_dir(on_disk) if on_disk is not None else None
+        self.spool: Path | None = spool
 
     @property
     def sqlite_path(self) -> str | None:
@@ -72,17 +81,23 @@ class Database:
         return None if not path or path == ":memory:" else str(Path(path).expanduser())
 
     async def migrate(self) -> None:
-        """Bring the store up to date: the schema, then (SQLite) the ledger spool a killed gateway left."""
+        """Bring the store up to date: the schema, then the ledger spool a killed gateway left."""
         async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
             await conn.run_sync(_upgrade)
+        if self.spool is None:
+            return
         if self.sqlite_path is not None:
             from openmaas.store.ledger_spool import recover
 
-            recovered = await asyncio.to_thread(recover, self.sqlite_path)
+            recovered = await asyncio.to_thread(recover, self.sqlite_path, self.spool)
             if recovered:
                 log.info("ledger: %d usage events recovered from the spool", recovered)
+        elif self.dialect == "postgresql":
+            from openmaas.store import ledger_pg
+
+            await ledger_pg.recover(self.spool, make_url(self.url).set(drivername="postgresql").render_as_string(False))
 
     def insert_ignore(self, table: Table) -> Insert:
         """INSERT … ON CONFLICT DO NOTHING: writing the same row twice is a no-op."""

@@ -34,6 +34,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,28 +57,31 @@ def spool_dir(db_path: str) -> Path:
 
 
 class SpoolSink(LedgerSink):
+    """The spool files: append, rotate, lock, hand closed files to ``_import`` (per store)."""
+
     IMPORT_ROWS = 4096
     IMPORT_SECONDS = 0.5
-    BUSY_TIMEOUT_MS = 10_000
 
-    def __init__(self, db_path: str, fsync: bool = False) -> None:
-        self.db_path = db_path
+    def __init__(self, folder: Path, fsync: bool = False) -> None:
         self.fsync = fsync
         self._synced_seq = 0  # the last file whose directory entry is on disk
-        self.dir = spool_dir(db_path)
+        self.dir = folder
         self.node = f"{os.getpid()}-{os.urandom(4).hex()}"
         self._seq = 0
         self._fd: int | None = None
         self._offset = 0
         self._rows = 0  # rows in the open file
-        self._thread: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None  # used by the thread only
         self._pending: set[asyncio.Future[None]] = set()
         self._timer: asyncio.Task[None] | None = None
 
+    @abstractmethod
+    async def _import(self, paths: list[Path] | None) -> None:
+        """Import these closed spool files (None: every file in the folder), each unless its writer
+        still holds it; delete each after its commit. One import at a time per sink."""
+
     async def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        await self._run(self._import_all)  # what a killed process left
+        await self._import(None)  # what a killed process left
         self._timer = asyncio.create_task(self._tick(), name="openmaas-ledger-import")
 
     async def write(self, rows: Sequence[Row]) -> None:
@@ -108,22 +112,14 @@ class SpoolSink(LedgerSink):
             self._import_soon()
         while self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
-        await self._run(self._import_all)  # files of other processes that were closed meanwhile
+        await self._import(None)  # files of other processes that were closed meanwhile
 
     async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer
-        try:
-            await self.sync()
-        finally:
-            thread, self._thread = self._thread, None
-            if thread is not None:
-                thread.shutdown(wait=True)
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        await self.sync()
 
     # -- the event loop's side: append, rotate, hand closed files to the thread
 
@@ -155,7 +151,7 @@ class SpoolSink(LedgerSink):
         path = self.dir / f"{self.node}-{self._seq:08d}.jsonl"
         os.close(fd)  # releases the lock
         self._rows = 0
-        future = asyncio.ensure_future(self._run(self._import_files, [path]))
+        future = asyncio.ensure_future(self._import([path]))
         self._pending.add(future)
         future.add_done_callback(self._finished)
 
@@ -172,7 +168,33 @@ class SpoolSink(LedgerSink):
                 self._import_soon()
             elif not self._pending and any(self.dir.glob("*.jsonl")):
                 with contextlib.suppress(Exception):
-                    await self._run(self._import_all)  # a failed import, or another process's files
+                    await self._import(None)  # a failed import, or another process's files
+
+
+class SQLiteSpool(SpoolSink):
+    """Imports into SQLite in a thread of its own, with its own connection."""
+
+    BUSY_TIMEOUT_MS = 10_000
+
+    def __init__(self, db_path: str, fsync: bool = False, folder: Path | None = None) -> None:
+        super().__init__(folder or spool_dir(db_path), fsync)
+        self.db_path = db_path
+        self._thread: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None  # used by the thread only
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                thread.shutdown(wait=True)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    async def _import(self, paths: list[Path] | None) -> None:
+        await self._run(self._import_files, paths)
 
     async def _run(self, work: Callable[..., None], *args: Any) -> None:
         if self._thread is None:
@@ -190,12 +212,9 @@ class SpoolSink(LedgerSink):
             self._conn = conn
         return self._conn
 
-    def _import_all(self) -> None:
-        self._import_files(sorted(self.dir.glob("*.jsonl")))
-
-    def _import_files(self, paths: list[Path]) -> None:
+    def _import_files(self, paths: list[Path] | None) -> None:
         imported = 0
-        for path in paths:
+        for path in sorted(self.dir.glob("*.jsonl")) if paths is None else paths:
             imported += import_file(self._connection(), path)
         if imported:
             with contextlib.suppress(sqlite3.Error):  # copy the WAL back while we are off the loop anyway
@@ -216,19 +235,32 @@ def flush(fd: int, folder: Path | None) -> None:
             os.close(dir_fd)
 
 
-def import_file(conn: sqlite3.Connection, path: Path) -> int:
-    """Import one spool file unless its writer still holds it; delete it after the commit."""
+def claim(path: Path) -> tuple[int, bytes] | None:
+    """Open, lock and read a spool file — None if it is gone (imported by another process) or its
+    writer still holds it. The caller closes the descriptor, releasing the lock, after deleting it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return 0  # imported by another process meanwhile
+        return None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return 0  # its writer is alive and appending
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with os.fdopen(os.dup(fd), "rb") as file:
-            data = file.read()
+            return fd, file.read()
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def import_file(conn: sqlite3.Connection, path: Path) -> int:
+    """Import one spool file into SQLite unless its writer still holds it; delete it after the commit."""
+    claimed = claim(path)
+    if claimed is None:
+        return 0
+    fd, data = claimed
+    try:
         rows = parse(data, path)
         if rows is None:
             return 0
@@ -267,14 +299,14 @@ def parse(data: bytes, path: Path) -> list[list[object]] | None:
     return rows
 
 
-def recover(db_path: str) -> int:
+def recover(db_path: str, folder: Path | None = None) -> int:
     """Import every spool file no live process holds (run before a database is used)."""
-    folder = spool_dir(db_path)
+    folder = folder or spool_dir(db_path)
     if not folder.is_dir():
         return 0
     conn = sqlite3.connect(db_path, isolation_level=None)
     try:
-        conn.execute(f"PRAGMA busy_timeout={SpoolSink.BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout={SQLiteSpool.BUSY_TIMEOUT_MS}")
         return sum(import_file(conn, path) for path in sorted(folder.glob("*.jsonl")))
     finally:
         conn.close()
