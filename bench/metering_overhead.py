@@ -1,14 +1,17 @@
 """Metering overhead: the same gateway with auth + metering + limits off, and on over each store.
 
 Method: as in ``gateway_overhead.py`` — the fast upstream and ``hey`` share one
-core, the gateway under test (one worker) has the other (``taskset``). Targets:
-``off`` (auth.required false, metering disabled), ``sqlite`` (a key with RPM,
-TPM and a budget; SQLite ledger, in-process counters) and ``pg_redis``
-(PostgreSQL ledger, Redis counters: one Lua admission script and one
-settlement pipeline per ledger batch). Runs alternate between targets, two
-rounds per concurrency; the figure of merit is requests/s on vs off.
-PostgreSQL and Redis must be running (``bash scripts/services.sh``); the bench
-uses its own database ``openmaas_bench``, dropped and re-created each run.
+core, the gateway under test (one worker) has the other (``taskset``);
+PostgreSQL and Redis are pinned beside the upstream. Targets: ``off``
+(auth.required false, metering disabled), ``sqlite`` (a key with RPM, TPM and a
+budget; SQLite ledger, in-process counters), ``pg_redis`` (PostgreSQL ledger,
+Redis counters) and, on request, ``pg`` (PostgreSQL ledger, in-process
+counters: the ledger's share of pg_redis). All on the defaults (ledger spool,
+Redis leases). Runs alternate between targets, ``--rounds`` per concurrency;
+the figure of merit is requests/s on vs off, paired by round; the gateway's and
+PostgreSQL's and Redis's CPU per request are recorded too. PostgreSQL and Redis
+must be running (``bash scripts/services.sh``); the bench uses its own
+databases (``openmaas_bench*``), dropped and re-created each run.
 
 ``--baseline REV`` adds each metered target once more, run by the code of git
 revision REV (a temporary ``git worktree``, started with ``PYTHONPATH`` pointing

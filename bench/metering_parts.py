@@ -11,8 +11,8 @@ skipped), so the figure is the metering cost alone. Not a ratio of the whole
 gateway: that is ``metering_overhead.py``.
 
 ``--store pg_redis`` runs the same on PostgreSQL (database ``openmaas_bench_parts``,
-re-created) and Redis (db 12, flushed) — started by ``bash scripts/services.sh`` —
-and also reports their CPU per request; ``--leases 0`` turns Redis leases off.
+re-created; ledger through the spool, as by default) and Redis (db 12, flushed) —
+started by ``bash scripts/services.sh`` — and also reports their CPU per request; ``--leases 0`` turns Redis leases off.
 The loop is uvloop's, as in the gateway.
 
 Usage: python bench/metering_parts.py [--requests 20000] [--concurrency 16] [--rounds 3]
@@ -75,7 +75,7 @@ async def run(
     counters: Counters
     if store == "pg_redis":
         await fresh_pg_and_redis()
-        db = Database(PG_PARTS)
+        db = Database(PG_PARTS, spool=tmp / f"spool-{time.monotonic_ns()}")  # the default: ledger spool
         counters = RedisCounters(REDIS_PARTS, leases=Leases(leases))
     else:
         db = Database(f"sqlite:///{tmp / f'parts-{time.monotonic_ns()}.db'}")
