@@ -311,6 +311,8 @@ class RedisCounters(Counters):
                 refunds = [(b, float(cost)) for b, cost in buckets if b.kind == "tokens"]
                 abandoned.append(Settlement(refunds, [(q, amount, 0) for q, amount in quotas]))
         if abandoned:  # applied by the next call
+            if not self._settling:
+                self._settling_since = now
             self._settling.append((abandoned, None))
 
     def _ring(self) -> None:

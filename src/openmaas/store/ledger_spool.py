@@ -1,13 +1,14 @@
-"""The SQLite ledger's spool: a batch is durable once appended to a file; a thread moves it into SQLite.
+"""The ledger's spool: a batch is durable once appended to a file; a background import moves it into the database.
 
-A group commit into SQLite costs a transaction (locks, a WAL frame per dirty
-page of the table and its four indexes) for the ~16 rows one loop pass
+``SpoolSink`` keeps the files; ``SQLiteSpool`` (here) imports them in a thread,
+``store.ledger_pg.PostgresSpool`` over asyncpg. A group commit into SQLite
+costs a transaction (locks, a WAL frame per dirty page of the table and its indexes) for the ~16 rows one loop pass
 gathers; measured, that was a quarter of a metered request's CPU. Here a batch
 is one ``write()`` of one JSON line to a spool file: once it returns, the
 bytes are in the kernel's page cache, so a response sent after it survives the
 process being killed (the same durability as SQLite's WAL at
-``synchronous=NORMAL``, which does not fsync either). A thread then imports the
-spool into ``usage_events`` in large transactions (every ``IMPORT_ROWS`` rows or
+``synchronous=NORMAL``, which does not fsync either). The spool is then imported
+into ``usage_events`` in large transactions (every ``IMPORT_ROWS`` rows or
 ``IMPORT_SECONDS``), with ON CONFLICT DO NOTHING on the event id, and deletes
 the file only after the commit: a crash between the two re-imports rows that
 are skipped. Reads that must see every row (reports, audit, budget seeding)
@@ -19,7 +20,8 @@ data (and, for a new file, its directory entry) is on disk, and imports commit
 with ``synchronous=FULL``: it then survives a power loss too, at the price of a
 disk flush per batch.
 
-Files: ``<database>-ledger/<node>-<seq>.jsonl``, each held under an exclusive
+Files: ``<database>-ledger/<node>-<seq>.jsonl`` (SQLite; PostgreSQL: a folder in the
+data directory, ``store.ledger_pg.spool_folder``), each held under an exclusive
 ``flock`` by the process appending to it, so an importer takes only files
 whose writer closed them or died. A torn last line (power loss mid-append) is
 ignored; any other unreadable line keeps the file aside as ``.corrupt``
