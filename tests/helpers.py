@@ -117,3 +117,9 @@ async def store_settings(kind: str, tmp_path: Path) -> dict[str, Any]:
         return {"url": f"sqlite:///{tmp_path / 'openmaas.db'}"}
     await reset_postgres_and_redis()
     return {"url": PG_URL, "redis_url": REDIS_URL}
+
+
+async def script_calls(client: Any) -> int:
+    """Lua script calls Redis has served so far (``INFO commandstats``)."""
+    stats = await client.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))

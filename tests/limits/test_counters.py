@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -141,53 +140,3 @@ async def test_a_settlement_applies_before_admissions_queued_with_it(counters: C
         counters.admit([(tpm, 500)], []),
     )
     assert admitted.ok
-
-
-async def script_calls(client: Any) -> int:
-    stats = await client.info("commandstats")
-    return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
-
-
-async def test_redis_settlements_ride_along_with_admissions_in_one_call() -> None:
-    """One script call carries the queued settlements and every queued admission; each counter is
-    read and written once per call, however many requests touch it."""
-    await reset_postgres_and_redis()
-    counters = RedisCounters(REDIS_URL, leases=Leases(0))
-    await counters.start()
-    try:
-        rpm, tpm = Bucket("rpm:key:k7", "requests", 1000), Bucket("tpm:key:k7", "tokens", 100_000)
-        q = quota(1_000_000, "q:usd:key:k7:all")
-        await counters.seed(q, 0)
-        assert (await counters.admit([(rpm, 1), (tpm, 100)], [(q, 100)])).ok
-        before = await script_calls(counters.client)
-        results: list[Any] = await asyncio.gather(
-            counters.settle([Settlement([(tpm, 60)], [(q, 100, 40)])]),
-            *(counters.admit([(rpm, 1), (tpm, 100)], [(q, 100)]) for _ in range(20)),
-        )
-        assert await script_calls(counters.client) - before == 1
-        assert all(r.ok for r in results[1:])
-        levels = [r.levels[1] for r in results[1:]]
-        # one call, one clock: each request takes exactly its 100 after the refund of 60
-        assert [a - b for a, b in itertools.pairwise(levels)] == pytest.approx([100] * 19)
-        assert levels[0] == pytest.approx(99_960 - 100, abs=50)  # + what refilled since (~1.7 per ms)
-        assert await counters.quota_state(q) == (40, 20 * 100)
-        assert float(await counters.client.hget("openmaas:" + tpm.name, "t")) == pytest.approx(levels[-1])
-    finally:
-        await counters.close()
-
-
-async def test_redis_close_applies_the_settlements_still_queued() -> None:
-    await reset_postgres_and_redis()
-    counters = RedisCounters(REDIS_URL)
-    await counters.start()
-    q = quota(10_000, "q:usd:key:k8:all")
-    await counters.seed(q, 0)
-    assert (await counters.admit([], [(q, 500)])).ok
-    pending = asyncio.ensure_future(counters.settle([Settlement(quotas=[(q, 500, 300)])]))
-    await counters.close()
-    assert pending.done() and pending.exception() is None
-    reader = RedisCounters(REDIS_URL)
-    try:
-        assert await reader.quota_state(q) == (300, 0)
-    finally:
-        await reader.client.aclose()

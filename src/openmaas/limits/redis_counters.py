@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from typing import Any
 
 import orjson
@@ -32,6 +34,9 @@ log = logging.getLogger("openmaas.limits")
 #   requests    = one array per request:
 #                 [nb, nq, (key index, per_minute, cost, ask)×nb, (key index, limit, amount, ask)×nq]
 #   share       = the largest part of a counter's headroom one lease may take (limits.leases)
+#   node        = this replica's id: a quota's reservations are also kept per replica (field
+#                 "r:<node>", keys listed in the set KEYS[#KEYS]), so that a replica that dies holding
+#                 some can have them released by the others (``_sweep``)
 # Returns one string per request: "1 left×nb grant×(nb+nq)" admitted (each bucket's level after the
 # request, before its lease grant), "0 i wait" refused by counter i (wait -1: a quota), "-1 i"
 # quota i not loaded yet (i: 1-based within the request). A grant is the lease taken on top of the
@@ -46,6 +51,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local call = cjson.decode(ARGV[1])
 local share = call[3]
+local mine = 'r:' .. call[4]  -- this replica's share of a quota's reservations
+local owned = KEYS[#KEYS]     -- the set of quota keys this replica holds reservations in
 local levels, dirty, sums, reserved = {}, {}, {}, {}
 local function level(k, cap)
   local v = levels[k]
@@ -60,6 +67,14 @@ end
 local function incr(k, field, amount)
   if amount ~= 0 then redis.call('HINCRBY', KEYS[k], field, string.format('%d', amount)) end
 end
+local function release(k, amount)  -- never more than this replica holds (a sweep may have taken it)
+  local held = tonumber(redis.call('HGET', KEYS[k], mine)) or 0
+  if amount > held then amount = held end
+  if amount > 0 then
+    incr(k, 'r', -amount)
+    incr(k, mine, -amount)
+  end
+end
 local s = call[1]
 local nb = s[1]
 for i = 0, nb - 1 do
@@ -70,7 +85,7 @@ end
 local o = 2 + 3 * nb
 for j = 0, s[o] - 1 do
   local k = s[o + 1 + 3 * j]
-  incr(k, 'r', -s[o + 2 + 3 * j])
+  release(k, s[o + 2 + 3 * j])
   incr(k, 's', s[o + 3 + 3 * j])
 end
 local out = {}
@@ -134,8 +149,22 @@ for k in pairs(dirty) do
   redis.call('HSET', KEYS[k], 't', string.format('%.17g', levels[k]), 'ts', string.format('%.6f', now))
   redis.call('EXPIRE', KEYS[k], 180)
 end
-for k, amount in pairs(reserved) do incr(k, 'r', amount) end
+for k, amount in pairs(reserved) do
+  if amount ~= 0 then
+    incr(k, 'r', amount)
+    incr(k, mine, amount)
+    redis.call('SADD', owned, KEYS[k])
+  end
+end
 return out
+"""
+
+# KEYS[1]: a quota hash.  ARGV[1]: a dead replica's field. Gives its reservations back.
+_RELEASE_DEAD = """
+local held = tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or 0
+if held ~= 0 then redis.call('HINCRBY', KEYS[1], 'r', string.format('%d', -held)) end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return held
 """
 
 _Request = tuple[list[tuple[Bucket, float]], list[tuple[Quota, int]], list[float] | None, "asyncio.Future[Admission]"]
@@ -165,13 +194,20 @@ class RedisCounters(Counters):
         max_batch: int = 256,
         leases: Leases | None = None,
         settle_delay: float = 0.02,
+        heartbeat: float = 30.0,
     ) -> None:
         """``leases``: how this replica leases capacity of hot counters (``Leases(0)``: never).
-        ``settle_delay``: how long settlements may wait for an admission call to ride along with."""
+        ``settle_delay``: how long settlements may wait for an admission call to ride along with.
+        ``heartbeat``: a replica silent this long is dead, and the reservations it held are released."""
         self.client: redis.Redis = redis.from_url(url, decode_responses=True)
         self.prefix = prefix
         self.max_batch = max_batch
         self._script = self.client.register_script(_SCRIPT)
+        self._release_dead = self.client.register_script(_RELEASE_DEAD)
+        self.node = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
+        self._owned = f"{prefix}owned:{self.node}"
+        self.heartbeat = heartbeat
+        self._keeper: asyncio.Task[None] | None = None
         self.leases = leases if leases is not None else Leases()
         self.settle_delay = settle_delay
         self._settling_since = 0.0
@@ -185,11 +221,18 @@ class RedisCounters(Counters):
 
     async def start(self) -> None:
         await self.client.ping()
+        await self._beat()
         self._closing = False
         self._task = asyncio.create_task(self._caller(), name="openmaas-redis-counters")
+        self._keeper = asyncio.create_task(self._keep(), name="openmaas-redis-heartbeat")
 
     async def close(self) -> None:
-        """Apply everything queued (the ledger's last settlements), then stop."""
+        """Apply everything queued (the ledger's last settlements), release what is left, then stop."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
         if self._task is not None:
             self._closing = True
             self._wake.set()
@@ -199,7 +242,40 @@ class RedisCounters(Counters):
         if self._alarm is not None:
             self._alarm.cancel()
             self._alarm = None
+        with contextlib.suppress(Exception):  # a clean stop leaves nothing for the others to sweep
+            await self._release_node(self.node)
+            await self.client.delete(f"{self.prefix}node:{self.node}")
         await self.client.aclose()
+
+    async def _beat(self) -> None:
+        await self.client.set(f"{self.prefix}node:{self.node}", 1, ex=max(1, int(self.heartbeat)))
+        await self.client.sadd(f"{self.prefix}nodes", self.node)
+
+    async def _keep(self) -> None:
+        """Renew this replica's heartbeat, and release the reservations of replicas that have none."""
+        while True:
+            await asyncio.sleep(self.heartbeat / 3)
+            try:
+                await self._beat()
+                await self._sweep()
+            except Exception as exc:  # Redis unreachable: the next beat tries again
+                log.warning("redis counters: heartbeat failed (%s)", type(exc).__name__)
+
+    async def _sweep(self) -> None:
+        for member in await self.client.smembers(f"{self.prefix}nodes"):
+            node = member if isinstance(member, str) else member.decode()
+            if node != self.node and not await self.client.exists(f"{self.prefix}node:{node}"):
+                released = await self._release_node(node)
+                log.warning("released the reservations of stopped replica %s on %d counters", node, released)
+
+    async def _release_node(self, node: str) -> int:
+        owned = f"{self.prefix}owned:{node}"
+        keys = await self.client.smembers(owned)
+        for key in keys:
+            await self._release_dead(keys=[key], args=[f"r:{node}"])
+        await self.client.delete(owned)
+        await self.client.srem(f"{self.prefix}nodes", node)
+        return len(keys)
 
     async def admit(self, buckets: list[tuple[Bucket, float]], quotas: list[tuple[Quota, int]]) -> Admission:
         loop = asyncio.get_running_loop()
@@ -364,8 +440,8 @@ class RedisCounters(Counters):
                 spec += (slot(quota.name), quota.limit, amount, asks[i] if asks else 0)
                 i += 1
             requests.append(spec)
-        keys = [self.prefix + name for name in index]
-        call = (settle, requests, self.leases.share)
+        keys = [self.prefix + name for name in index] + [self._owned]
+        call = (settle, requests, self.leases.share, self.node)
         result: list[str] = await self._script(keys=keys, args=[orjson.dumps(call)])
         return result
 
