@@ -50,10 +50,10 @@ class AuthSettings(_Strict):
 
 class MeteringSettings(_Strict):
     """``ledger_fsync``: false (default) — a response's ledger row is safe from the gateway
-    process being killed before the response's last byte is sent (SQLite: in the spool file;
-    PostgreSQL: committed with ``synchronous_commit = off``); a power loss of the database's host
-    can lose the last fraction of a second. true — the row is on disk first (fsync per batch):
-    it survives a power loss too, at a disk flush of latency per batch."""
+    process being killed before the response's last byte is sent (in the spool file; without the
+    spool, PostgreSQL commits with ``synchronous_commit = off``); a power loss can lose the rows not
+    yet imported, the last ≤ 0.5 s. true — the row is on disk first (fsync per batch): it survives
+    a power loss too, at a disk flush of latency per batch."""
 
     enabled: bool = True
     max_batch: int = Field(default=1024, ge=1)

@@ -43,6 +43,8 @@ async def test_batches_are_spooled_then_imported_into_postgres_in_the_background
         await sink.write([row(i) for i in range(5)])  # a re-flush: nothing counted twice
         await sink.sync()
         assert await count(db) == (5, 10, 3)
+        # the import's commit is durable (its file is deleted after it), whatever ledger_fsync says
+        assert await sink.target._conn.fetchval("SHOW synchronous_commit") == "on"
     finally:
         await sink.close()
         await db.close()

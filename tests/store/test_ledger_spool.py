@@ -161,8 +161,8 @@ async def test_the_wal_is_checkpointed_into_the_database_file_off_the_event_loop
 async def test_with_fsync_a_batch_is_on_disk_before_write_returns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``metering.ledger_fsync``: each batch's data is flushed (and a new file's directory entry), and
-    imports commit with synchronous=FULL, so an imported row is on disk before its spool file goes."""
+    """``metering.ledger_fsync``: each batch's data is flushed (and a new file's directory entry). Imports
+    commit with synchronous=FULL either way, so an imported row is on disk before its spool file goes."""
     db, path = await migrated(tmp_path)
     flushed: list[str] = []  # what each fdatasync/fsync call flushed, in order
 
@@ -196,5 +196,7 @@ async def test_with_fsync_a_batch_is_on_disk_before_write_returns(
         flushed.clear()
         await plain.write([row(2)])
         assert flushed == []  # default: page cache only (safe from a killed process, not a power cut)
+        await plain.sync()
+        assert plain._connection().execute("PRAGMA synchronous").fetchone()[0] == 2  # imports: FULL
     finally:
         await plain.close()

@@ -107,7 +107,7 @@ class PostgresSpool(SpoolSink):
 
     def __init__(self, folder: Path, dsn: str, fsync: bool = False) -> None:
         super().__init__(folder, fsync)
-        self.target = PostgresSink(dsn, fsync)
+        self.target = PostgresSink(dsn, fsync=True)  # a file is deleted only after a durable commit
         self._lock = asyncio.Lock()
 
     async def close(self) -> None:

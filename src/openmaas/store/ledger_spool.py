@@ -15,10 +15,12 @@ are skipped. Reads that must see every row (reports, audit, budget seeding)
 call ``sync``; every gateway start and every ``openmaas`` command imports what
 a killed process left (``recover``).
 
-With ``fsync`` (``metering.ledger_fsync``) a batch is durable only once the file's
-data (and, for a new file, its directory entry) is on disk, and imports commit
-with ``synchronous=FULL``: it then survives a power loss too, at the price of a
-disk flush per batch.
+Imports always commit durably (``synchronous=FULL``; on PostgreSQL
+``synchronous_commit = on``) before deleting their file: one disk flush per
+import, so a power loss can only take rows not yet imported (≤ ``IMPORT_SECONDS``),
+from the page cache. With ``fsync`` (``metering.ledger_fsync``) a batch is
+durable only once the file's data (and, for a new file, its directory entry) is
+on disk: it then survives a power loss too, at the price of a disk flush per batch.
 
 Files: ``<database>-ledger/<node>-<seq>.jsonl`` (SQLite; PostgreSQL: a folder in the
 data directory, ``store.ledger_pg.spool_folder``), each held under an exclusive
@@ -208,8 +210,8 @@ class SQLiteSpool(SpoolSink):
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
-            synchronous = "FULL" if self.fsync else "NORMAL"  # FULL: imported rows on disk before their file goes
-            for pragma in ("journal_mode=WAL", f"synchronous={synchronous}", f"busy_timeout={self.BUSY_TIMEOUT_MS}"):
+            # FULL: imported rows are on disk before their file is deleted (one fsync per import)
+            for pragma in ("journal_mode=WAL", "synchronous=FULL", f"busy_timeout={self.BUSY_TIMEOUT_MS}"):
                 conn.execute(f"PRAGMA {pragma}")
             self._conn = conn
         return self._conn
