@@ -200,3 +200,24 @@ async def test_with_fsync_a_batch_is_on_disk_before_write_returns(
         assert plain._connection().execute("PRAGMA synchronous").fetchone()[0] == 2  # imports: FULL
     finally:
         await plain.close()
+
+
+async def test_a_writer_that_died_before_renaming_its_new_file_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A process killed between creating ``.<name>.new`` and renaming it leaves an empty hidden file;
+    importers delete it once it is a minute old and unlocked, and never a live writer's."""
+    db, path = await migrated(tmp_path)
+    folder = spool_dir(str(path))
+    folder.mkdir()
+    stale, fresh, held = (folder / f".dead-{n}-00000001.jsonl.new" for n in ("stale", "fresh", "held"))
+    for f in (stale, fresh, held):
+        f.touch()
+    os.utime(stale, (0, 0))
+    os.utime(held, (0, 0))
+    fd = os.open(held, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a writer still owns it
+    try:
+        recover(str(path))
+        assert not stale.exists() and fresh.exists() and held.exists()
+    finally:
+        os.close(fd)
+    await db.close()

@@ -28,7 +28,7 @@ from sqlalchemy import BigInteger, Boolean, Float, Integer
 from sqlalchemy.engine import make_url
 
 from openmaas.store.ledger_sink import COLUMNS, LedgerSink, Row
-from openmaas.store.ledger_spool import SpoolSink, claim, parse
+from openmaas.store.ledger_spool import SpoolSink, claim, drop_orphans, parse
 from openmaas.store.schema import usage_events
 
 log = logging.getLogger("openmaas.ledger")
@@ -118,6 +118,8 @@ class PostgresSpool(SpoolSink):
 
     async def _import(self, paths: list[Path] | None) -> None:
         async with self._lock:
+            if paths is None:
+                await asyncio.to_thread(drop_orphans, self.dir)
             for path in sorted(self.dir.glob("*.jsonl")) if paths is None else paths:
                 await import_file(self.target, path)
 

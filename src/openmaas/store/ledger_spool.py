@@ -38,6 +38,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -218,6 +219,8 @@ class SQLiteSpool(SpoolSink):
 
     def _import_files(self, paths: list[Path] | None) -> None:
         imported = 0
+        if paths is None:
+            drop_orphans(self.dir)
         for path in sorted(self.dir.glob("*.jsonl")) if paths is None else paths:
             imported += import_file(self._connection(), path)
         if imported:
@@ -237,6 +240,23 @@ def flush(fd: int, folder: Path | None) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def drop_orphans(folder: Path, older_than: float = 60.0) -> None:
+    """Delete the hidden ``.*.new`` files of writers that died between creating a spool file and
+    renaming it (nothing is written before the rename, so they are empty): those no one holds and
+    older than a minute, so that a writer between its create and its lock is never raced."""
+    cutoff = time.time() - older_than
+    for path in folder.glob(".*.jsonl.new"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime > cutoff:
+                continue
+            claimed = claim(path)
+            if claimed is not None:
+                try:
+                    path.unlink()
+                finally:
+                    os.close(claimed[0])
 
 
 def claim(path: Path) -> tuple[int, bytes] | None:
@@ -308,6 +328,7 @@ def recover(db_path: str, folder: Path | None = None) -> int:
     folder = folder or spool_dir(db_path)
     if not folder.is_dir():
         return 0
+    drop_orphans(folder)
     conn = sqlite3.connect(db_path, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout={SQLiteSpool.BUSY_TIMEOUT_MS}")
