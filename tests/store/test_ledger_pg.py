@@ -76,10 +76,12 @@ async def test_a_killed_writers_torn_and_corrupt_files(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "dead-1.jsonl").write_bytes(spool_line([0, 1]) + b'[["evt_x", "req_x"')  # torn by a power cut
     (folder / "dead-2.jsonl").write_bytes(b"not json\n" + spool_line([2]))
+    (folder / "dead-3.jsonl").write_bytes(spool_line([3]) + b"[[\xff\xfe]]\n")  # not even UTF-8
     await db.migrate()
     assert await count(db) == (2, 1, 1)  # rows 0 and 1; the torn line ignored
     assert not (folder / "dead-1.jsonl").exists()
     assert (folder / "dead-2.corrupt").exists(), "a corrupt file is set aside, not deleted"
+    assert (folder / "dead-3.corrupt").exists()
     await db.close()
 
 

@@ -130,27 +130,43 @@ async def import_file(target: PostgresSink, path: Path) -> None:
     Its lines (each a JSON array of rows) are joined into one array without being parsed here;
     only if PostgreSQL refuses the JSON is the file parsed line by line (a corrupt line sets it
     aside, ``store.ledger_spool.parse``)."""
-    claimed = await asyncio.to_thread(claim, path)
+    claimed = await asyncio.to_thread(_claim_joined, path)  # off the event loop: files reach megabytes
     if claimed is None:
         return
-    fd, data = claimed
+    fd, data, joined = claimed
     try:
-        lines = data.split(b"\n")
-        tail = lines.pop()  # b"" when the file ends on a whole line
-        if tail:
-            log.warning("ledger spool %s ends in a torn line (%d bytes), ignored", path.name, len(tail))
-        inner = [line[1:-1] for line in lines if len(line) > 2]
-        if inner:
-            try:
-                await target.write_json((b"[" + b",".join(inner) + b"]").decode())
-            except asyncpg.DataError:
-                rows = parse(data, path)
-                if rows is None:
-                    return  # set aside as .corrupt
-                await target.write_json(orjson.dumps(rows).decode())
+        imported = False
+        if joined:
+            with contextlib.suppress(asyncpg.DataError):  # not JSON to PostgreSQL: parse it here
+                await target.write_json(joined)
+                imported = True
+        if joined is not None and not imported:
+            rows = parse(data, path)
+            if rows is None:
+                return  # set aside as .corrupt
+            await target.write_json(orjson.dumps(rows).decode())
         await asyncio.to_thread(path.unlink, missing_ok=True)
     finally:
         os.close(fd)
+
+
+def _claim_joined(path: Path) -> tuple[int, bytes, str | None] | None:
+    """``claim``, and the file's rows as one JSON array (None: it holds none; "": not UTF-8)."""
+    claimed = claim(path)
+    if claimed is None:
+        return None
+    fd, data = claimed
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends on a whole line
+    if tail:
+        log.warning("ledger spool %s ends in a torn line (%d bytes), ignored", path.name, len(tail))
+    inner = [line[1:-1] for line in lines if len(line) > 2]
+    if not inner:
+        return fd, data, None
+    try:
+        return fd, data, (b"[" + b",".join(inner) + b"]").decode()
+    except UnicodeDecodeError:
+        return fd, data, ""  # unreadable: parsed line by line, and set aside
 
 
 async def recover(folder: Path, dsn: str) -> None:
