@@ -119,3 +119,40 @@ async def test_a_settlement_after_its_reservations_were_swept_releases_nothing_t
     finally:
         await a.close()
         await b.close()
+
+
+class LosingReplies(RedisCounters):
+    """Redis runs the first call that carries settlements, but its reply never arrives (the connection
+    drops after the script ran) — or, with ``before``, the call never reaches Redis at all."""
+
+    def __init__(self, *args: Any, before: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before = before
+        self.failures = 0
+
+    async def _run(self, batch: Any, settlements: list[Settlement], call_id: str) -> list[str]:
+        if settlements and not self.failures:
+            self.failures += 1
+            if not self.before:
+                await super()._run(batch, settlements, call_id)
+            raise ConnectionError("connection lost")
+        return await super()._run(batch, settlements, call_id)
+
+
+@pytest.mark.parametrize("before", [False, True], ids=["reply-lost", "never-sent"])
+async def test_settlements_of_a_failed_call_are_applied_exactly_once(before: bool) -> None:
+    """A settlement lost to a Redis failure would hold its reservation until the period ends; sent again
+    blindly, one whose reply was lost would be applied twice. Retried under the same call id: once."""
+    await reset_postgres_and_redis()
+    counters = LosingReplies(REDIS_URL, leases=Leases(0), before=before)
+    await counters.start()
+    q = quota(10_000, "q:usd:key:k9:all")
+    try:
+        await counters.seed(q, 0)
+        for _ in range(3):
+            assert (await counters.admit([], [(q, 1000)])).ok
+        await counters.settle([Settlement(quotas=[(q, 1000, 300)])] * 3)  # returns once applied, after the retry
+        assert counters.failures == 1
+        assert await counters.quota_state(q) == (900, 0)
+    finally:
+        await counters.close()

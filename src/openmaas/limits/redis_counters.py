@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -29,6 +30,7 @@ from openmaas.limits.redis_scripts import CALL, RELEASE_DEAD
 
 log = logging.getLogger("openmaas.limits")
 
+_Group = tuple[list[Settlement], "asyncio.Future[None] | None"]  # one ``settle`` call's settlements, and its waiter
 _Request = tuple[list[tuple[Bucket, float]], list[tuple[Quota, int]], list[float] | None, "asyncio.Future[Admission]"]
 
 
@@ -57,6 +59,7 @@ class RedisCounters(Counters):
         leases: Leases | None = None,
         settle_delay: float = 0.02,
         heartbeat: float = 30.0,
+        settle_timeout: float = 10.0,
     ) -> None:
         """``leases``: how this replica leases capacity of hot counters (``Leases(0)``: never).
         ``settle_delay``: how long settlements may wait for an admission call to ride along with.
@@ -69,6 +72,7 @@ class RedisCounters(Counters):
         self.node = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
         self._owned = f"{prefix}owned:{self.node}"
         self.heartbeat = heartbeat
+        self.settle_timeout = settle_timeout
         self._keeper: asyncio.Task[None] | None = None
         self.leases = leases if leases is not None else Leases()
         self.settle_delay = settle_delay
@@ -76,7 +80,13 @@ class RedisCounters(Counters):
         self._alarm: asyncio.Handle | None = None  # wakes the caller at the next deadline
         self._alarm_at = 0.0
         self._waiting: list[_Request] = []
-        self._settling: list[tuple[list[Settlement], asyncio.Future[None] | None]] = []
+        self._settling: list[_Group] = []
+        # settlements of a call that failed: maybe applied, maybe not — sent again, alone, under the
+        # same call id (the script applies a call id's settlements once), until Redis answers
+        self._in_doubt: tuple[str, list[_Group]] | None = None
+        self._calls = itertools.count()
+        self._retry_at = 0.0
+        self._backoff = 0.05
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -158,7 +168,9 @@ class RedisCounters(Counters):
 
     async def settle(self, settlements: list[Settlement]) -> None:
         """Queue for the next script call — the next admissions' own, or one within ``settle_delay``
-        when none comes (leased keys rarely need one) — and return once applied."""
+        when none comes (leased keys rarely need one) — and return once applied. While Redis is
+        unreachable they stay queued and are sent again; the wait here gives up after
+        ``settle_timeout`` (the settlements themselves are kept)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         if not self._settling:
@@ -166,9 +178,11 @@ class RedisCounters(Counters):
         self._settling.append((settlements, future))
         if self._task is None:  # not started, or closed: apply now
             await self._call([])
+            if not future.done():
+                raise ServiceUnavailable("Rate limits are unavailable; please retry.")
         else:
             self._wake.set()
-        await future
+        await asyncio.wait_for(asyncio.shield(future), self.settle_timeout)
 
     async def _caller(self) -> None:
         """Send a call when admissions wait, when settlements have waited ``settle_delay``, or when
@@ -196,8 +210,12 @@ class RedisCounters(Counters):
                 if not self._settling:
                     self._settling_since = now
                 self._settling.append((returned, None))
-        settle_at = self._settling_since + self.settle_delay if self._settling else None
-        if self._waiting or (settle_at is not None and (settle_at <= now or self._closing)):
+        if self._in_doubt is not None:  # first the call that failed, after a pause
+            settle_at: float | None = self._retry_at
+        else:
+            settle_at = self._settling_since + self.settle_delay if self._settling else None
+        closing_now = self._closing and self._in_doubt is None  # a failed call still waits its pause
+        if self._waiting or (settle_at is not None and (settle_at <= now or closing_now)):
             batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
             await self._call(batch)
             return True
@@ -215,21 +233,31 @@ class RedisCounters(Counters):
         return True
 
     async def _call(self, batch: list[_Request]) -> None:
-        """One script call: every queued settlement, then ``batch``'s admissions. Never raises: a
-        failure (Redis unreachable) fails these requests and settlements; later ones try again."""
-        settling, self._settling = self._settling, []
+        """One script call: queued settlements (or, first, those of a call that failed), then
+        ``batch``'s admissions. Never raises: a failure (Redis unreachable) fails these requests;
+        the settlements are kept and sent again under the same call id."""
+        if self._in_doubt is not None:
+            call_id, groups = self._in_doubt
+        else:
+            call_id, groups = f"{self.node}:{next(self._calls)}", self._settling
+            self._settling = []
         try:
-            verdicts = await self._run(batch, [s for group, _ in settling for s in group])
+            verdicts = await self._run(batch, [s for group, _ in groups for s in group], call_id)
         except Exception as exc:
             self._answered(batch)
             for _, _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
-            for _, done in settling:
-                if done is not None and not done.done():
-                    done.set_exception(exc)
+            if groups:
+                self._in_doubt = (call_id, groups)
+                self._retry_at = asyncio.get_running_loop().time() + self._backoff
+                self._backoff = min(2.0, self._backoff * 2)
+                log.warning(
+                    "redis counters: a call failed (%s); its settlements will be sent again", type(exc).__name__
+                )
             return
-        for _, done in settling:
+        self._in_doubt, self._backoff = None, 0.05
+        for _, done in groups:
             if done is not None and not done.done():
                 done.set_result(None)
         self._answered(batch)
@@ -267,7 +295,7 @@ class RedisCounters(Counters):
                     if asked:
                         self.leases.answered(name, asked)
 
-    async def _run(self, batch: list[_Request], settlements: list[Settlement]) -> list[str]:
+    async def _run(self, batch: list[_Request], settlements: list[Settlement], call_id: str) -> list[str]:
         index: dict[str, int] = {}
 
         def slot(name: str) -> int:
@@ -302,7 +330,7 @@ class RedisCounters(Counters):
                 spec += (slot(quota.name), quota.limit, amount, asks[i] if asks else 0)
                 i += 1
             requests.append(spec)
-        keys = [self.prefix + name for name in index] + [self._owned]
+        keys = [self.prefix + name for name in index] + [f"{self.prefix}call:{call_id}", self._owned]
         call = (settle, requests, self.leases.share, self.node)
         result: list[str] = await self._script(keys=keys, args=[orjson.dumps(call)])
         return result

@@ -25,6 +25,7 @@ local call = cjson.decode(ARGV[1])
 local share = call[3]
 local mine = 'r:' .. call[4]  -- this replica's share of a quota's reservations
 local owned = KEYS[#KEYS]     -- the set of quota keys this replica holds reservations in
+-- KEYS[#KEYS - 1]: this call's id, remembered 5 minutes once its settlements are applied
 local levels, dirty, sums, reserved = {}, {}, {}, {}
 local function level(k, cap)
   local v = levels[k]
@@ -49,16 +50,19 @@ local function release(k, amount)  -- never more than this replica holds (a swee
 end
 local s = call[1]
 local nb = s[1]
-for i = 0, nb - 1 do
-  local k, cap = s[2 + 3 * i], s[3 + 3 * i]
-  levels[k] = math.min(cap, level(k, cap) + s[4 + 3 * i])
-  dirty[k] = true
-end
 local o = 2 + 3 * nb
-for j = 0, s[o] - 1 do
-  local k = s[o + 1 + 3 * j]
-  release(k, s[o + 2 + 3 * j])
-  incr(k, 's', s[o + 3 + 3 * j])
+-- Settlements once per call id: a call retried after its reply was lost applies them only once.
+if (nb > 0 or s[o] > 0) and redis.call('SET', KEYS[#KEYS - 1], '1', 'NX', 'EX', 300) then
+  for i = 0, nb - 1 do
+    local k, cap = s[2 + 3 * i], s[3 + 3 * i]
+    levels[k] = math.min(cap, level(k, cap) + s[4 + 3 * i])
+    dirty[k] = true
+  end
+  for j = 0, s[o] - 1 do
+    local k = s[o + 1 + 3 * j]
+    release(k, s[o + 2 + 3 * j])
+    incr(k, 's', s[o + 3 + 3 * j])
+  end
 end
 local out = {}
 for r, a in ipairs(call[2]) do
