@@ -50,9 +50,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 class Database:
     def __init__(self, url: str, spool: Path | Literal["auto"] | None = "auto") -> None:
-        """``spool``: the ledger's spool folder (``store.ledger_spool``), None for none; "auto": SQLite
-        on disk spools beside its file, PostgreSQL does not (``Settings.ledger_spool`` decides for
-        servers and commands)."""
+        """``spool``: the ledger's spool folder (``metering.ledger_spool``), None for none; "auto":
+        SQLite on disk spools beside its file, PostgreSQL does not (``Settings.database()`` decides
+        for servers and commands)."""
         self.url = normalize_url(url)
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         if self.dialect == "sqlite":
@@ -80,6 +80,11 @@ class Database:
         path = self.url.split(":///", 1)[1]
         return None if not path or path == ":memory:" else str(Path(path).expanduser())
 
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The PostgreSQL URL as asyncpg takes it (the ledger's own connections bypass SQLAlchemy)."""
+        return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
     async def migrate(self) -> None:
         """Bring the store up to date: the schema, then the ledger spool a killed gateway left."""
         async with self.engine.begin() as conn:
@@ -97,7 +102,7 @@ class Database:
         elif self.dialect == "postgresql":
             from openmaas.store import ledger_pg
 
-            await ledger_pg.recover(self.spool, make_url(self.url).set(drivername="postgresql").render_as_string(False))
+            await ledger_pg.recover(self.spool, self.asyncpg_dsn)
 
     def insert_ignore(self, table: Table) -> Insert:
         """INSERT … ON CONFLICT DO NOTHING: writing the same row twice is a no-op."""

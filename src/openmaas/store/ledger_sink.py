@@ -17,8 +17,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from openmaas.store.db import Database
 from openmaas.store.schema import usage_events
 
@@ -51,7 +49,7 @@ def sink_for(db: Database, fsync: bool = False) -> LedgerSink:
     if db.dialect == "postgresql":
         from openmaas.store.ledger_pg import PostgresSink, PostgresSpool
 
-        dsn = make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        dsn = db.asyncpg_dsn
         return PostgresSpool(db.spool, dsn, fsync) if db.spool is not None else PostgresSink(dsn, fsync)
     if db.spool is not None and db.sqlite_path is not None:
         from openmaas.store.ledger_spool import SQLiteSpool
