@@ -22,6 +22,15 @@ def budget(limit: int) -> Quota:
     return Quota("q:usd:key:hot:all", "nanos", limit, "key_id", "hot", 0.0, None)
 
 
+async def seeded(leases: Leases, limit: int) -> tuple[RedisCounters, Quota]:
+    """On a clean Redis: a started replica, and a budget of ``limit`` whose spend is loaded (0)."""
+    await reset_postgres_and_redis()
+    counters = await started(leases)
+    q = budget(limit)
+    await counters.seed(q, 0)
+    return counters, q
+
+
 async def started(leases: Leases) -> RedisCounters:
     counters = RedisCounters(REDIS_URL, leases=leases)
     await counters.start()
@@ -29,11 +38,8 @@ async def started(leases: Leases) -> RedisCounters:
 
 
 async def test_a_hot_key_is_admitted_from_leases_without_a_round_trip() -> None:
-    await reset_postgres_and_redis()
-    counters = await started(Leases(seconds=30))
-    q = budget(10**12)
+    counters, q = await seeded(Leases(seconds=30), 10**12)
     try:
-        await counters.seed(q, 0)
         for _ in range(5):  # demand builds up; these go to Redis and take leases on top
             assert (await counters.admit([(RPM, 1), (TPM, 100)], [(q, 1000)])).ok
         assert set(counters.leases.held) == {RPM.name, TPM.name, q.name}
@@ -53,11 +59,8 @@ async def test_a_hot_key_is_admitted_from_leases_without_a_round_trip() -> None:
 
 
 async def test_expired_leases_are_given_back() -> None:
-    await reset_postgres_and_redis()
-    counters = await started(Leases(seconds=0.05))
-    q = budget(10**12)
+    counters, q = await seeded(Leases(seconds=0.05), 10**12)
     try:
-        await counters.seed(q, 0)
         for _ in range(20):
             assert (await counters.admit([(TPM, 100)], [(q, 1000)])).ok
         for _ in range(100):  # the caller wakes up to give back what expired, without any traffic
@@ -78,11 +81,8 @@ async def test_expired_leases_are_given_back() -> None:
 async def test_near_its_limit_a_counter_is_checked_in_redis_request_by_request() -> None:
     """A lease is at most 1 % of the headroom and at least one request: a budget of 100 requests'
     reservations admits exactly 100 from one replica, leases or not."""
-    await reset_postgres_and_redis()
-    counters = await started(Leases(seconds=30))
-    q = budget(100 * 1000)
+    counters, q = await seeded(Leases(seconds=30), 100 * 1000)
     try:
-        await counters.seed(q, 0)
         admitted = 0
         while (await counters.admit([], [(q, 1000)])).ok:
             admitted += 1
@@ -123,11 +123,8 @@ async def test_two_replicas_with_leases_never_over_admit_and_under_admit_by_litt
 async def test_settlements_without_admissions_are_sent_together() -> None:
     """With leases, admissions rarely call Redis: the ledger's settlements then wait up to
     ``settle_delay`` for company instead of costing a call per ledger batch."""
-    await reset_postgres_and_redis()
-    counters = await started(Leases(seconds=30))
-    q = budget(10**9)
+    counters, q = await seeded(Leases(seconds=30), 10**9)
     try:
-        await counters.seed(q, 0)
         for _ in range(10):
             assert (await counters.admit([], [(q, 1000)])).ok
         before = await script_calls(counters.client)
@@ -143,11 +140,8 @@ async def test_settlements_without_admissions_are_sent_together() -> None:
 
 
 async def test_concurrent_requests_do_not_each_lease_the_whole_demand() -> None:
-    await reset_postgres_and_redis()
-    counters = await started(Leases(seconds=30))
-    q = budget(10**12)
+    counters, q = await seeded(Leases(seconds=30), 10**12)
     try:
-        await counters.seed(q, 0)
         for _ in range(10):
             results: list[Any] = await asyncio.gather(*(counters.admit([(TPM, 100)], [(q, 1000)]) for _ in range(16)))
             assert all(r.ok for r in results)
@@ -164,11 +158,8 @@ def test_the_caller_runs_on_uvloop_with_deadlines_already_past() -> None:
     import uvloop
 
     async def scenario() -> tuple[int, int] | None:
-        await reset_postgres_and_redis()
-        counters = await started(Leases(seconds=0.01))
-        q = budget(10**12)
+        counters, q = await seeded(Leases(seconds=0.01), 10**12)
         try:
-            await counters.seed(q, 0)
             for _ in range(30):
                 assert (await asyncio.wait_for(counters.admit([(TPM, 100)], [(q, 1000)]), 5)).ok
                 await asyncio.wait_for(counters.settle([Settlement([(TPM, 100)], [(q, 1000, 10)])]), 5)
