@@ -65,6 +65,29 @@ def test_run_names_follow_the_suffix_grammar() -> None:
         RunSpec.parse("cascade").ttc(task, None)
 
 
+def test_enforce_runs_send_the_tasks_own_verifier_with_enforce() -> None:
+    task = load("instructions", 1, 0)[0]
+    single = RunSpec.parse("single+enforce")
+    assert single == RunSpec("single+enforce", "single", 1, None, True)
+    assert single.ttc(task, None) == {"strategy": "best_of_n", "n": 1, "verifier": task.verifier, "enforce": True}
+    assert RunSpec.parse("single").ttc(task, None) is None  # plain single stays a plain request
+    cascade = RunSpec.parse("cascade-1+enforce@0.75")
+    assert (cascade.n, cascade.threshold, cascade.enforce) == (1, 0.75, True)
+    assert cascade.ttc(task, "strong") == {
+        "strategy": "cascade",
+        "n": 1,
+        "verifier": task.verifier,
+        "escalate_to": "strong",
+        "threshold": 0.75,
+        "enforce": True,
+    }
+    for bad in ("strong+enforce", "sc-5+enforce", "best-of-4@0.5+enforce"):
+        with pytest.raises(ValueError):
+            RunSpec.parse(bad)
+    with pytest.raises(ValueError):  # nothing to enforce: arithmetic requests carry no verifier
+        RunSpec.parse("best-of-4+enforce").ttc(load("arithmetic", 1, 0)[0], None)
+
+
 def _result(correct: bool, cost: float, confidence: float | None = None) -> TaskResult:
     return TaskResult("t", 1, correct, 10, 10, cost, 0.1, confidence=confidence)
 

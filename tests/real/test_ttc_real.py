@@ -5,6 +5,7 @@ rounds, escalation, and that usage counts every token — not that a 135M model 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openai
@@ -149,3 +150,45 @@ def test_a_streamed_best_of_n_sends_the_chosen_answer_then_usage_with_ttc(client
     summary = (last.model_extra or {})["ttc"]
     assert len(summary["candidates"]) == 3
     assert last.usage.completion_tokens == sum(c["completion_tokens"] for c in summary["candidates"])
+
+
+def test_enforce_makes_the_engine_write_within_the_requests_checks(client: openai.OpenAI) -> None:
+    rules = [
+        {"kind": "lowercase", "value": True},
+        {"kind": "no_commas", "value": True},
+        {"kind": "starts_with", "value": 'Note "A"'},  # a quotation mark must reach llama.cpp escaped
+        {"kind": "ends_with", "value": "The end."},
+        {"kind": "max_sentences", "value": 3},
+    ]
+    ask = [{"role": "user", "content": "Write a short text about the sea. " + " ".join(map(checks.describe, rules))}]
+    ttc = {"strategy": "best_of_n", "n": 2, "verifier": {"type": "checks", "checks": rules}, "enforce": True}
+    r = client.chat.completions.create(model="smollm2-135m", messages=ask, max_tokens=160, extra_body={"ttc": ttc})
+    summary = _ttc(r)
+    assert summary["enforced"] == ["lowercase", "no_commas", "starts_with", "ends_with", "max_sentences"]
+    assert all(c["enforced"] for c in summary["candidates"])
+    text = r.choices[0].message.content or ""
+    # what the grammar guarantees from the first token on, whatever the model would have written
+    assert text == text.lower() and "," not in text and text.startswith('note "a"'), text
+    # the ending comes after at most two sentences of the model's own, unless the token budget ran out first
+    finished = r.choices[0].finish_reason == "stop"
+    assert (finished and all(checks.run(text, rules))) or (not finished and not text.endswith("the end.")), text
+    _usage_is_every_call(r, summary)
+
+
+def test_enforce_with_a_json_schema_verifier_gets_valid_json_from_the_engine(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "people": {"type": "integer"}},
+        "required": ["city", "people"],
+    }
+    ttc = {"strategy": "best_of_n", "n": 2, "verifier": {"type": "json_schema", "schema": schema}, "enforce": True}
+    r = client.chat.completions.create(
+        model="smollm2-135m",
+        messages=[{"role": "user", "content": "Which city is the capital of France, and how many people live there?"}],
+        max_tokens=96,
+        extra_body={"ttc": ttc},
+    )
+    summary = _ttc(r)
+    assert summary["enforced"] == ["json_schema"] and all(c["enforced"] for c in summary["candidates"])
+    assert [c["score"] for c in summary["candidates"]] == [1.0, 1.0]
+    assert set(json.loads(r.choices[0].message.content or "")) >= {"city", "people"}

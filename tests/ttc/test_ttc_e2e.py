@@ -49,6 +49,8 @@ async def stack(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, policy: str = "a
                 fake("strong", 10, reply="The answer is 42."),
                 fake("judge", 1, reply="Score: 9"),
                 fake("cloud-strong", 10, "cloud", reply="The answer is 42."),
+                # takes a grammar, as llama.cpp does: without one it writes what the checks below refuse
+                fake("shaped", 1, reply="Hello, World", grammar_reply="hello world"),
             ],
             "aliases": {},
             "ttc": {"max_n": 8, "max_rounds": 3, "judge_model": "judge"},
@@ -180,6 +182,47 @@ async def test_a_cascade_may_try_a_local_best_of_n_before_escalating(tmp_path, m
         assert event["cost_usd"] == pytest.approx(info["usage"]["cost_usd"])
 
 
+LOWER_NO_COMMAS = {"type": "checks", "checks": [{"kind": "lowercase"}, {"kind": "no_commas"}]}
+
+
+async def test_enforce_sends_the_checks_grammar_to_deployments_that_take_one(tmp_path, monkeypatch):
+    async with stack(tmp_path, monkeypatch) as s:
+        ttc = {"strategy": "best_of_n", "n": 2, "verifier": LOWER_NO_COMMAS, "enforce": True}
+        shaped = await s.client.chat.completions.create(model="shaped", messages=ASK, extra_body={"ttc": ttc})
+        info = (shaped.model_extra or {})["ttc"]
+        assert info["enforced"] == ["lowercase", "no_commas"]
+        assert [c["enforced"] for c in info["candidates"]] == [True, True]
+        assert shaped.choices[0].message.content == "hello world" and info["candidates"][0]["score"] == 1.0
+        # without enforce the same deployment writes unconstrained, and the checks fail it
+        plain = {**ttc, "enforce": False}
+        free = await s.client.chat.completions.create(model="shaped", messages=ASK, extra_body={"ttc": plain})
+        info = (free.model_extra or {})["ttc"]
+        assert info["enforced"] == [] and [c["enforced"] for c in info["candidates"]] == [False, False]
+        assert free.choices[0].message.content == "Hello, World" and info["candidates"][0]["score"] == 0.0
+        # a deployment that takes no grammar gets the request unchanged; its answers are still verified
+        other = await s.client.chat.completions.create(model="cheap", messages=ASK, extra_body={"ttc": ttc})
+        assert [c["enforced"] for c in (other.model_extra or {})["ttc"]["candidates"]] == [False, False]
+        # the caller's own grammar comes first
+        own = await s.client.chat.completions.create(
+            model="shaped", messages=ASK, extra_body={"ttc": ttc, "grammar": 'root ::= "x"'}
+        )
+        assert [c["enforced"] for c in (own.model_extra or {})["ttc"]["candidates"]] == [False, False]
+
+
+async def test_an_enforced_cascade_escalates_to_a_model_without_grammars_unchanged(tmp_path, monkeypatch):
+    rules = {"type": "checks", "checks": [{"kind": "lowercase"}, {"kind": "include", "value": ["answer"]}]}
+    async with stack(tmp_path, monkeypatch) as s:
+        ttc = {"strategy": "cascade", "escalate_to": "strong", "verifier": rules, "threshold": 1.0, "enforce": True}
+        raw = await s.client.chat.completions.with_raw_response.create(
+            model="shaped", messages=ASK, extra_body={"ttc": ttc}
+        )
+        info = json.loads(raw.text)["ttc"]
+        assert info["escalated"] is True  # "hello world" is lowercase but lacks "answer"
+        assert [(c["deployment"], c["enforced"]) for c in info["candidates"]] == [("shaped", True), ("strong", False)]
+        event = await ledger(s, raw)
+        assert event["completion_tokens"] == 2 + 4  # "hello world" and "The answer is 42.": both billed
+
+
 async def test_a_cascade_never_escalates_personal_data_past_the_privacy_policy(tmp_path, monkeypatch):
     async with stack(tmp_path, monkeypatch, policy="local_only") as s:
         ttc = {"strategy": "cascade", "escalate_to": "cloud-strong", "verifier": "logprob"}
@@ -242,6 +285,9 @@ async def test_judge_scores_are_metered_and_streaming_sends_the_chosen_answer(tm
             "response_format.json_schema.schema",
         ),
         ("cheap", {"ttc": "best_of_n"}, "ttc"),
+        ("cheap", {"ttc": {"strategy": "best_of_n", "verifier": LOWER_NO_COMMAS, "enforce": "yes"}}, "ttc.enforce"),
+        ("cheap", {"ttc": {"strategy": "best_of_n", "verifier": "vote", "enforce": True}}, "ttc.enforce"),
+        ("cheap", {"ttc": {"strategy": "self_consistency", "enforce": True}}, "ttc.enforce"),
         ("cheap", {"ttc": {"strategy": "best_of_n", "surprise": 1}}, "ttc"),
         ("cheap@best-of-99", {}, "ttc.n"),
         ("cheap@magic-3", {}, "model"),

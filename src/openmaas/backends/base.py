@@ -21,6 +21,9 @@ Payload = dict[str, Any]
 
 
 class Backend(ABC):
+    # takes a GBNF ``grammar`` field with a chat request (llama.cpp); used by ``ttc.enforce``
+    accepts_grammar = False
+
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
 

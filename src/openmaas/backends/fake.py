@@ -52,6 +52,9 @@ class FakeBackend(Backend):
         self.logprobs: list[float] = [float(x) for x in p.get("logprobs") or []]
         self.echo_prompt = p.get("echo") == "prompt"
         self.greedy_reply: str | None = p.get("greedy_reply")
+        # takes a grammar (as llama.cpp does) and answers this when it gets one, for ttc.enforce tests
+        self.accepts_grammar = p.get("grammar_reply") is not None
+        self.grammar_reply: str | None = p.get("grammar_reply")
         self.calls = 0
 
     def _maybe_fail(self) -> None:
@@ -75,6 +78,8 @@ class FakeBackend(Backend):
             text = prompt
         if self.greedy_reply is not None and payload.get("temperature") == 0:
             text = self.greedy_reply
+        if self.grammar_reply is not None and payload.get("grammar"):
+            text = self.grammar_reply
         limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
         finish = "stop"
         words = text.split()

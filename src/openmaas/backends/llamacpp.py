@@ -48,6 +48,8 @@ def engine_binary(params: dict[str, Any]) -> Path:
 
 
 class LlamaCppBackend(Backend):
+    accepts_grammar = True
+
     def __init__(self, deployment: Deployment, data_dir: Path | None = None) -> None:
         super().__init__(deployment)
         self.data_dir = Path(data_dir or Path.home() / ".local/share/openmaas")

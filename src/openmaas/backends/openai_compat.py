@@ -31,6 +31,8 @@ class OpenAICompatBackend(Backend):
             headers["authorization"] = f"Bearer {key}"
         self.provider = HTTPProvider(deployment, str(url), headers)
         self.stream_usage = bool(params.get("stream_usage", True))
+        # an upstream that is a llama.cpp server takes grammars too (params.grammar: true)
+        self.accepts_grammar = params.get("grammar") is True
 
     async def close(self) -> None:
         await self.provider.close()

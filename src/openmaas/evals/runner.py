@@ -3,7 +3,9 @@
 A *run* is named like the model suffix grammar: ``single`` (one greedy sample), ``best-of-N``,
 ``sc-N`` (self-consistency), ``refine-R`` (self-refine, up to R rounds), ``cascade`` or
 ``cascade-N`` (local best-of-N first), optionally ``@T`` for the cascade threshold
-(``cascade@0.62``) and ``strong`` (one sample of the escalation model). The request's own
+(``cascade@0.62``) and ``strong`` (one sample of the escalation model). ``+enforce``
+after the strategy (``single+enforce``, ``best-of-8+enforce``, ``cascade-1+enforce@1``)
+sends ``ttc.enforce``: the local model writes under the request's verifier (ttc/enforce.py). The request's own
 verifier comes from the task (its stated checks, schema or examples); tasks that carry none
 use the model's own confidence (``logprob``) for best-of-N and the cascade.
 Scoring (the gold answers) happens here, after the response, never in the request.
@@ -22,7 +24,9 @@ import openai
 
 from openmaas.evals.tasks import Task
 
-_RUN = re.compile(r"^(?P<kind>single|strong|best-of|sc|refine|cascade)(?:-(?P<n>\d+))?(?:@(?P<t>[\d.]+))?$")
+_RUN = re.compile(
+    r"^(?P<kind>single|strong|best-of|sc|refine|cascade)(?:-(?P<n>\d+))?(?P<enforce>\+enforce)?(?:@(?P<t>[\d.]+))?$"
+)
 
 
 @dataclass(frozen=True)
@@ -31,20 +35,35 @@ class RunSpec:
     kind: str
     n: int = 1
     threshold: float | None = None
+    enforce: bool = False
 
     @classmethod
     def parse(cls, name: str) -> RunSpec:
         m = _RUN.match(name.strip())
         if m is None:
             raise ValueError(
-                f"unknown run {name!r}: use single, strong, best-of-N, sc-N, refine-R, cascade[-N][@THRESHOLD]"
+                f"unknown run {name!r}: use single, strong, best-of-N, sc-N, refine-R, cascade[-N][@THRESHOLD],"
+                " with +enforce after the strategy to enforce the request's verifier"
             )
         kind = m.group("kind")
         n = int(m.group("n") or {"best-of": 4, "sc": 5, "refine": 2}.get(kind, 1))
-        return cls(name.strip(), kind, n, float(m.group("t")) if m.group("t") else None)
+        enforce = bool(m.group("enforce"))
+        if enforce and kind in ("strong", "sc"):
+            raise ValueError(f"run {name!r}: +enforce applies to single, best-of, refine and cascade runs")
+        return cls(name.strip(), kind, n, float(m.group("t")) if m.group("t") else None, enforce)
 
     def ttc(self, task: Task, escalate_to: str | None) -> dict[str, Any] | None:
+        spec = self._ttc(task, escalate_to)
+        if spec is not None and self.enforce:
+            if not task.verifier:
+                raise ValueError(f"run {self.name!r}: +enforce needs tasks whose requests carry a verifier")
+            spec["enforce"] = True
+        return spec
+
+    def _ttc(self, task: Task, escalate_to: str | None) -> dict[str, Any] | None:
         verifier = task.verifier or {"type": "logprob"}
+        if self.kind == "single" and self.enforce:  # one greedy answer, written under the request's verifier
+            return {"strategy": "best_of_n", "n": 1, "verifier": verifier}
         if self.kind == "best-of":
             return {"strategy": "best_of_n", "n": self.n, "verifier": verifier}
         if self.kind == "sc":
@@ -123,7 +142,7 @@ class Evaluator:
                 body["logprobs"] = True
         else:
             extra["ttc"] = ttc
-            if run.kind == "cascade" and run.n == 1:
+            if run.kind in ("cascade", "single") and run.n == 1:
                 body["temperature"] = 0  # the calibration assumed the greedy cheap answer
         async with self.limit:
             started = time.perf_counter()

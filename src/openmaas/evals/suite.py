@@ -102,7 +102,8 @@ async def run_plan(
             }
             cal["cheap_step"] = cheap_run.name
             if held:
-                cascade = RunSpec(f"cascade-{cheap_run.n}", "cascade", cheap_run.n, chosen.threshold)
+                label = f"cascade-{cheap_run.n}" + ("+enforce" if cheap_run.enforce else "")
+                cascade = RunSpec(label, "cascade", cheap_run.n, chosen.threshold, cheap_run.enforce)
                 cal["held_out"] = await held_out_check(evaluator, held, cascade, plan.seed + 1, name)
                 summaries.append(
                     {**cal["held_out"]["summary"], "run": f"{cascade.name}@{cascade.threshold:.4g} (held-out)"}

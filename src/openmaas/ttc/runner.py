@@ -19,8 +19,10 @@ from openmaas.metering import tokens
 from openmaas.metering.meter import Outcome, Ticket
 from openmaas.metering.pricing import cost_nanos
 from openmaas.protocol.chat import ChatCompletionRequest
+from openmaas.routing.registry import Target
 from openmaas.routing.router import Route, Served
 from openmaas.ttc import spec as ttc_spec
+from openmaas.ttc.enforce import Enforcement, for_checks, for_json_schema
 from openmaas.ttc.strategies import STRATEGY_FUNCTIONS, Run
 from openmaas.ttc.verifiers import Candidate, Context, build
 
@@ -63,6 +65,7 @@ class TtcRun:
         self.greedy_first = sampled and self.spec.strategy != "self_consistency" and "temperature" not in body
         if sampled:
             self.payload.setdefault("temperature", DEFAULT_TEMPERATURE)
+        self.enforcement = _enforcement(self.spec, body) if self.spec.enforce else None
         if (self.spec.verifier or _default_verifier(self.spec, body)).type == "logprob":
             self.payload["logprobs"] = True
         self.routes: list[Route] = []
@@ -77,7 +80,14 @@ class TtcRun:
         self, payload: dict[str, Any], model: str | None, role: str, route: Route | None = None
     ) -> Candidate:
         route = route or self._route(model or self.request.model, payload)
-        result, served = await self.gateway.router.run(route, lambda t, p: t.backend.chat(p))
+        enforced = [False]
+
+        async def chat(target: Target, body: dict[str, Any]) -> dict[str, Any]:
+            shaped = self._enforce(target, body) if role != "judge" else None
+            enforced[0] = shaped is not None
+            return await target.backend.chat(body if shaped is None else shaped)
+
+        result, served = await self.gateway.router.run(route, chat)
         if served.restorer is not None:
             served.restorer.restore_response(result)
         outcome = await tokens.from_response(served.target.backend, served.payload, result)
@@ -90,9 +100,17 @@ class TtcRun:
             outcome.completion_tokens,
             cost_nanos(deployment, outcome.prompt_tokens, outcome.completion_tokens),
             role,
+            enforced[0],
         )
         self.calls.append(candidate)
         return candidate
+
+    def _enforce(self, target: Target, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The body with the verifier's grammar or schema, where this deployment can take it."""
+        if self.enforcement is None or body.get("tools") or "grammar" in body or "response_format" in body:
+            return None  # the caller's own constraints and tool calls come first
+        caps = target.deployment.capabilities
+        return self.enforcement.apply(body, target.backend.accepts_grammar, caps.json_schema)
 
     async def _judge(self, prompt: str) -> tuple[str, Candidate]:
         model = self.gateway.router.settings.ttc.judge_model or self.request.model
@@ -199,10 +217,12 @@ class TtcRun:
                     "answer": s.answer,
                     "detail": s.detail,
                     "completion_tokens": c.completion_tokens,
+                    "enforced": c.enforced,
                 }
                 for c, s in zip(run.candidates, run.scores, strict=False)
             ],
             "chosen": run.candidates.index(chosen),
+            "enforced": list(self.enforcement.kinds) if self.enforcement else [],
             "rounds": run.rounds,
             "escalated": run.escalated,
             "escalation_refused": run.escalation_refused,
@@ -218,6 +238,17 @@ class TtcRun:
             },
         }
         return result
+
+
+def _enforcement(spec: ttc_spec.TtcSpec, body: dict[str, Any]) -> Enforcement | None:
+    verifier = spec.verifier
+    assert verifier is not None  # spec.parse refuses enforce without one
+    if verifier.type == "checks":
+        return for_checks(verifier.options["checks"])
+    schema = verifier.options.get("schema") or ((body.get("response_format") or {}).get("json_schema") or {}).get(
+        "schema"
+    )
+    return for_json_schema(schema)
 
 
 def _default_verifier(spec: ttc_spec.TtcSpec, body: dict[str, Any]) -> ttc_spec.VerifierSpec:

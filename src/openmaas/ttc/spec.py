@@ -52,6 +52,7 @@ class TtcSpec:
     max_rounds: int
     escalate_to: str | None
     threshold: float
+    enforce: bool = False  # constrain generation by the verifier (ttc/enforce.py)
 
     @property
     def calls(self) -> int:
@@ -117,7 +118,7 @@ def parse(value: Any, max_n: int, max_rounds: int) -> TtcSpec:
     """Validate ``ttc`` from the request body against the caller's limits; any problem is a 400."""
     if not isinstance(value, dict):
         raise _bad('ttc must be an object, e.g. {"strategy": "best_of_n", "n": 4}', "ttc")
-    unknown = set(value) - {"strategy", "n", "verifier", "max_rounds", "escalate_to", "threshold"}
+    unknown = set(value) - {"strategy", "n", "verifier", "max_rounds", "escalate_to", "threshold", "enforce"}
     if unknown:
         raise _bad(f"Unknown ttc field(s): {', '.join(sorted(unknown))}", "ttc")
     strategy = value.get("strategy")
@@ -138,7 +139,12 @@ def parse(value: Any, max_n: int, max_rounds: int) -> TtcSpec:
     verifier = parse_verifier(value.get("verifier"))
     if strategy == "self_consistency":
         verifier = verifier or VerifierSpec("vote")
-    return TtcSpec(strategy, n, verifier, rounds, escalate, float(threshold))
+    enforce = value.get("enforce", False)
+    if not isinstance(enforce, bool):
+        raise _bad("ttc.enforce must be true or false", "ttc.enforce")
+    if enforce and (verifier is None or verifier.type not in ("checks", "json_schema")):
+        raise _bad("ttc.enforce needs a checks or json_schema verifier (what it enforces)", "ttc.enforce")
+    return TtcSpec(strategy, n, verifier, rounds, escalate, float(threshold), enforce)
 
 
 def split_suffix(model: str) -> tuple[str, dict[str, Any] | None]:

@@ -37,6 +37,7 @@ class Candidate:
     completion_tokens: int = 0
     cost_nanos: int = 0
     role: str = "candidate"  # candidate | refinement | escalation
+    enforced: bool = False  # generated under the verifier's grammar or schema (ttc.enforce)
 
     @property
     def mean_logprob(self) -> float | None:
