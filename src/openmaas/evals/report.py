@@ -51,6 +51,13 @@ def cascade_table(calibrations: dict[str, dict[str, Any]]) -> str:
                 )
                 + "."
             )
+        reached = chosen["accuracy"] >= cal["target"] * cal["strong_accuracy"] - 1e-12
+        if not reached:
+            lines.append(
+                f"\n**No cascade reaches the target on this set**: the cheap step's verifier cannot tell enough wrong"
+                f" answers from right ones. The most accurate calibrated cascade is shown; the strong model alone"
+                f" ({cal['strong_accuracy']:.3f}) is the better choice here."
+            )
         held = cal.get("held_out")
         if held:
             lines.append(
