@@ -218,3 +218,25 @@ async def test_openai_sdk_through_the_gateway_to_an_anthropic_upstream(tmp_path,
             for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:
                 args += tc.function.arguments or ""
         assert json.loads(args) == {"city": "Paris"}
+
+
+async def test_enforce_sends_the_schema_to_an_upstream_that_honours_it_and_nothing_to_anthropic(
+    tmp_path, monkeypatch
+) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    checks = {"type": "checks", "checks": [{"kind": "lowercase", "value": True}]}
+    async with stack(tmp_path, monkeypatch) as s:
+        client: openai.AsyncOpenAI = s["client"]
+        ttc = {"strategy": "best_of_n", "n": 2, "verifier": {"type": "json_schema", "schema": schema}, "enforce": True}
+        r = await client.chat.completions.create(model="cloud-chat", messages=MSG, extra_body={"ttc": ttc})
+        assert [c["enforced"] for c in (r.model_extra or {})["ttc"]["candidates"]] == [True, True]
+        sent = s["openai_upstream"].requests[-1]
+        assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+        # a grammar goes only where one is taken: an OpenAI-compatible upstream gets none unless params.grammar
+        ttc["verifier"] = checks
+        await client.chat.completions.create(model="cloud-chat", messages=MSG, extra_body={"ttc": ttc})
+        assert "grammar" not in s["openai_upstream"].requests[-1]
+        # the Messages API has no response_format: nothing is claimed as enforced there
+        ttc["verifier"] = {"type": "json_schema", "schema": schema}
+        r = await client.chat.completions.create(model="claude", messages=MSG, extra_body={"ttc": ttc})
+        assert [c["enforced"] for c in (r.model_extra or {})["ttc"]["candidates"]] == [False, False]

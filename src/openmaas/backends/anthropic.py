@@ -22,6 +22,8 @@ from openmaas.settings import Deployment
 
 
 class AnthropicBackend(Backend):
+    accepts_response_format = False  # the Messages API has no such field; the translation drops it
+
     def __init__(self, deployment: Deployment) -> None:
         super().__init__(deployment)
         params = deployment.params
