@@ -192,3 +192,21 @@ def test_enforce_with_a_json_schema_verifier_gets_valid_json_from_the_engine(cli
     assert summary["enforced"] == ["json_schema"] and all(c["enforced"] for c in summary["candidates"])
     assert [c["score"] for c in summary["candidates"]] == [1.0, 1.0]
     assert set(json.loads(r.choices[0].message.content or "")) >= {"city", "people"}
+
+
+@pytest.mark.parametrize("literal", ['Say "hi"', "back\\slash", "tab\there", "[a-z] ^-", "emoji 😀 中", "new\nline"])
+def test_enforced_openings_reach_the_engine_intact_whatever_their_characters(
+    client: openai.OpenAI, literal: str
+) -> None:
+    rules = [{"kind": "starts_with", "value": literal}, {"kind": "no_commas", "value": True}]
+    ttc = {"strategy": "best_of_n", "n": 1, "verifier": {"type": "checks", "checks": rules}, "enforce": True}
+    r = client.chat.completions.create(
+        model="smollm2-135m",
+        messages=[{"role": "user", "content": "Say something."}],
+        max_tokens=24,
+        temperature=0,
+        extra_body={"ttc": ttc},
+    )
+    text = r.choices[0].message.content or ""
+    assert text.startswith(literal) and "," not in text, repr(text)
+    assert _ttc(r)["candidates"][0]["enforced"] is True
