@@ -240,3 +240,16 @@ async def test_enforce_sends_the_schema_to_an_upstream_that_honours_it_and_nothi
         ttc["verifier"] = {"type": "json_schema", "schema": schema}
         r = await client.chat.completions.create(model="claude", messages=MSG, extra_body={"ttc": ttc})
         assert [c["enforced"] for c in (r.model_extra or {})["ttc"]["candidates"]] == [False, False]
+
+
+async def test_a_json_schema_request_to_an_anthropic_deployment_is_refused_not_silently_unformatted(
+    tmp_path, monkeypatch
+) -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    async with stack(tmp_path, monkeypatch) as s:
+        client: openai.AsyncOpenAI = s["client"]
+        sent_before = len(s["anthropic_upstream"].requests)
+        with pytest.raises(openai.BadRequestError) as err:
+            await client.chat.completions.create(model="claude", messages=MSG, response_format=fmt)  # type: ignore[arg-type]
+        assert (err.value.body or {}).get("param") == "response_format", err.value.body
+        assert len(s["anthropic_upstream"].requests) == sent_before  # nothing reached the upstream
