@@ -36,7 +36,7 @@ class Plan:
 BENCHMARKS = Plan(
     task_sets=["arithmetic", "instructions", "extraction"],
     runs=["single", "best-of-4", "best-of-8", "sc-5", "sc-9", "refine-2", "single+enforce", "best-of-8+enforce"],
-    # sized so the whole suite runs in about 80 minutes on 2 cores (SmolLM2, 4 llama.cpp slots); 48 instruction
+    # sized so the whole suite runs in about 30 minutes on 2 cores (SmolLM2, 4 llama.cpp slots); 48 instruction
     # tasks because one task in 24 (0.04) is too coarse for the 2x best-of-8 target
     counts={"arithmetic": 16, "instructions": 48, "extraction": 20},
     # the cascade's cheap step: one greedy local answer or the local best-of-4/8, written freely or under the
