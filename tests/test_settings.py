@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from openmaas.settings import Deployment, Settings, load_settings
+from openmaas.settings import Settings, load_settings
 
 
 def test_the_built_in_default_serves_the_embedded_model() -> None:
@@ -79,12 +79,3 @@ def test_the_example_config_in_the_repository_loads() -> None:
     backends = {d.backend for d in settings.deployments}
     assert backends == {"llamacpp", "openai_compat", "anthropic"}
     assert [t.name for t in settings.aliases["strong"].targets] == ["gpt-4o-mini"]
-
-
-def test_anthropic_deployments_do_not_claim_response_format_unless_told() -> None:
-    claude = Deployment.model_validate({"name": "c", "backend": "anthropic", "capabilities": {"tools": False}})
-    assert claude.capabilities.json_schema is False and claude.capabilities.tools is False
-    assert Deployment.model_validate({"name": "c", "backend": "anthropic"}).capabilities.json_schema is False
-    told = Deployment.model_validate({"name": "c", "backend": "anthropic", "capabilities": {"json_schema": True}})
-    assert told.capabilities.json_schema is True
-    assert Deployment.model_validate({"name": "o", "backend": "openai_compat"}).capabilities.json_schema is True

@@ -104,17 +104,6 @@ class Deployment(_Strict):
     quality: float = Field(default=0.5, ge=0, le=1)
     fallbacks: list[str] = Field(default_factory=list)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _backend_defaults(cls, data: Any) -> Any:
-        # the Anthropic Messages API has no response_format: unless the operator says otherwise, such a
-        # request is routed elsewhere or refused (400) rather than answered with its format silently dropped
-        if isinstance(data, dict) and data.get("backend") == "anthropic":
-            caps = data.get("capabilities")
-            if caps is None or (isinstance(caps, dict) and "json_schema" not in caps):
-                data = {**data, "capabilities": {**(caps or {}), "json_schema": False}}
-        return data
-
     @property
     def upstream_model(self) -> str:
         return self.model or self.name

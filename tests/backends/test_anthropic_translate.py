@@ -2,7 +2,13 @@ import json
 
 import pytest
 
-from openmaas.backends.anthropic_translate import StreamTranslator, from_messages_response, to_messages_request
+from openmaas.backends.anthropic_translate import (
+    FORMAT_TOOL,
+    StreamTranslator,
+    from_messages_response,
+    json_format,
+    to_messages_request,
+)
 from openmaas.errors import InvalidRequest
 
 TOOLS = [
@@ -163,3 +169,24 @@ def test_stream_events_translate_to_chunks_with_tool_call_deltas_and_usage() -> 
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[-1]["usage"] == {"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15}
     assert all(c["id"] == "chatcmpl-msg_1" for c in chunks[1:])
+
+
+def test_json_mode_keeps_only_the_format_tools_input_as_content() -> None:
+    assert json_format({"response_format": {"type": "text"}}) is None
+    schema = {"properties": {"n": {"type": "integer"}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    assert json_format({"response_format": fmt}) == {"type": "object", **schema}
+    resp = {
+        "id": "msg_1",
+        "content": [
+            {"type": "text", "text": "Here you go:"},  # anything but the forced tool's input would break the JSON
+            {"type": "tool_use", "id": "toolu_1", "name": FORMAT_TOOL, "input": {"n": 3}},
+        ],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 5, "output_tokens": 4},
+    }
+    out = from_messages_response(resp, "claude", json_mode=True)
+    assert out["choices"][0]["message"] == {"role": "assistant", "content": '{"n": 3}'}
+    assert out["choices"][0]["finish_reason"] == "stop"
+    plain = from_messages_response(resp, "claude")
+    assert plain["choices"][0]["finish_reason"] == "tool_calls" and plain["choices"][0]["message"]["tool_calls"]

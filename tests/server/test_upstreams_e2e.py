@@ -220,7 +220,7 @@ async def test_openai_sdk_through_the_gateway_to_an_anthropic_upstream(tmp_path,
         assert json.loads(args) == {"city": "Paris"}
 
 
-async def test_enforce_sends_the_schema_to_an_upstream_that_honours_it_and_nothing_to_anthropic(
+async def test_enforce_sends_the_schema_to_openai_compatible_and_anthropic_upstreams_a_grammar_to_neither(
     tmp_path, monkeypatch
 ) -> None:
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -236,20 +236,46 @@ async def test_enforce_sends_the_schema_to_an_upstream_that_honours_it_and_nothi
         ttc["verifier"] = checks
         await client.chat.completions.create(model="cloud-chat", messages=MSG, extra_body={"ttc": ttc})
         assert "grammar" not in s["openai_upstream"].requests[-1]
-        # the Messages API has no response_format: nothing is claimed as enforced there
+        # on Anthropic deployments the schema becomes the forced format tool
         ttc["verifier"] = {"type": "json_schema", "schema": schema}
         r = await client.chat.completions.create(model="claude", messages=MSG, extra_body={"ttc": ttc})
-        assert [c["enforced"] for c in (r.model_extra or {})["ttc"]["candidates"]] == [False, False]
+        summary = (r.model_extra or {})["ttc"]
+        assert [c["enforced"] for c in summary["candidates"]] == [True, True]
+        assert [c["score"] for c in summary["candidates"]] == [1.0, 1.0]  # '{"city": "Paris"}' meets the schema
+        assert s["anthropic_upstream"].requests[-1]["tool_choice"] == {"type": "tool", "name": "json_answer"}
 
 
-async def test_a_json_schema_request_to_an_anthropic_deployment_is_refused_not_silently_unformatted(
+async def test_structured_output_on_an_anthropic_deployment_is_a_forced_tool_returned_as_json(
     tmp_path, monkeypatch
 ) -> None:
-    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}
     async with stack(tmp_path, monkeypatch) as s:
         client: openai.AsyncOpenAI = s["client"]
-        sent_before = len(s["anthropic_upstream"].requests)
-        with pytest.raises(openai.BadRequestError) as err:
-            await client.chat.completions.create(model="claude", messages=MSG, response_format=fmt)  # type: ignore[arg-type]
-        assert (err.value.body or {}).get("param") == "response_format", err.value.body
-        assert len(s["anthropic_upstream"].requests) == sent_before  # nothing reached the upstream
+        r = await client.chat.completions.create(model="claude", messages=MSG, response_format=fmt)  # type: ignore[arg-type]
+        choice = r.choices[0]
+        assert json.loads(choice.message.content or "") == {"city": "Paris"}
+        assert choice.message.tool_calls is None and choice.finish_reason == "stop"
+        sent = s["anthropic_upstream"].requests[-1]
+        assert sent["tools"] == [
+            {"name": "json_answer", "description": sent["tools"][0]["description"], "input_schema": schema}
+        ]
+        assert sent["tool_choice"] == {"type": "tool", "name": "json_answer"}
+        stream = await client.chat.completions.create(
+            model="claude", messages=MSG, response_format={"type": "json_object"}, stream=True
+        )
+        chunks = [c async for c in stream]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert json.loads(text) == {"city": "Paris"}
+        assert not any(c.choices[0].delta.tool_calls for c in chunks if c.choices)
+        assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+        assert s["anthropic_upstream"].requests[-1]["tools"][0]["input_schema"] == {"type": "object"}
+        tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+        for extra in (
+            {"tools": tools},  # both at once: refused rather than one silently winning
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "l", "schema": {"type": "array"}}}},
+        ):
+            body = {"response_format": fmt, **extra}
+            with pytest.raises(openai.BadRequestError) as err:
+                await client.chat.completions.create(model="claude", messages=MSG, **body)  # type: ignore[arg-type]
+            assert (err.value.body or {}).get("param") == "response_format", err.value.body

@@ -13,6 +13,7 @@ import orjson
 from openmaas.backends.anthropic_translate import (
     StreamTranslator,
     from_messages_response,
+    json_format,
     to_messages_request,
 )
 from openmaas.backends.base import Backend, Payload
@@ -22,8 +23,6 @@ from openmaas.settings import Deployment
 
 
 class AnthropicBackend(Backend):
-    accepts_response_format = False  # the Messages API has no such field; the translation drops it
-
     def __init__(self, deployment: Deployment) -> None:
         super().__init__(deployment)
         params = deployment.params
@@ -40,11 +39,11 @@ class AnthropicBackend(Backend):
     async def chat(self, payload: Payload) -> Payload:
         body = to_messages_request({**payload, "stream": False}, self.default_max_tokens)
         resp = await self.provider.post_json("/v1/messages", body)
-        return from_messages_response(resp, payload["model"])
+        return from_messages_response(resp, payload["model"], json_format(payload) is not None)
 
     async def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
         body = to_messages_request({**payload, "stream": True}, self.default_max_tokens)
-        translator = StreamTranslator(payload["model"])
+        translator = StreamTranslator(payload["model"], json_format(payload) is not None)
         async for event_name, data in self.provider.stream_sse("/v1/messages", body):
             try:
                 event = orjson.loads(data)

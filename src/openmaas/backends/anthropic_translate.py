@@ -3,6 +3,11 @@
 ``to_messages_request`` maps an OpenAI chat request to a Messages request;
 ``from_messages_response`` maps a Messages response back; ``StreamTranslator``
 maps Messages stream events to OpenAI chunks one by one.
+
+``response_format`` (``json_object`` / ``json_schema``) has no Messages field: it becomes one tool,
+``FORMAT_TOOL``, whose input schema is the requested schema, with ``tool_choice`` forcing it; the
+tool call's input comes back as the message's JSON content (streamed as content deltas), with
+``finish_reason`` ``stop`` — what an OpenAI client asking for structured output expects.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import Any
 from openmaas.errors import InvalidRequest
 
 Payload = dict[str, Any]
+
+FORMAT_TOOL = "json_answer"  # the forced tool that carries a response_format's JSON
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -123,11 +130,38 @@ def to_messages_request(payload: Payload, default_max_tokens: int = 4096) -> Pay
     choice = _tool_choice(payload.get("tool_choice"), payload.get("parallel_tool_calls"))
     if choice is not None and payload.get("tools"):
         body["tool_choice"] = choice
+    schema = json_format(payload)
+    if schema is not None:
+        if payload.get("tools"):
+            raise InvalidRequest(
+                "response_format together with tools is not supported on Anthropic deployments",
+                param="response_format",
+            )
+        description = "Give your whole answer by calling this tool: its input is the answer."
+        body["tools"] = [{"name": FORMAT_TOOL, "description": description, "input_schema": schema}]
+        body["tool_choice"] = {"type": "tool", "name": FORMAT_TOOL}
     if payload.get("user"):
         body["metadata"] = {"user_id": payload["user"]}
     if payload.get("stream"):
         body["stream"] = True
     return body
+
+
+def json_format(payload: Payload) -> Payload | None:
+    """The JSON Schema a request's ``response_format`` asks for (``{"type": "object"}`` for json_object), or None."""
+    fmt = payload.get("response_format") or {}
+    kind = fmt.get("type")
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind != "json_schema":
+        return None
+    schema = dict((fmt.get("json_schema") or {}).get("schema") or {"type": "object"})
+    if schema.get("type", "object") != "object":
+        raise InvalidRequest(
+            "On Anthropic deployments a response_format schema must describe a JSON object",
+            param="response_format",
+        )
+    return {"type": "object", **schema}
 
 
 def _usage(usage: Payload | None) -> Payload:
@@ -141,11 +175,14 @@ def _usage(usage: Payload | None) -> Payload:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def from_messages_response(resp: Payload, model: str) -> Payload:
+def from_messages_response(resp: Payload, model: str, json_mode: bool = False) -> Payload:
     text: list[str] = []
     calls: list[Payload] = []
     for block in resp.get("content") or []:
-        if block.get("type") == "text":
+        if json_mode:  # only the forced tool's input is the answer
+            if block.get("type") == "tool_use" and block.get("name") == FORMAT_TOOL:
+                text.append(json.dumps(block.get("input") or {}))
+        elif block.get("type") == "text":
             text.append(block["text"])
         elif block.get("type") == "tool_use":
             calls.append(
@@ -158,6 +195,9 @@ def from_messages_response(resp: Payload, model: str) -> Payload:
     message: Payload = {"role": "assistant", "content": "".join(text) if text or not calls else None}
     if calls:
         message["tool_calls"] = calls
+    reason = STOP_REASONS.get(str(resp.get("stop_reason")), "stop")
+    if json_mode and reason == "tool_calls":
+        reason = "stop"
     return {
         "id": "chatcmpl-" + str(resp.get("id", "")),
         "object": "chat.completion",
@@ -168,7 +208,7 @@ def from_messages_response(resp: Payload, model: str) -> Payload:
                 "index": 0,
                 "message": message,
                 "logprobs": None,
-                "finish_reason": STOP_REASONS.get(str(resp.get("stop_reason")), "stop"),
+                "finish_reason": reason,
             }
         ],
         "usage": _usage(resp.get("usage")),
@@ -178,8 +218,10 @@ def from_messages_response(resp: Payload, model: str) -> Payload:
 class StreamTranslator:
     """Feeds on Messages stream events, returns the OpenAI chunks each produces."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, json_mode: bool = False) -> None:
         self.model = model
+        self.json_mode = json_mode  # the forced format tool's input streams as content; nothing else does
+        self.format_block: int | None = None
         self.id = "chatcmpl-anthropic"
         self.created = int(time.time())
         self.usage: Payload = {}
@@ -203,6 +245,10 @@ class StreamTranslator:
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             block = event.get("content_block") or {}
+            if self.json_mode:
+                if block.get("type") == "tool_use" and block.get("name") == FORMAT_TOOL:
+                    self.format_block = int(event.get("index", 0))
+                return []
             if block.get("type") == "tool_use":
                 index = len(self.tool_index)
                 self.tool_index[int(event.get("index", 0))] = index
@@ -225,6 +271,10 @@ class StreamTranslator:
             return []
         if kind == "content_block_delta":
             delta = event.get("delta") or {}
+            if self.json_mode:
+                if delta.get("type") == "input_json_delta" and int(event.get("index", 0)) == self.format_block:
+                    return [self._chunk({"content": delta.get("partial_json", "")})]
+                return []
             if delta.get("type") == "text_delta":
                 return [self._chunk({"content": delta.get("text", "")})]
             if delta.get("type") == "input_json_delta":
@@ -237,8 +287,8 @@ class StreamTranslator:
             return []
         if kind == "message_delta":
             self.usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
-            reason = (event.get("delta") or {}).get("stop_reason")
-            return [self._chunk({}, STOP_REASONS.get(str(reason), "stop"))]
+            reason = STOP_REASONS.get(str((event.get("delta") or {}).get("stop_reason")), "stop")
+            return [self._chunk({}, "stop" if self.json_mode and reason == "tool_calls" else reason)]
         if kind == "message_stop":
             return [
                 {

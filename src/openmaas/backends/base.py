@@ -23,8 +23,6 @@ Payload = dict[str, Any]
 class Backend(ABC):
     # takes a GBNF ``grammar`` field with a chat request (llama.cpp); used by ``ttc.enforce``
     accepts_grammar = False
-    # honours ``response_format`` (structured output); ``ttc.enforce`` also needs capabilities.json_schema
-    accepts_response_format = True
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment

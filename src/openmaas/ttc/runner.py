@@ -109,9 +109,8 @@ class TtcRun:
         """The body with the verifier's grammar or schema, where this deployment can take it."""
         if self.enforcement is None or body.get("tools") or "grammar" in body or "response_format" in body:
             return None  # the caller's own constraints and tool calls come first
-        backend = target.backend
-        json_ok = backend.accepts_response_format and target.deployment.capabilities.json_schema
-        return self.enforcement.apply(body, backend.accepts_grammar, json_ok)
+        caps = target.deployment.capabilities
+        return self.enforcement.apply(body, target.backend.accepts_grammar, caps.json_schema)
 
     async def _judge(self, prompt: str) -> tuple[str, Candidate]:
         model = self.gateway.router.settings.ttc.judge_model or self.request.model
