@@ -105,6 +105,7 @@ class Stream:
     usage: Payload | None = None
     meter: StreamMeter | None = None
     restorer: Restorer | None = None
+    served: Served | None = None  # the deployment and payload that answered
 
     async def chunks(self) -> AsyncIterator[Payload]:
         """The client's chunks. A failure after the first chunk bills what was produced, sends a
@@ -279,6 +280,7 @@ class Gateway:
 
     async def chat(self, body: Payload, call: Call | None = None) -> Payload | Stream:
         call = call or Call()
+        body = self.registry.resolve_pattern(body)
         request = validate(ChatCompletionRequest, body)
         if "@" in request.model and request.model not in self.registry.names():
             base, ttc = ttc_spec.split_suffix(request.model)
@@ -367,7 +369,7 @@ class Gateway:
             meter = StreamMeter(self.metering, ticket, served.target.backend, served.payload)
         if first is None:
             first = {"object": "chat.completion.chunk", "choices": []}
-        return Stream(first, iterator, model, include_usage, meter=meter, restorer=served.restorer)
+        return Stream(first, iterator, model, include_usage, meter=meter, restorer=served.restorer, served=served)
 
     def models(self) -> list[Payload]:
         out = []

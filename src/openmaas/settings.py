@@ -197,6 +197,31 @@ class RagSettings(_Strict):
     index_cache: int = Field(default=16, ge=1)  # knowledge bases whose indexes stay in memory
 
 
+class AnthropicDialect(_Strict):
+    """``volatile_system``: regular expressions (multi-line) removed from the system prompt before any
+    deployment but an Anthropic one sees it — Claude Code's per-request billing line would otherwise
+    change the prompt's first tokens on every turn and defeat a local engine's prompt cache."""
+
+    volatile_system: list[str] = Field(default_factory=lambda: [r"^x-anthropic-billing-header:[^\n]*\n?"])
+
+
+class ResponsesDialect(_Strict):
+    """Stored Responses state. ``store_sensitive``: ``full`` keeps a sensitive request's input and
+    output like any other (in this gateway's own store); ``none`` keeps only the metadata (ids, usage,
+    status) so ``previous_response_id`` cannot continue it. ``retention_days``: older responses are
+    deleted (0 keeps them)."""
+
+    store: bool = True
+    store_sensitive: Literal["full", "none"] = "full"
+    retention_days: float = Field(default=30.0, ge=0)
+    max_background: int = Field(default=16, ge=1)
+
+
+class DialectSettings(_Strict):
+    anthropic: AnthropicDialect = Field(default_factory=AnthropicDialect)
+    responses: ResponsesDialect = Field(default_factory=ResponsesDialect)
+
+
 def _encoder_installed() -> bool:
     import importlib.util
 
@@ -245,6 +270,9 @@ class Settings(_Strict):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     ttc: TtcSettings = Field(default_factory=TtcSettings)
     rag: RagSettings = Field(default_factory=RagSettings)
+    # glob → model: a name no deployment or alias has is served by the first matching pattern's target
+    model_patterns: dict[str, str] = Field(default_factory=lambda: {"claude-*": "default"})
+    dialects: DialectSettings = Field(default_factory=DialectSettings)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Settings:
@@ -253,6 +281,12 @@ class Settings(_Strict):
         if duplicates:
             raise ValueError(f"duplicate deployment names: {sorted(duplicates)}")
         known = {*names, *self.aliases}
+        explicit = "model_patterns" in self.model_fields_set  # the built-in claude-* → default needs no alias
+        for pattern, target in list(self.model_patterns.items()):
+            if target not in known and not explicit:
+                del self.model_patterns[pattern]
+            elif target not in known:
+                raise ValueError(f"model pattern '{pattern}' points to unknown model '{target}'")
         for alias, spec in self.aliases.items():
             if alias in names:
                 raise ValueError(f"alias '{alias}' shadows a deployment of the same name")

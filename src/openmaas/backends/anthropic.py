@@ -18,11 +18,15 @@ from openmaas.backends.anthropic_translate import (
 )
 from openmaas.backends.base import Backend, Payload
 from openmaas.backends.http import HTTPProvider, resolve_api_key
+from openmaas.core.chat import NATIVE_KEY
+from openmaas.core.types import Native
 from openmaas.errors import UpstreamError, redact
 from openmaas.settings import Deployment
 
 
 class AnthropicBackend(Backend):
+    native_dialect = "anthropic"
+
     def __init__(self, deployment: Deployment) -> None:
         super().__init__(deployment)
         params = deployment.params
@@ -36,14 +40,31 @@ class AnthropicBackend(Backend):
     async def close(self) -> None:
         await self.provider.close()
 
+    def _body(self, payload: Payload, stream: bool) -> tuple[Payload, bool]:
+        """The Messages body: a Messages client's own body as is (``cache_control``, thinking, documents,
+        ``top_k``… kept), else the translation of the chat payload; and whether JSON mode applies."""
+        native = payload.get(NATIVE_KEY)
+        if isinstance(native, Native) and native.dialect == self.native_dialect:
+            return {**native.body, "model": payload["model"], "stream": stream}, False
+        body = to_messages_request({**payload, "stream": stream}, self.default_max_tokens)
+        return body, json_format(payload) is not None
+
     async def chat(self, payload: Payload) -> Payload:
-        body = to_messages_request({**payload, "stream": False}, self.default_max_tokens)
+        body, json_mode = self._body(payload, False)
         resp = await self.provider.post_json("/v1/messages", body)
-        return from_messages_response(resp, payload["model"], json_format(payload) is not None)
+        return from_messages_response(resp, payload["model"], json_mode)
+
+    async def count_prompt_tokens(self, payload: Payload) -> int | None:
+        """The upstream's own count (``/v1/messages/count_tokens``)."""
+        body, _ = self._body(payload, False)
+        keep = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+        resp = await self.provider.post_json("/v1/messages/count_tokens", {k: body[k] for k in keep if k in body})
+        count = resp.get("input_tokens")
+        return int(count) if isinstance(count, int) else None
 
     async def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
-        body = to_messages_request({**payload, "stream": True}, self.default_max_tokens)
-        translator = StreamTranslator(payload["model"], json_format(payload) is not None)
+        body, json_mode = self._body(payload, True)
+        translator = StreamTranslator(payload["model"], json_mode)
         async for event_name, data in self.provider.stream_sse("/v1/messages", body):
             try:
                 event = orjson.loads(data)

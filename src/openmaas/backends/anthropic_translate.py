@@ -177,6 +177,8 @@ def _usage(usage: Payload | None) -> Payload:
 
 def from_messages_response(resp: Payload, model: str, json_mode: bool = False) -> Payload:
     text: list[str] = []
+    thinking: list[str] = []
+    signature: str | None = None
     calls: list[Payload] = []
     for block in resp.get("content") or []:
         if json_mode:  # only the forced tool's input is the answer
@@ -184,6 +186,9 @@ def from_messages_response(resp: Payload, model: str, json_mode: bool = False) -
                 text.append(json.dumps(block.get("input") or {}))
         elif block.get("type") == "text":
             text.append(block["text"])
+        elif block.get("type") == "thinking":
+            thinking.append(str(block.get("thinking") or ""))
+            signature = block.get("signature") or signature
         elif block.get("type") == "tool_use":
             calls.append(
                 {
@@ -195,6 +200,9 @@ def from_messages_response(resp: Payload, model: str, json_mode: bool = False) -
     message: Payload = {"role": "assistant", "content": "".join(text) if text or not calls else None}
     if calls:
         message["tool_calls"] = calls
+    if thinking:  # as DeepSeek and llama.cpp name it; the signature lets a Messages client send it back
+        message["reasoning_content"] = "".join(thinking)
+        message["reasoning_signature"] = signature
     reason = STOP_REASONS.get(str(resp.get("stop_reason")), "stop")
     if json_mode and reason == "tool_calls":
         reason = "stop"
@@ -277,6 +285,8 @@ class StreamTranslator:
                 return []
             if delta.get("type") == "text_delta":
                 return [self._chunk({"content": delta.get("text", "")})]
+            if delta.get("type") == "thinking_delta":
+                return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
             if delta.get("type") == "input_json_delta":
                 index = self.tool_index.get(int(event.get("index", 0)), 0)
                 return [

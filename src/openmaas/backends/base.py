@@ -23,6 +23,8 @@ Payload = dict[str, Any]
 class Backend(ABC):
     # takes a GBNF ``grammar`` field with a chat request (llama.cpp); used by ``ttc.enforce``
     accepts_grammar = False
+    # the inbound dialect whose original body this backend takes as is (``core.chat.NATIVE_KEY``)
+    native_dialect: str | None = None
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment

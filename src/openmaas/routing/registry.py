@@ -7,9 +7,11 @@ It owns the backends; which deployment serves a request is decided by
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from openmaas.backends.base import Backend, create_backend
 from openmaas.settings import Deployment, Settings
@@ -41,6 +43,17 @@ class Registry:
         for result in results:
             if isinstance(result, BaseException):
                 log.warning("closing a backend failed: %s", result)
+
+    def resolve_pattern(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body with a model name that only a ``model_patterns`` glob matches replaced by its target
+        (e.g. ``claude-*`` → ``default``: an unchanged Claude Code is served by any model we have)."""
+        model = body.get("model")
+        if not isinstance(model, str) or model in self.deployments or model in self.aliases:
+            return body
+        for pattern, target in self.settings.model_patterns.items():
+            if fnmatch.fnmatchcase(model, pattern):
+                return {**body, "model": target}
+        return body
 
     def names(self) -> list[str]:
         return sorted([*self.deployments, *self.aliases])

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from openmaas.auth.principal import Principal
 from openmaas.backends.base import Payload
+from openmaas.core.chat import NATIVE_KEY
 from openmaas.errors import ContextLengthExceeded, OpenMaaSError, ServiceUnavailable, UpstreamError
 from openmaas.privacy.classify import PrivacyClass, Restorer, Scanned, masked_copy, scan_payload
 from openmaas.privacy.scanner import Scanner
@@ -92,7 +93,7 @@ class Router:
         decision = self.policy.decide(model, endpoint, body, privacy, policy, output_limit, hints)
         return Route(decision, scanned, body)
 
-    def _payload(self, route: Route, target: Target) -> tuple[Payload, Restorer | None]:
+    def payload_for(self, route: Route, target: Target) -> tuple[Payload, Restorer | None]:
         d = route.decision
         restorer = None
         if d.policy == "mask" and d.privacy.sensitive and target.deployment.locality != "local" and route.scanned:
@@ -101,6 +102,10 @@ class Router:
         else:
             payload = dict(route.body)
         payload.pop("route", None)
+        native = payload.pop(NATIVE_KEY, None)
+        # a dialect's own body goes only to a deployment that speaks it, and never when masking applies
+        if native is not None and restorer is None and target.backend.native_dialect == native.dialect:
+            payload[NATIVE_KEY] = native
         payload["model"] = target.deployment.upstream_model
         return payload, restorer
 
@@ -130,7 +135,7 @@ class Router:
                     upstream_failed = True
                     break
                 budget -= 1
-                payload, restorer = self._payload(route, target)
+                payload, restorer = self.payload_for(route, target)
                 started = time.perf_counter()
                 record = Attempt(candidate.name, candidate.locality, "ok", 0.0, restorer is not None)
                 decision.attempts.append(record)

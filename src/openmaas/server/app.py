@@ -11,6 +11,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from openmaas.core.execute import Executor
+from openmaas.dialects.anthropic import routes as anthropic
 from openmaas.errors import OpenMaaSError
 from openmaas.gateway import Gateway
 from openmaas.routing.registry import Registry
@@ -57,8 +59,10 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Starlett
         finally:
             await services.close()
 
+    executor = Executor(gateway)
+    dialects = [*anthropic.routes(executor, settings.dialects.anthropic)]
     app = Starlette(
-        routes=[*routes, *kb_routes, *admin_routes],
+        routes=[*routes, *dialects, *kb_routes, *admin_routes],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={
             OpenMaaSError: errors.handle_openmaas_error,

@@ -12,7 +12,7 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 class RequestIdMiddleware:
-    """Every response carries ``x-request-id``: the client's if valid, else a new one."""
+    """Every response carries ``x-request-id`` (and ``request-id``): the client's if valid, else a new one."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -32,11 +32,12 @@ class RequestIdMiddleware:
         if request_id is None:
             request_id = self.new_id()
         scope.setdefault("state", {})["request_id"] = request_id
-        header = (b"x-request-id", request_id.encode())
+        encoded = request_id.encode()
+        headers = [(b"x-request-id", encoded), (b"request-id", encoded)]  # the second as Anthropic names it
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
+                message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
         await self.app(scope, receive, send_with_id)
