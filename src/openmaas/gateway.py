@@ -55,6 +55,8 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
     raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body_bytes: int | None = None
+    surface: str = "chat"  # the API the request came in through (ledger ``endpoint``): chat, messages, responses
+    privacy: str | None = None  # the privacy class routing gave the request ("public", "sensitive")
 
 
 @dataclass
@@ -223,6 +225,7 @@ class Gateway:
     def _served(self, call: Call, ticket: Ticket | None, route: Route, served: Served | None) -> None:
         decision = route.decision
         header = call.headers["x-openmaas-route"] = decision.header()
+        call.privacy = decision.privacy.label
         if decision.degraded:
             call.headers["x-openmaas-degraded"] = "true"
         log.info("route %s %s", call.request_id, header)
@@ -293,7 +296,7 @@ class Gateway:
         if body.get("ttc") is not None:
             return await TtcRun(self, call, request, body).run()
         route = self._route(call, request.model, "chat", body, request.output_limit)
-        ticket = await self._admit(call, "chat", request.model, route, body, body_bytes=call.body_bytes)
+        ticket = await self._admit(call, call.surface, request.model, route, body, body_bytes=call.body_bytes)
         if request.stream:
             return await self._stream(
                 call, ticket, route, lambda t, p: t.backend.chat_stream(p), request.model, request.wants_usage_chunk

@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 
 from openmaas.core.execute import Executor
 from openmaas.dialects.anthropic import routes as anthropic
+from openmaas.dialects.responses import routes as responses
 from openmaas.errors import OpenMaaSError
 from openmaas.gateway import Gateway
 from openmaas.routing.registry import Registry
@@ -24,6 +25,7 @@ from openmaas.server.middleware import RequestIdMiddleware
 from openmaas.server.routes import routes
 from openmaas.services import Services
 from openmaas.settings import Settings
+from openmaas.store.responses import ResponseStore
 
 log = logging.getLogger("openmaas.server")
 
@@ -60,7 +62,10 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Starlett
             await services.close()
 
     executor = Executor(gateway)
-    dialects = [*anthropic.routes(executor, settings.dialects.anthropic)]
+    dialects = [
+        *anthropic.routes(executor, settings.dialects.anthropic),
+        *responses.routes(executor, ResponseStore(services.db), settings.dialects.responses),
+    ]
     app = Starlette(
         routes=[*routes, *dialects, *kb_routes, *admin_routes],
         middleware=[Middleware(RequestIdMiddleware)],

@@ -149,3 +149,21 @@ kb_chunks = Table(
     Column("tokens", Integer, nullable=False),
     Column("embedding", LargeBinary, nullable=False),  # float32, little-endian, unit length
 )
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64)),  # null: the anonymous caller of an open (loopback) server
+    Column("key_id", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # queued | in_progress | completed | failed | cancelled | incomplete
+    Column("model", String(200), nullable=False),
+    Column("previous_response_id", String(64)),
+    Column("privacy", String(16)),
+    Column("content_stored", Boolean, nullable=False),  # false: a sensitive request under store_sensitive: none
+    Column("background", Boolean, nullable=False),
+    Column("response", JSON, nullable=False),  # the response object as the API returns it
+    Column("input_items", JSON),  # this turn's input items, as given (with ids)
+    Column("conversation", JSON),  # the whole conversation after this response, as input items
+)

@@ -52,7 +52,8 @@ class MessagesAPI:
 
     def _call(self, request: Request) -> Call:
         services: Services = request.app.state.services
-        return Call(request.state.request_id, services.keys.authenticate(api_key(request)))
+        principal = services.keys.authenticate(api_key(request))
+        return Call(request.state.request_id, principal, surface="messages")
 
     async def messages(self, request: Request) -> Response:
         call = self._call(request)

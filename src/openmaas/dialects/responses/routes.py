@@ -1,0 +1,235 @@
+"""Thin routes of the Responses API, its stored state and background runs (errors: the OpenAI envelope)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from openmaas.core.execute import EventStream, Executor
+from openmaas.core.types import Request as Canonical
+from openmaas.dialects.responses.load import Item, load, normalise, validate
+from openmaas.dialects.responses.render import Encoder, Shell, from_result
+from openmaas.dialects.responses.wire import ResponsesRequest
+from openmaas.errors import InvalidRequest, OpenMaaSError, ServiceUnavailable
+from openmaas.gateway import Call
+from openmaas.ids import IdGenerator
+from openmaas.server.routes import api_key, read_json
+from openmaas.services import Services
+from openmaas.settings import ResponsesDialect
+from openmaas.store.responses import ResponseStore, StoredResponse
+
+log = logging.getLogger("openmaas.responses")
+PURGE_EVERY_S = 3600.0
+
+
+def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
+
+
+class ResponsesAPI:
+    def __init__(self, executor: Executor, store: ResponseStore, settings: ResponsesDialect) -> None:
+        self.executor, self.store, self.settings = executor, store, settings
+        self.new_response_id = IdGenerator("resp")
+        self.new_id = IdGenerator("item")
+        self.tasks: dict[str, asyncio.Task[None]] = {}  # background responses running in this process
+        self.last_purge = 0.0
+
+    def _call(self, request: Request) -> Call:
+        services: Services = request.app.state.services
+        principal = services.keys.authenticate(api_key(request))
+        return Call(request.state.request_id, principal, surface="responses")
+
+    async def _save(self, call: Call, shell: Shell, items: list[Item], history: list[Item], response: Item) -> None:
+        kept = not (call.privacy == "sensitive" and self.settings.store_sensitive == "none")
+        stored = response if kept else {**response, "output": [], "openmaas": {"content_stored": False}}
+        await self.store.put(
+            StoredResponse(
+                id=shell.id,
+                tenant_id=call.principal.tenant_id,
+                key_id=call.principal.key_id,
+                status=str(response["status"]),
+                model=shell.model,
+                response=stored,
+                input_items=items if kept else None,
+                conversation=[*history, *items, *response["output"]] if kept else None,
+                content_stored=kept,
+                background=bool(shell.wire.background),
+                previous_response_id=shell.wire.previous_response_id,
+                privacy=call.privacy,
+                created_at=float(shell.created_at),
+            )
+        )
+
+    def _maybe_purge(self) -> None:
+        now = time.time()
+        if self.settings.retention_days <= 0 or now - self.last_purge < PURGE_EVERY_S:
+            return
+        self.last_purge = now
+        cutoff = now - self.settings.retention_days * 86_400
+
+        async def purge() -> None:
+            try:
+                removed = await self.store.purge(cutoff)
+                if removed:
+                    log.info("retention: deleted %d stored responses", removed)
+            except Exception:
+                log.exception("retention purge failed")
+
+        task = asyncio.get_running_loop().create_task(purge())
+        self.tasks[f"purge-{now}"] = task
+        task.add_done_callback(lambda _: self.tasks.pop(f"purge-{now}", None))
+
+    async def create(self, request: Request) -> Response:
+        call = self._call(request)
+        wire = validate(await read_json(request, call))
+        history: list[Item] = []
+        if wire.previous_response_id:
+            previous = await self.store.get(wire.previous_response_id, call.principal.tenant_id)
+            if not previous.content_stored or previous.conversation is None:
+                raise InvalidRequest(
+                    f"Response '{previous.id}' cannot be continued: its content was not stored (sensitive request, "
+                    "dialects.responses.store_sensitive: none)",
+                    param="previous_response_id",
+                )
+            history = previous.conversation
+        items = normalise(wire, self.new_id)
+        canonical = load(wire, items, history)
+        shell = Shell(self.new_response_id(), wire.model, wire, canonical.notes)
+        storing = wire.store is not False and self.settings.store
+        if storing:
+            self._maybe_purge()
+
+        async def finished(response: Item) -> None:
+            if storing:
+                await self._save(call, shell, items, history, response)
+
+        if wire.background:
+            return await self._start_background(call, wire, canonical, shell, items, history, storing)
+        out = await self.executor.run(canonical, call)
+        headers = dict(call.headers)
+        if isinstance(out, EventStream):
+            headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
+            body = Encoder(shell, self.new_id, finished).encode(out.events)
+            response: Response = StreamingResponse(body, media_type="text/event-stream", headers=headers)
+        else:
+            result = from_result(shell, out, self.new_id)
+            await finished(result)
+            response = _json(result, headers=headers)
+        response.raw_headers += call.raw_headers
+        return response
+
+    async def _start_background(
+        self,
+        call: Call,
+        wire: ResponsesRequest,
+        canonical: Canonical,
+        shell: Shell,
+        items: list[Item],
+        history: list[Item],
+        storing: bool,
+    ) -> Response:
+        if not storing:
+            raise InvalidRequest("background responses must be stored (store: true)", param="background")
+        if wire.stream:
+            raise InvalidRequest("background responses are polled with GET; stream must be false", param="stream")
+        running = sum(1 for name in self.tasks if name.startswith("resp_"))
+        if running >= self.settings.max_background:
+            raise ServiceUnavailable("Too many background responses are running; try again shortly.")
+        queued = shell.response("queued", [], None)
+        await self._save(call, shell, items, history, queued)
+        canonical.stream = False
+
+        async def run() -> None:
+            try:
+                await self._save(call, shell, items, history, shell.response("in_progress", [], None))
+                try:
+                    out = await self.executor.run(canonical, call)
+                    assert not isinstance(out, EventStream)  # stream is off for background runs
+                    result = from_result(shell, out, self.new_id)
+                except OpenMaaSError as exc:
+                    error = {"code": exc.code or exc.type, "message": exc.message}
+                    result = shell.response("failed", [], None, error)
+                current = await self.store.get(shell.id, call.principal.tenant_id)
+                if current.status != "cancelled":  # a cancel on another replica wins
+                    await self._save(call, shell, items, history, result)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background response %s failed", shell.id)
+            finally:
+                self.tasks.pop(shell.id, None)
+
+        self.tasks[shell.id] = asyncio.get_running_loop().create_task(run())
+        return _json(queued, headers=call.headers)
+
+    async def retrieve(self, request: Request) -> Response:
+        call = self._call(request)
+        stored = await self.store.get(request.path_params["response_id"], call.principal.tenant_id)
+        return _json(stored.response)
+
+    async def delete(self, request: Request) -> Response:
+        call = self._call(request)
+        response_id = request.path_params["response_id"]
+        await self.store.delete(response_id, call.principal.tenant_id)
+        task = self.tasks.pop(response_id, None)
+        if task is not None:
+            task.cancel()
+        return _json({"id": response_id, "object": "response", "deleted": True})
+
+    async def cancel(self, request: Request) -> Response:
+        call = self._call(request)
+        response_id = request.path_params["response_id"]
+        stored = await self.store.get(response_id, call.principal.tenant_id)
+        if not stored.background:
+            raise InvalidRequest("Only background responses can be cancelled.", param="response_id")
+        task = self.tasks.pop(response_id, None)
+        if task is not None:
+            task.cancel()
+        await self.store.set_status(response_id, call.principal.tenant_id, "cancelled", ("queued", "in_progress"))
+        return _json((await self.store.get(response_id, call.principal.tenant_id)).response)
+
+    async def input_items(self, request: Request) -> Response:
+        call = self._call(request)
+        stored = await self.store.get(request.path_params["response_id"], call.principal.tenant_id)
+        q = request.query_params
+        try:
+            limit = int(q.get("limit", "20"))
+        except ValueError:
+            raise InvalidRequest("limit must be an integer from 1 to 100", param="limit") from None
+        if not 1 <= limit <= 100:
+            raise InvalidRequest("limit must be an integer from 1 to 100", param="limit")
+        order = q.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise InvalidRequest("order must be 'asc' or 'desc'", param="order")
+        items: list[dict[str, Any]] = list(stored.input_items or [])
+        if order == "desc":
+            items.reverse()
+        after = q.get("after")
+        if after:
+            ids = [i.get("id") for i in items]
+            if after not in ids:
+                raise InvalidRequest(f"No input item '{after}' in this response", param="after")
+            items = items[ids.index(after) + 1 :]
+        page = items[:limit]
+        first, last = (page[0].get("id"), page[-1].get("id")) if page else (None, None)
+        return _json(
+            {"object": "list", "data": page, "first_id": first, "last_id": last, "has_more": len(items) > limit}
+        )
+
+
+def routes(executor: Executor, store: ResponseStore, settings: ResponsesDialect) -> list[Route]:
+    api = ResponsesAPI(executor, store, settings)
+    return [
+        Route("/v1/responses", api.create, methods=["POST"]),
+        Route("/v1/responses/{response_id}", api.retrieve, methods=["GET"]),
+        Route("/v1/responses/{response_id}", api.delete, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", api.input_items, methods=["GET"]),
+        Route("/v1/responses/{response_id}/cancel", api.cancel, methods=["POST"]),
+    ]

@@ -1,0 +1,127 @@
+"""Stored Responses (``store: true``), scoped by tenant (SQLite or PostgreSQL, same code).
+
+Every read names the caller's tenant; another tenant's response is reported as not found (its
+existence is not disclosed). ``conversation`` holds the whole conversation after a response as input
+items, so ``previous_response_id`` continues it with one read, on any replica, after any restart.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from openmaas.errors import NotFound
+from openmaas.store.db import Database
+from openmaas.store.schema import responses
+
+Item = dict[str, Any]
+
+
+@dataclass
+class StoredResponse:
+    id: str
+    tenant_id: str | None
+    key_id: str | None
+    status: str
+    model: str
+    response: dict[str, Any]
+    input_items: list[Item] | None
+    conversation: list[Item] | None
+    content_stored: bool
+    background: bool
+    previous_response_id: str | None = None
+    privacy: str | None = None
+    created_at: float = 0.0
+
+
+def _owner(tenant_id: str | None) -> Any:
+    column = responses.c.tenant_id
+    return column.is_(None) if tenant_id is None else column == tenant_id
+
+
+class ResponseStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def put(self, r: StoredResponse) -> None:
+        """Insert or replace (a background response is written when queued and again when done)."""
+        values = {
+            "id": r.id,
+            "tenant_id": r.tenant_id,
+            "key_id": r.key_id,
+            "created_at": r.created_at or time.time(),
+            "status": r.status,
+            "model": r.model,
+            "previous_response_id": r.previous_response_id,
+            "privacy": r.privacy,
+            "content_stored": r.content_stored,
+            "background": r.background,
+            "response": r.response,
+            "input_items": r.input_items,
+            "conversation": r.conversation,
+        }
+        async with self.db.engine.begin() as conn:
+            done = await conn.execute(
+                update(responses).where(responses.c.id == r.id).values({k: v for k, v in values.items() if k != "id"})
+            )
+            if done.rowcount == 0:
+                await conn.execute(responses.insert().values(values))
+
+    async def get(self, response_id: str, tenant_id: str | None) -> StoredResponse:
+        async with self.db.engine.connect() as conn:
+            row = (
+                await conn.execute(select(responses).where(responses.c.id == response_id, _owner(tenant_id)))
+            ).first()
+        if row is None:
+            raise NotFound(f"No response found with id '{response_id}'.", param="response_id", code="not_found")
+        m = row._mapping
+        return StoredResponse(
+            id=m["id"],
+            tenant_id=m["tenant_id"],
+            key_id=m["key_id"],
+            status=m["status"],
+            model=m["model"],
+            response=m["response"],
+            input_items=m["input_items"],
+            conversation=m["conversation"],
+            content_stored=bool(m["content_stored"]),
+            background=bool(m["background"]),
+            previous_response_id=m["previous_response_id"],
+            privacy=m["privacy"],
+            created_at=float(m["created_at"]),
+        )
+
+    async def set_status(
+        self, response_id: str, tenant_id: str | None, status: str, only_from: tuple[str, ...]
+    ) -> bool:
+        """Move a response to ``status`` if it is in one of ``only_from`` (cancel); True if it moved."""
+        async with self.db.engine.begin() as conn:
+            stored = (
+                await conn.execute(
+                    select(responses.c.response).where(
+                        responses.c.id == response_id, _owner(tenant_id), responses.c.status.in_(only_from)
+                    )
+                )
+            ).first()
+            if stored is None:
+                return False
+            body = {**stored[0], "status": status}
+            await conn.execute(
+                update(responses).where(responses.c.id == response_id).values(status=status, response=body)
+            )
+        return True
+
+    async def delete(self, response_id: str, tenant_id: str | None) -> None:
+        async with self.db.engine.begin() as conn:
+            done = await conn.execute(delete(responses).where(responses.c.id == response_id, _owner(tenant_id)))
+        if done.rowcount == 0:
+            raise NotFound(f"No response found with id '{response_id}'.", param="response_id", code="not_found")
+
+    async def purge(self, older_than: float) -> int:
+        """Delete responses created before ``older_than`` (epoch seconds): the retention setting."""
+        async with self.db.engine.begin() as conn:
+            done = await conn.execute(delete(responses).where(responses.c.created_at < older_than))
+        return int(done.rowcount or 0)
