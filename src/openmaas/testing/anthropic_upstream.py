@@ -46,7 +46,25 @@ class AnthropicUpstream:
     def __init__(self, api_key: str = "sk-ant-test-key-0123456789") -> None:
         self.api_key = api_key
         self.requests: deque[dict[str, Any]] = deque(maxlen=100)
-        self.app = Starlette(routes=[Route("/v1/messages", self.messages, methods=["POST"])])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/messages", self.messages, methods=["POST"]),
+                Route("/v1/messages/count_tokens", self.count_tokens, methods=["POST"]),
+            ]
+        )
+
+    async def count_tokens(self, request: Request) -> Response:
+        """Words of the system prompt and every text block, plus 7: distinguishable from any local count."""
+        if self.api_key not in (request.headers.get("x-api-key"), request.headers.get("authorization", "")[7:]):
+            return _error(401, "authentication_error", "invalid x-api-key")
+        body = orjson.loads(await request.body())
+        self.requests.append(body)
+        system = body.get("system") or ""
+        texts = [system] if isinstance(system, str) else [b.get("text", "") for b in system]
+        for m in body.get("messages") or []:
+            content = m.get("content")
+            texts += [content] if isinstance(content, str) else [b.get("text", "") for b in content or []]
+        return Response(orjson.dumps({"input_tokens": 7 + sum(len(t.split()) for t in texts)}))
 
     async def messages(self, request: Request) -> Response:
         bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
