@@ -8,9 +8,9 @@ pacing; 0 = as fast as possible), ``fail_every`` (every Nth call fails with
 candidates for test-time compute), ``logprobs`` (a list of per-token log-probabilities, cycled
 like ``replies``, returned when the request asks for ``logprobs``), ``echo: prompt`` (answer with the
 whole prompt, every message: shows a test what the model was given), ``greedy_reply`` (the answer
-when the request's temperature is 0), ``script`` (``{"tool", "arguments", "final"}``: with tools
-offered, call ``tool`` until a tool result is in the conversation, then answer ``final`` and that
-result — a deterministic agent for client end-to-end tests).
+when the request's temperature is 0), ``script`` (``{"tools": {name: arguments}, "final": text}``: with
+tools offered, call the first offered tool it names until a tool result is in the conversation, then
+answer ``final`` and that result — a deterministic agent for client end-to-end tests).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class FakeBackend(Backend):
         # takes a grammar (as llama.cpp does) and answers this when it gets one, for ttc.enforce tests
         self.accepts_grammar = p.get("grammar_reply") is not None
         self.grammar_reply: str | None = p.get("grammar_reply")
-        # {"tool": name, "arguments": {...}, "final": text}: a deterministic agent turn pair (client e2e tests)
+        # {"tools": {name: arguments}, "final": text}: a deterministic agent turn pair (client e2e tests)
         self.script: dict[str, Any] | None = p.get("script")
         self.calls = 0
 
@@ -75,19 +75,17 @@ class FakeBackend(Backend):
     def _scripted(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
     ) -> tuple[str, str, list[dict[str, Any]] | None]:
-        """An agent's two turns: call the script's tool (when offered) until a tool result is in the
-        conversation, then answer the script's final text followed by that result."""
+        """An agent's two turns: call the first offered tool the script names until a tool result is in
+        the conversation, then answer the script's final text followed by that result."""
         assert self.script is not None
-        offered = {t["function"]["name"] for t in tools}
+        offered = [t["function"]["name"] for t in tools]
+        scripted: dict[str, Any] = self.script.get("tools") or {}
+        name = next((n for n in offered if n in scripted), None)
         results = [_text_of(m.get("content")) for m in messages if m.get("role") == "tool"]
-        if results or self.script["tool"] not in offered:
+        if results or name is None:
             return f"{self.script['final']} {results[-1] if results else ''}".strip(), "stop", None
-        arguments = json.dumps(self.script.get("arguments") or {})
-        call = {
-            "id": "call_script_0",
-            "type": "function",
-            "function": {"name": self.script["tool"], "arguments": arguments},
-        }
+        arguments = json.dumps(scripted[name])
+        call = {"id": "call_script_0", "type": "function", "function": {"name": name, "arguments": arguments}}
         return "", "tool_calls", [call]
 
     def _answer(self, payload: Payload, index: int = 0) -> tuple[str, int, str | None, list[dict[str, Any]] | None]:

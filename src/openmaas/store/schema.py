@@ -166,4 +166,6 @@ responses = Table(
     Column("response", JSON, nullable=False),  # the response object as the API returns it
     Column("input_items", JSON),  # this turn's input items, as given (with ids)
     Column("conversation", JSON),  # the whole conversation after this response, as input items
+    Index("ix_responses_tenant_created", "tenant_id", "created_at"),
+    Index("ix_responses_created", "created_at"),
 )
