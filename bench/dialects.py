@@ -1,0 +1,119 @@
+"""Dialect overhead: /v1/messages and /v1/responses against /v1/chat/completions through the same
+gateway and the same fast upstream, and chat on this code against chat on the code before the
+canonical core (a git worktree of ``--before``), all in one run.
+
+Method: as bench/gateway_overhead.py — the upstream (bare-ASGI OpenAI-compatible app) and ``hey`` share
+one core, the gateway under test (one worker, metering on, SQLite) has the other core; targets alternate,
+``--rounds`` times each, ``--seconds`` per run, at concurrency 16. Ratios are of medians.
+
+Usage: python bench/dialects.py [--seconds 5] [--rounds 3] [--before 7250679]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS, cores, free_port, hey, python, start, stop, wait_http, warm_up
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT = "Say something short."
+BODIES = {
+    "chat": (
+        "/v1/chat/completions",
+        {"model": "bench", "max_tokens": 16, "messages": [{"role": "user", "content": PROMPT}]},
+    ),
+    "messages": (
+        "/v1/messages",
+        {"model": "bench", "max_tokens": 16, "messages": [{"role": "user", "content": PROMPT}]},
+    ),
+    "responses": ("/v1/responses", {"model": "bench", "max_output_tokens": 16, "input": PROMPT, "store": False}),
+    "responses_stored": ("/v1/responses", {"model": "bench", "max_output_tokens": 16, "input": PROMPT}),
+}
+
+
+def serve(src: Path, config: Path, port: int, core: str, tmp: Path, name: str) -> subprocess.Popen[bytes]:
+    data = tmp / f"data-{name}"
+    data.mkdir()
+    env = {"OPENMAAS_DATA_DIR": str(data), "PYTHONPATH": str(src)}
+    cmd = [python(), "-m", "openmaas", "serve", "--config", str(config), "--port", str(port)]
+    return start(cmd, core, tmp / f"{name}.log", env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--before", default="7250679")
+    args = parser.parse_args()
+    gw_core, other = cores()
+    tmp = Path(tempfile.mkdtemp(prefix="openmaas-bench-dialects-"))
+    before = tmp / "before"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.before],
+        check=True,
+        capture_output=True,
+    )
+    up_port, now_port, before_port = free_port(), free_port(), free_port()
+    config = tmp / "openmaas.yaml"
+    deployment = {"name": "bench", "backend": "openai_compat", "params": {"base_url": f"http://127.0.0.1:{up_port}/v1"}}
+    config.write_text(json.dumps({"server": {"log_level": "warning"}, "deployments": [deployment], "aliases": {}}))
+    procs = [start([python(), "bench/upstream.py", str(up_port)], other, tmp / "upstream.log")]
+    results: dict[str, list[dict[str, Any]]] = {}
+    try:
+        procs.append(serve(ROOT / "src", config, now_port, gw_core, tmp, "now"))
+        procs.append(serve(before / "src", config, before_port, gw_core, tmp, "before"))
+        targets = {
+            name: (f"http://127.0.0.1:{now_port}{path}", json.dumps(body)) for name, (path, body) in BODIES.items()
+        }
+        targets["chat_before"] = (f"http://127.0.0.1:{before_port}/v1/chat/completions", json.dumps(BODIES["chat"][1]))
+        for port in (now_port, before_port):
+            wait_http(f"http://127.0.0.1:{port}/readyz")
+        headers = {"anthropic-version": "2023-06-01"}
+        for url, body in targets.values():
+            warm_up(url, body, headers, 50)
+        for _ in range(args.rounds):
+            for name, (url, body) in targets.items():
+                r = hey(url, body, args.concurrency, args.seconds, other, headers)
+                results.setdefault(name, []).append(r)
+                print(name, r, flush=True)
+    finally:
+        for proc in procs:
+            stop(proc)
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False)
+    median = {name: statistics.median(r["rps"] for r in runs) for name, runs in results.items()}
+    p50 = {name: statistics.median(r["p50_ms"] for r in runs) for name, runs in results.items()}
+    summary = {
+        "rps": median,
+        "p50_ms": p50,
+        "non_200": {name: sum(r["non_200"] for r in runs) for name, runs in results.items()},
+        "ratio_to_chat": {name: round(v / median["chat"], 3) for name, v in median.items()},
+        "chat_now_vs_before": round(median["chat"] / median["chat_before"], 3),
+        "added_p50_ms_vs_chat": {name: round(v - p50["chat"], 2) for name, v in p50.items()},
+        "method": {
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "concurrency": args.concurrency,
+            "before": args.before,
+        },
+        "runs": results,
+    }
+    out = RESULTS / "dialects.json"
+    out.write_text(json.dumps(summary, indent=2))
+    print(
+        json.dumps(
+            {k: summary[k] for k in ("rps", "ratio_to_chat", "chat_now_vs_before", "added_p50_ms_vs_chat")}, indent=2
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
