@@ -110,6 +110,12 @@ class Database:
             return sqlite.insert(table).on_conflict_do_nothing()
         return postgresql.insert(table).on_conflict_do_nothing()
 
+    def upsert(self, table: Table, key: str) -> Insert:
+        """INSERT … ON CONFLICT (key) DO UPDATE every other column: the row as given wins."""
+        insert = sqlite.insert(table) if self.dialect == "sqlite" else postgresql.insert(table)
+        columns = {c.name: insert.excluded[c.name] for c in table.columns if c.name != key}
+        return insert.on_conflict_do_update(index_elements=[key], set_=columns)
+
     async def close(self) -> None:
         await self.engine.dispose()
 
