@@ -99,6 +99,7 @@ class ResponsesAPI:
                     param="previous_response_id",
                 )
             history = previous.conversation
+            call.body_bytes = None  # the prompt is larger than this body: admission bounds it from the items
         items = normalise(wire, self.new_id)
         canonical = load(wire, items, history)
         shell = Shell(self.new_response_id(), wire.model, wire, canonical.notes)
