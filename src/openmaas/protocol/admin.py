@@ -13,18 +13,24 @@ Period = Literal["day", "month", "total"]
 Privacy = Literal["allow", "mask", "local_only"]
 
 
+# The store's columns bound what may be asked: money in int64 nano-dollars, rates in int32.
+MAX_USD = 1_000_000_000.0
+MAX_TOKENS = 10**15
+MAX_RATE = 2**31 - 1
+
+
 class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class PlanFields(_Closed):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    monthly_token_quota: int | None = Field(default=None, ge=0)
-    monthly_cost_quota_usd: float | None = Field(default=None, ge=0)
+    monthly_token_quota: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    monthly_cost_quota_usd: float | None = Field(default=None, ge=0, le=MAX_USD)
     models: list[str] | None = None
     features: dict[str, Any] | None = None
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1, le=MAX_RATE)
+    tpm: int | None = Field(default=None, ge=1, le=MAX_RATE)
 
 
 class PlanCreate(PlanFields):
@@ -34,10 +40,10 @@ class PlanCreate(PlanFields):
 class TenantFields(_Closed):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     plan: str | None = Field(default=None, description="plan id")
-    budget_usd: float | None = Field(default=None, ge=0)
+    budget_usd: float | None = Field(default=None, ge=0, le=MAX_USD)
     budget_period: Period | None = None
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1, le=MAX_RATE)
+    tpm: int | None = Field(default=None, ge=1, le=MAX_RATE)
     privacy: Privacy | None = None
     enabled: bool | None = None
 
@@ -50,9 +56,9 @@ class KeyFields(_Closed):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     models: list[str] | None = None
     privacy: Privacy | None = None
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-    budget_usd: float | None = Field(default=None, ge=0)
+    rpm: int | None = Field(default=None, ge=1, le=MAX_RATE)
+    tpm: int | None = Field(default=None, ge=1, le=MAX_RATE)
+    budget_usd: float | None = Field(default=None, ge=0, le=MAX_USD)
     budget_period: Period | None = None
     expires_at: float | None = Field(default=None, description="UTC epoch seconds")
     enabled: bool | None = None

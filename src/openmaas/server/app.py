@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -18,7 +19,7 @@ from openmaas.errors import OpenMaaSError
 from openmaas.gateway import Gateway
 from openmaas.routing.registry import Registry
 from openmaas.routing.router import Router
-from openmaas.server import errors
+from openmaas.server import errors, openapi
 from openmaas.server.admin_routes import admin_routes
 from openmaas.server.kb_routes import kb_routes
 from openmaas.server.middleware import RequestIdMiddleware
@@ -77,6 +78,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Starlett
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.openapi = orjson.dumps(openapi.document())
     app.state.gateway = gateway
     app.state.services = services
     return app

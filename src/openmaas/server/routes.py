@@ -138,6 +138,10 @@ async def get_model(request: Request) -> Response:
     raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
 
 
+async def openapi(request: Request) -> Response:
+    return Response(request.app.state.openapi, media_type=JSON)
+
+
 async def healthz(request: Request) -> Response:
     return _json({"status": "ok"})
 
@@ -156,5 +160,6 @@ routes = [
     Route("/v1/usage", my_usage, methods=["GET"]),
     Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
 ]
