@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from openmaas.dialects.anthropic import render as anthropic_render
 from openmaas.errors import InvalidRequest, ModelNotFound, OpenMaaSError, PayloadTooLarge
 from openmaas.gateway import Call, Gateway, Stream
 from openmaas.services import Services
@@ -126,7 +127,10 @@ async def my_usage(request: Request) -> Response:
 
 async def list_models(request: Request) -> Response:
     _call(request)
-    return _json({"object": "list", "data": _gateway(request).models()})
+    cards = _gateway(request).models()
+    if request.headers.get("anthropic-version"):  # an Anthropic client: its Models API shape
+        return _json(anthropic_render.model_list(cards))
+    return _json({"object": "list", "data": cards})
 
 
 async def get_model(request: Request) -> Response:
@@ -134,7 +138,7 @@ async def get_model(request: Request) -> Response:
     model_id = request.path_params["model_id"]
     for card in _gateway(request).models():
         if card["id"] == model_id:
-            return _json(card)
+            return _json(anthropic_render.model_card(card) if request.headers.get("anthropic-version") else card)
     raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
 
 

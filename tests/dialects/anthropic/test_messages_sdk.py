@@ -134,3 +134,12 @@ async def test_count_tokens_uses_the_models_tokenizer(app: Starlette) -> None:
         model="fake-chat", system="alpha beta", messages=[{"role": "user", "content": "gamma delta epsilon"}]
     )
     assert count.input_tokens == 5  # the fake deployment's tokenizer counts words of system + messages
+
+
+async def test_models_are_listed_in_anthropics_shape_for_anthropic_clients(app: Starlette) -> None:
+    client = sdk(app)
+    page = await client.models.list()
+    ids = [m.id for m in page.data]
+    assert "fake-chat" in ids and all(m.type == "model" for m in page.data)
+    one = await client.models.retrieve("fake-chat")
+    assert one.id == "fake-chat" and one.type == "model"

@@ -141,3 +141,14 @@ async def encode(events: AsyncIterator[Event], request_id: str, model: str, inpu
                 yield sse("message_stop", {})
     except OpenMaaSError as exc:
         yield sse("error", {"error": error_body(exc)["error"]})
+
+
+def model_card(card: dict[str, Any]) -> dict[str, Any]:
+    """One of our model cards as Anthropic's Models API shows a model."""
+    return {"type": "model", "id": card["id"], "display_name": card["id"], "created_at": "1970-01-01T00:00:00Z"}
+
+
+def model_list(cards: list[dict[str, Any]]) -> dict[str, Any]:
+    data = [model_card(c) for c in cards]
+    first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+    return {"data": data, "has_more": False, "first_id": first, "last_id": last}
