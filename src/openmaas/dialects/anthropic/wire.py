@@ -21,7 +21,7 @@ class Block(_Open):
 
 
 class InputMessage(_Open):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]  # Claude Code sends mid-conversation system messages
     content: str | list[Block]
 
 
