@@ -9,11 +9,12 @@ deployments name the environment variable that holds their API key.
 from __future__ import annotations
 
 import os
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 if TYPE_CHECKING:
     from openmaas.store.db import Database
@@ -84,6 +85,10 @@ class Timeouts(_Strict):
     total: float = Field(default=600.0, gt=0)
 
 
+# the backends that ship with the gateway (backends.registry maps each to its class)
+BUILTIN_BACKENDS = ("llamacpp", "openai_compat", "anthropic", "encoder", "fake", "oracle")
+
+
 class Deployment(_Strict):
     """One model deployment: a public name served by one backend.
 
@@ -93,7 +98,7 @@ class Deployment(_Strict):
     """
 
     name: str = Field(min_length=1)
-    backend: Literal["llamacpp", "openai_compat", "anthropic", "fake", "oracle", "encoder"]
+    backend: str = Field(min_length=1)  # a name in backends.registry: built in, or an entry point
     locality: Literal["local", "cloud"] = "cloud"
     model: str | None = None  # the upstream's own model id; defaults to ``name``
     params: dict[str, Any] = Field(default_factory=dict)
@@ -103,6 +108,14 @@ class Deployment(_Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     quality: float = Field(default=0.5, ge=0, le=1)
     fallbacks: list[str] = Field(default_factory=list)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        known = {*BUILTIN_BACKENDS, *(ep.name for ep in entry_points(group="openmaas.backends"))}
+        if value not in known:
+            raise ValueError(f"unknown backend '{value}' (known: {', '.join(sorted(known))})")
+        return value
 
     @property
     def upstream_model(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import orjson
+from pydantic import Field
 
 from openmaas.backends.anthropic_translate import (
     StreamTranslator,
@@ -16,7 +17,7 @@ from openmaas.backends.anthropic_translate import (
     json_format,
     to_messages_request,
 )
-from openmaas.backends.base import Backend, Payload
+from openmaas.backends.base import Backend, Params, Payload
 from openmaas.backends.http import HTTPProvider, resolve_api_key
 from openmaas.core.chat import NATIVE_KEY
 from openmaas.core.types import Native
@@ -24,8 +25,17 @@ from openmaas.errors import UpstreamError, redact
 from openmaas.settings import Deployment
 
 
+class AnthropicParams(Params):
+    base_url: str = "https://api.anthropic.com"
+    api_key_env: str | None = None
+    api_key: str | None = None
+    anthropic_version: str = "2023-06-01"
+    default_max_tokens: int = Field(default=4096, ge=1)
+
+
 class AnthropicBackend(Backend):
     native_dialect = "anthropic"
+    Params = AnthropicParams
 
     def __init__(self, deployment: Deployment) -> None:
         super().__init__(deployment)

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from openmaas.errors import UnsupportedCapability
 from openmaas.settings import Deployment
@@ -20,14 +23,27 @@ from openmaas.settings import Deployment
 Payload = dict[str, Any]
 
 
+class Params(BaseModel):
+    """A backend's ``params``: each backend declares its own subclass; an unknown or misspelt key, or a
+    wrong type, is an error at start-up naming the deployment (``backends.registry``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class Backend(ABC):
     # takes a GBNF ``grammar`` field with a chat request (llama.cpp); used by ``ttc.enforce``
     accepts_grammar = False
     # the inbound dialect whose original body this backend takes as is (``core.chat.NATIVE_KEY``)
     native_dialect: str | None = None
+    Params: type[Params] = Params  # what ``deployment.params`` may hold
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
+
+    @classmethod
+    def from_deployment(cls, deployment: Deployment, data_dir: Path | None = None) -> Backend:
+        """The backend for a deployment (``data_dir``: where engines keep their files)."""
+        return cls(deployment)
 
     async def start(self) -> None:
         """Acquire resources (HTTP pools, engine processes). Called once."""
@@ -60,32 +76,3 @@ class Backend(ABC):
     async def count_prompt_tokens(self, payload: Payload) -> int | None:
         """Prompt tokens of a request as the model will see them (template applied); None if unknown."""
         return None
-
-
-def create_backend(deployment: Deployment, data_dir: Any = None) -> Backend:
-    """Build the backend a deployment names (imports stay lazy and cheap)."""
-    if deployment.backend == "openai_compat":
-        from openmaas.backends.openai_compat import OpenAICompatBackend
-
-        return OpenAICompatBackend(deployment)
-    if deployment.backend == "anthropic":
-        from openmaas.backends.anthropic import AnthropicBackend
-
-        return AnthropicBackend(deployment)
-    if deployment.backend == "fake":
-        from openmaas.backends.fake import FakeBackend
-
-        return FakeBackend(deployment)
-    if deployment.backend == "oracle":
-        from openmaas.backends.oracle import OracleBackend
-
-        return OracleBackend(deployment)
-    if deployment.backend == "encoder":
-        from openmaas.backends.encoder import EncoderBackend
-
-        return EncoderBackend(deployment)
-    if deployment.backend == "llamacpp":
-        from openmaas.backends.llamacpp import LlamaCppBackend
-
-        return LlamaCppBackend(deployment, data_dir=data_dir)
-    raise ValueError(f"unknown backend {deployment.backend!r}")

@@ -13,14 +13,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from openmaas.backends.base import Backend, Payload
+from pydantic import Field
+
+from openmaas.backends.base import Backend, Params, Payload
 from openmaas.errors import InvalidRequest, ServiceUnavailable
 
 if TYPE_CHECKING:
     from openmaas.rag.encoder import SentenceEncoder
 
 
+class EncoderParams(Params):
+    model_path: str = "builtin:all-minilm-l6-v2"
+    batch_size: int = Field(default=32, ge=1)
+
+
 class EncoderBackend(Backend):
+    Params = EncoderParams
+
     encoder: SentenceEncoder | None = None
 
     async def start(self) -> None:

@@ -21,9 +21,11 @@ import json
 import struct
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
-from openmaas.backends.base import Backend, Payload
+from pydantic import Field
+
+from openmaas.backends.base import Backend, Params, Payload
 from openmaas.errors import UpstreamError, UpstreamRateLimited, UpstreamUnavailable
 from openmaas.settings import Deployment
 
@@ -40,7 +42,25 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
+class FakeParams(Params):
+    reply: str | None = None
+    latency_ms: float = Field(default=0, ge=0)
+    tokens_per_s: float = Field(default=0, ge=0)
+    fail_every: int = Field(default=0, ge=0)
+    fail_status: int = 503
+    fail_after_tokens: int | None = None
+    embedding_dims: int = Field(default=8, ge=1)
+    replies: list[str] = Field(default_factory=list)
+    logprobs: list[float] = Field(default_factory=list)
+    echo: Literal["prompt"] | None = None
+    greedy_reply: str | None = None
+    grammar_reply: str | None = None
+    script: dict[str, Any] | None = None
+
+
 class FakeBackend(Backend):
+    Params = FakeParams
+
     def __init__(self, deployment: Deployment) -> None:
         super().__init__(deployment)
         p = deployment.params

@@ -21,10 +21,12 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from openmaas.backends import tool_emulation
-from openmaas.backends.base import Backend, Payload
+from openmaas.backends.base import Backend, Params, Payload
 from openmaas.backends.http import HTTPProvider
 from openmaas.backends.openai_compat import OpenAICompatBackend
 from openmaas.engine import build
@@ -47,8 +49,23 @@ def engine_binary(params: dict[str, Any]) -> Path:
     return path
 
 
+class LlamaCppParams(Params):
+    model_path: str = "builtin:smollm2-135m"
+    parallel: int = Field(default=4, ge=1, le=256)
+    threads: int | None = Field(default=None, ge=1)
+    http_threads: int | None = Field(default=None, ge=1)
+    binary: str | None = None
+    extra_args: list[str] = Field(default_factory=list)
+    tools: Literal["auto", "native", "emulated"] = "auto"
+
+
 class LlamaCppBackend(Backend):
     accepts_grammar = True
+    Params = LlamaCppParams
+
+    @classmethod
+    def from_deployment(cls, deployment: Deployment, data_dir: Path | None = None) -> LlamaCppBackend:
+        return cls(deployment, data_dir=data_dir)
 
     def __init__(self, deployment: Deployment, data_dir: Path | None = None) -> None:
         super().__init__(deployment)

@@ -12,13 +12,26 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from openmaas.backends.base import Backend, Payload
+from pydantic import Field
+
+from openmaas.backends.base import Backend, Params, Payload
 from openmaas.backends.http import HTTPProvider, loads, resolve_api_key
 from openmaas.errors import UpstreamError, redact
 from openmaas.settings import Deployment
 
 
+class OpenAICompatParams(Params):
+    base_url: str
+    api_key_env: str | None = None
+    api_key: str | None = None  # prefer api_key_env: a key in the config file is a secret on disk
+    headers: dict[str, str] = Field(default_factory=dict)
+    stream_usage: bool = True
+    grammar: bool = False  # the upstream is a llama.cpp server: it takes GBNF grammars
+
+
 class OpenAICompatBackend(Backend):
+    Params = OpenAICompatParams
+
     def __init__(self, deployment: Deployment, base_url: str | None = None) -> None:
         super().__init__(deployment)
         params = deployment.params

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from openmaas.backends.base import Payload
-from openmaas.backends.fake import FakeBackend, _text_of
+from openmaas.backends.fake import FakeBackend, FakeParams, _text_of
 from openmaas.settings import Deployment
 
 
@@ -29,7 +29,15 @@ def answers_correctly(seed: int, key: str, accuracy: float) -> bool:
     return draw < accuracy
 
 
+class OracleParams(FakeParams):
+    accuracy: float = 0.9
+    seed: int = 0
+    answers: str | None = None
+
+
 class OracleBackend(FakeBackend):
+    Params = OracleParams
+
     def __init__(self, deployment: Deployment) -> None:
         super().__init__(deployment)
         p = deployment.params

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openmaas.backends.base import Backend, create_backend
+from openmaas.backends.base import Backend
+from openmaas.backends.registry import BackendRegistry
 from openmaas.settings import Deployment, Settings
 
 log = logging.getLogger("openmaas.routing")
@@ -31,8 +32,9 @@ class Registry:
         self.settings = settings
         self.deployments = {d.name: d for d in settings.deployments}
         self.aliases = {name: [t.name for t in spec.targets] for name, spec in settings.aliases.items()}
+        kinds = BackendRegistry()
         self.backends: dict[str, Backend] = backends or {
-            d.name: create_backend(d, data_dir=settings.data_dir) for d in settings.deployments
+            d.name: kinds.create(d, data_dir=Path(settings.data_dir)) for d in settings.deployments
         }
 
     async def start(self) -> None:

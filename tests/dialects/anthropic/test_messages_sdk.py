@@ -32,7 +32,6 @@ async def app(tmp_path: Any) -> AsyncIterator[Starlette]:
     extra = {
         "deployments": [
             {"name": "fake-chat", "backend": "fake", "locality": "local", "context_length": 4096},
-            {"name": "fake-tool", "backend": "fake", "locality": "local", "params": {"tool_reply": True}},
             {"name": "fake-broken", "backend": "fake", "params": {"fail_after_tokens": 2, "reply": "a b c d"}},
             {"name": "fake-down", "backend": "fake", "params": {"fail_every": 1, "fail_status": 503}},
         ]
