@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,22 @@ BODIES = {
     "responses": ("/v1/responses", {"model": "bench", "max_output_tokens": 16, "input": PROMPT, "store": False}),
     "responses_stored": ("/v1/responses", {"model": "bench", "max_output_tokens": 16, "input": PROMPT}),
 }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(
+    url: str, body: str, pid: int, args: argparse.Namespace, core: str, headers: dict[str, str]
+) -> dict[str, Any]:
+    """One ``hey`` run, with the gateway's CPU time per request (steadier than wall time on a VM)."""
+    before = cpu_seconds(pid)
+    r = hey(url, body, args.concurrency, args.seconds, core, headers)
+    r["cpu_us_per_request"] = round((cpu_seconds(pid) - before) / max(1.0, r["rps"] * args.seconds) * 1e6, 1)
+    return r
 
 
 def serve(src: Path, config: Path, port: int, core: str, tmp: Path, name: str) -> subprocess.Popen[bytes]:
@@ -83,10 +100,11 @@ def main() -> None:
         for url, body in targets.values():
             warm_up(url, body, headers, 50)
         chat_url, chat_body = targets.pop("chat")
+        pids = {"now": procs[1].pid, "before": procs[2].pid}
         for _ in range(args.rounds):
             for name, (url, body) in targets.items():
-                base = hey(chat_url, chat_body, args.concurrency, args.seconds, other, headers)
-                r = hey(url, body, args.concurrency, args.seconds, other, headers)
+                base = measured(chat_url, chat_body, pids["now"], args, other, headers)
+                r = measured(url, body, pids["before" if name == "chat_before" else "now"], args, other, headers)
                 r["paired_chat_rps"] = base["rps"]
                 results.setdefault("chat", []).append(base)
                 results.setdefault(name, []).append(r)
@@ -109,6 +127,9 @@ def main() -> None:
         "chat_now_vs_before": round(
             statistics.median(r["paired_chat_rps"] / r["rps"] for r in results["chat_before"]), 3
         ),
+        "cpu_us_per_request": {
+            name: statistics.median(r["cpu_us_per_request"] for r in runs) for name, runs in results.items()
+        },
         "added_p50_ms_vs_chat": {name: round(v - p50["chat"], 2) for name, v in p50.items()},
         "method": {
             "seconds": args.seconds,

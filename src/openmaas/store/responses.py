@@ -6,7 +6,7 @@ items, so ``previous_response_id`` continues it with one read, on any replica, a
 
 Writes are group-committed: ``put`` returns once its row is committed, but the rows of every request
 waiting meanwhile go in one transaction (one upsert), so a busy gateway pays one commit per batch,
-not per response (docs/benchmarks.md §f).
+not per response (docs/benchmarks.md §g).
 """
 
 from __future__ import annotations
