@@ -81,7 +81,7 @@ def main() -> None:
         check=True,
         capture_output=True,
     )
-    up_port, now_port, before_port = free_port(), free_port(), free_port()
+    up_port, now_port, before_port, store_port = free_port(), free_port(), free_port(), free_port()
     config = tmp / "openmaas.yaml"
     deployment = {"name": "bench", "backend": "openai_compat", "params": {"base_url": f"http://127.0.0.1:{up_port}/v1"}}
     config.write_text(json.dumps({"server": {"log_level": "warning"}, "deployments": [deployment], "aliases": {}}))
@@ -90,21 +90,25 @@ def main() -> None:
     try:
         procs.append(serve(ROOT / "src", config, now_port, gw_core, tmp, "now"))
         procs.append(serve(before / "src", config, before_port, gw_core, tmp, "before"))
+        # stored responses write the database: a gateway of their own, so its growing store and WAL
+        # cannot slow the other targets' process
+        procs.append(serve(ROOT / "src", config, store_port, gw_core, tmp, "store"))
         targets = {
-            name: (f"http://127.0.0.1:{now_port}{path}", json.dumps(body)) for name, (path, body) in BODIES.items()
+            name: (f"http://127.0.0.1:{store_port if name == 'responses_stored' else now_port}{path}", json.dumps(body))
+            for name, (path, body) in BODIES.items()
         }
         targets["chat_before"] = (f"http://127.0.0.1:{before_port}/v1/chat/completions", json.dumps(BODIES["chat"][1]))
-        for port in (now_port, before_port):
+        for port in (now_port, before_port, store_port):
             wait_http(f"http://127.0.0.1:{port}/readyz")
         headers = {"anthropic-version": "2023-06-01"}
         for url, body in targets.values():
             warm_up(url, body, headers, 50)
         chat_url, chat_body = targets.pop("chat")
-        pids = {"now": procs[1].pid, "before": procs[2].pid}
+        pid = {"chat_before": procs[2].pid, "responses_stored": procs[3].pid}
         for _ in range(args.rounds):
             for name, (url, body) in targets.items():
-                base = measured(chat_url, chat_body, pids["now"], args, other, headers)
-                r = measured(url, body, pids["before" if name == "chat_before" else "now"], args, other, headers)
+                base = measured(chat_url, chat_body, procs[1].pid, args, other, headers)
+                r = measured(url, body, pid.get(name, procs[1].pid), args, other, headers)
                 r["paired_chat_rps"] = base["rps"]
                 results.setdefault("chat", []).append(base)
                 results.setdefault(name, []).append(r)
