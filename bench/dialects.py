@@ -5,8 +5,9 @@ canonical core (a git worktree of ``--before``), all in one run.
 Method: as bench/gateway_overhead.py — the upstream (bare-ASGI OpenAI-compatible app) and ``hey`` share
 one core, the gateway under test (one worker, metering on, SQLite) has the other core; targets alternate,
 ``--rounds`` times each, ``--seconds`` per run, at concurrency 16. This machine is a VM whose speed
-drifts by ±20 % from minute to minute, so every target is measured right after a chat run of its own
-and compared with it: the figure is the median over rounds of those paired ratios.
+drifts by ±20 % from minute to minute, so every target is measured next to a chat run of its own (after
+it in even rounds, before it in odd ones) and compared with it: the figure is the median over rounds of
+those paired ratios.
 
 Usage: python bench/dialects.py [--seconds 5] [--rounds 3] [--before 7250679]
 """
@@ -105,10 +106,14 @@ def main() -> None:
             warm_up(url, body, headers, 50)
         chat_url, chat_body = targets.pop("chat")
         pid = {"chat_before": procs[2].pid, "responses_stored": procs[3].pid}
-        for _ in range(args.rounds):
+        for n in range(args.rounds):
             for name, (url, body) in targets.items():
+                # odd rounds measure the target first: no order effect favours either side
+                if n % 2:
+                    r = measured(url, body, pid.get(name, procs[1].pid), args, other, headers)
                 base = measured(chat_url, chat_body, procs[1].pid, args, other, headers)
-                r = measured(url, body, pid.get(name, procs[1].pid), args, other, headers)
+                if not n % 2:
+                    r = measured(url, body, pid.get(name, procs[1].pid), args, other, headers)
                 r["paired_chat_rps"] = base["rps"]
                 results.setdefault("chat", []).append(base)
                 results.setdefault(name, []).append(r)
