@@ -44,6 +44,8 @@ bench: install
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/local_generation.py
 	$(BIN)/python bench/embeddings.py
+	$(BIN)/python bench/dialects.py
+	$(BIN)/python bench/claude_code_ttft.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -48,6 +48,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def owned_by(column: Any, tenant_id: str | None) -> Any:
+    """The filter that scopes a row to the caller's tenant (None: the anonymous caller of an open server)."""
+    return column.is_(None) if tenant_id is None else column == tenant_id
+
+
 class Database:
     def __init__(self, url: str, spool: Path | Literal["auto"] | None = "auto") -> None:
         """``spool``: the ledger's spool folder (``metering.ledger_spool``), None for none; "auto":

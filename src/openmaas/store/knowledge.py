@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from openmaas.errors import NotFound
 from openmaas.ids import IdGenerator
-from openmaas.store.db import Database
+from openmaas.store.db import Database, owned_by
 from openmaas.store.schema import kb_chunks, kb_documents, knowledge_bases
 
 
@@ -38,8 +38,7 @@ def _row(row: Any) -> dict[str, Any]:
 
 
 def _owner(tenant_id: str | None) -> Any:
-    column = knowledge_bases.c.tenant_id
-    return column.is_(None) if tenant_id is None else column == tenant_id
+    return owned_by(knowledge_bases.c.tenant_id, tenant_id)
 
 
 class KnowledgeStore:

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from openmaas.errors import NotFound
-from openmaas.store.db import Database
+from openmaas.store.db import Database, owned_by
 from openmaas.store.schema import responses
 
 Item = dict[str, Any]
@@ -43,8 +43,7 @@ class StoredResponse:
 
 
 def _owner(tenant_id: str | None) -> Any:
-    column = responses.c.tenant_id
-    return column.is_(None) if tenant_id is None else column == tenant_id
+    return owned_by(responses.c.tenant_id, tenant_id)
 
 
 class ResponseStore:
