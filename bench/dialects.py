@@ -98,6 +98,7 @@ def main() -> None:
             name: (f"http://127.0.0.1:{store_port if name == 'responses_stored' else now_port}{path}", json.dumps(body))
             for name, (path, body) in BODIES.items()
         }
+        targets["chat_control"] = targets["chat"]  # chat against chat: the method's own bias and noise
         targets["chat_before"] = (f"http://127.0.0.1:{before_port}/v1/chat/completions", json.dumps(BODIES["chat"][1]))
         for port in (now_port, before_port, store_port):
             wait_http(f"http://127.0.0.1:{port}/readyz")

@@ -227,6 +227,7 @@ class ResponsesDialect(_Strict):
     store: bool = True
     store_sensitive: Literal["full", "none"] = "full"
     retention_days: float = Field(default=30.0, ge=0)
+    retention_check_seconds: float = Field(default=3600.0, ge=0)  # how often a create may run the purge
     max_background: int = Field(default=16, ge=1)
 
 

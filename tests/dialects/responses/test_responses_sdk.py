@@ -30,13 +30,15 @@ def sdk(app: Starlette, key: str = "any") -> openai.AsyncOpenAI:
 
 
 @pytest.fixture
-async def app(tmp_path: Any) -> AsyncIterator[Starlette]:
+async def app(tmp_path: Any, store: dict[str, Any]) -> AsyncIterator[Starlette]:
+    """On SQLite, and on PostgreSQL + Redis (the ``store`` fixture's two parameters)."""
     extra = {
+        "store": store,
         "deployments": [
             {"name": "fake-chat", "backend": "fake", "locality": "local", "params": {"echo": "prompt"}},
             {"name": "fake-slow", "backend": "fake", "locality": "local", "params": {"latency_ms": 300}},
             {"name": "fake-broken", "backend": "fake", "params": {"fail_after_tokens": 2, "reply": "a b c d"}},
-        ]
+        ],
     }
     async with running_app(fake_settings(tmp_path, **extra)) as (application, _):
         yield application
@@ -169,3 +171,11 @@ async def test_bad_input_is_a_400_in_the_openai_envelope(app: Starlette) -> None
             assert r.json()["error"]["message"]
         r = await http.get("/v1/responses/resp_x/input_items?limit=0")
         assert r.status_code == 404
+
+
+async def test_text_format_json_schema_reaches_the_model_as_structured_output(app: Starlette) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    fmt = {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}
+    r = await sdk(app).responses.create(model="fake-slow", input="x", text={"format": fmt})  # type: ignore[arg-type]
+    assert r.output_text == '{"answer": "fake"}'  # the fake answers JSON when it is asked for a schema
+    assert r.text is not None and r.text.format is not None and r.text.format.type == "json_schema"

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from sqlalchemy import update
 
-from tests.conftest import metered_settings, running_app
+from openmaas.store import schema
+from tests.conftest import fake_settings, metered_settings, running_app
 from tests.helpers import ADMIN_KEY, start_server, store_settings
 
 pytestmark = pytest.mark.anyio
@@ -81,3 +86,46 @@ async def test_previous_response_id_continues_across_two_gateway_processes_on_po
             assert [i.type for i in items.data] == ["message"]
     finally:
         second.stop()
+
+
+async def _eventually_gone(client: httpx.AsyncClient, path: str) -> bool:
+    for _ in range(200):
+        if (await client.get(path)).status_code == 404:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_responses_older_than_the_retention_are_deleted(tmp_path: Path) -> None:
+    responses = {"retention_days": 30, "retention_check_seconds": 0}
+    settings = fake_settings(tmp_path, dialects={"responses": responses})
+    async with running_app(settings) as (app, client):
+        old = (await client.post("/v1/responses", json={"model": "fake-chat", "input": "old"})).json()["id"]
+        async with app.state.services.db.engine.begin() as conn:  # as if it were written 31 days ago
+            await conn.execute(
+                update(schema.responses)
+                .where(schema.responses.c.id == old)
+                .values(created_at=time.time() - 31 * 86_400)
+            )
+        new = (await client.post("/v1/responses", json={"model": "fake-chat", "input": "new"})).json()["id"]
+        assert await _eventually_gone(client, f"/v1/responses/{old}")
+        assert (await client.get(f"/v1/responses/{new}")).status_code == 200
+
+
+async def test_store_sensitive_none_keeps_only_metadata_of_sensitive_requests(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path, dialects={"responses": {"store_sensitive": "none"}})
+    async with running_app(settings) as (_, client):
+        secret = {"model": "fake-chat", "input": "Mail ann.lee@example.com my lab results, phone +1 415 555 0100"}
+        r = await client.post("/v1/responses", json=secret)
+        assert r.status_code == 200 and "ann.lee@example.com" in r.text  # the client gets its answer
+        rid = r.json()["id"]
+        stored = (await client.get(f"/v1/responses/{rid}")).json()
+        assert stored["status"] == "completed" and stored["output"] == [] and stored["usage"]["input_tokens"] > 0
+        assert stored["openmaas"]["content_stored"] is False and "ann.lee" not in json.dumps(stored)
+        assert (await client.get(f"/v1/responses/{rid}/input_items")).json()["data"] == []
+        cont = await client.post(
+            "/v1/responses", json={"model": "fake-chat", "input": "more", "previous_response_id": rid}
+        )
+        assert cont.status_code == 400 and "not stored" in cont.json()["error"]["message"]
+        plain = (await client.post("/v1/responses", json={"model": "fake-chat", "input": "weather in Paris"})).json()
+        assert (await client.get(f"/v1/responses/{plain['id']}")).json()["output"]  # public requests are kept whole

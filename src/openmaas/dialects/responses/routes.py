@@ -26,7 +26,6 @@ from openmaas.settings import ResponsesDialect
 from openmaas.store.responses import ResponseStore, StoredResponse
 
 log = logging.getLogger("openmaas.responses")
-PURGE_EVERY_S = 3600.0
 
 
 def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -69,7 +68,7 @@ class ResponsesAPI:
 
     def _maybe_purge(self) -> None:
         now = time.time()
-        if self.settings.retention_days <= 0 or now - self.last_purge < PURGE_EVERY_S:
+        if self.settings.retention_days <= 0 or now - self.last_purge < self.settings.retention_check_seconds:
             return
         self.last_purge = now
         cutoff = now - self.settings.retention_days * 86_400
