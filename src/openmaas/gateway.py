@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from openmaas.auth.principal import ANONYMOUS, Principal
+from openmaas.backends.anthropic_translate import PROMPT_TOKENS_KEY
 from openmaas.backends.base import Backend, Payload
 from openmaas.errors import InvalidRequest, OpenMaaSError, from_validation_error
 from openmaas.metering import tokens
@@ -117,6 +118,7 @@ class Stream:
         chunk: Payload | None = self.first
         try:
             while chunk is not None:
+                chunk.pop(PROMPT_TOKENS_KEY, None)
                 if chunk.get("usage"):
                     self.usage = chunk["usage"]
                 chunk["model"] = self.public_model

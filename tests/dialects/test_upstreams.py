@@ -154,3 +154,24 @@ async def test_a_sensitive_system_prompt_under_local_only_never_reaches_the_clou
             await s.anthropic.messages.create(
                 model="cloud-echo", max_tokens=50, system=SECRET_SYSTEM, messages=[{"role": "user", "content": "x"}]
             )
+
+
+async def test_message_start_carries_the_upstreams_own_input_count(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with stack(tmp_path, monkeypatch) as s:
+        async with s.anthropic.messages.stream(
+            model="claude-up", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            starts = [e.message.usage.input_tokens async for e in stream if e.type == "message_start"]
+        assert starts == [12]  # the Anthropic upstream's message_start says 12
+        assert all("max_tokens" in r for r in s.claude.requests)  # no extra count_tokens call was made
+        chunks = await s.openai.chat.completions.create(
+            model="claude-up",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        raw = [c.model_dump() async for c in chunks]
+        assert not any("x_openmaas_prompt_tokens" in json.dumps(c) for c in raw)  # chat clients never see it
+        assert raw[-1]["usage"]["prompt_tokens"] == 12

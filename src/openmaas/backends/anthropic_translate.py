@@ -20,6 +20,9 @@ from openmaas.errors import InvalidRequest
 
 Payload = dict[str, Any]
 
+# a stream's first chunk may carry the prompt's token count, known before any output (Anthropic's
+# message_start); the gateway strips it before a chat client sees the chunk
+PROMPT_TOKENS_KEY = "x_openmaas_prompt_tokens"
 FORMAT_TOOL = "json_answer"  # the forced tool that carries a response_format's JSON
 
 STOP_REASONS = {
@@ -250,7 +253,9 @@ class StreamTranslator:
             message = event.get("message") or {}
             self.id = "chatcmpl-" + str(message.get("id", ""))
             self.usage.update(message.get("usage") or {})
-            return [self._chunk({"role": "assistant", "content": ""})]
+            first = self._chunk({"role": "assistant", "content": ""})
+            first[PROMPT_TOKENS_KEY] = _usage(self.usage)["prompt_tokens"]  # the upstream's count, up front
+            return [first]
         if kind == "content_block_start":
             block = event.get("content_block") or {}
             if self.json_mode:

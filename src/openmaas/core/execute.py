@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from openmaas.backends.anthropic_translate import PROMPT_TOKENS_KEY
 from openmaas.core.chat import StreamDecoder, from_result, to_payload
 from openmaas.core.types import Event, Request, Result
 from openmaas.gateway import Call, Gateway, Stream
@@ -48,10 +49,10 @@ class Executor:
     async def run(self, request: Request, call: Call) -> Result | EventStream:
         out = await self.gateway.chat(to_payload(request), call)
         if isinstance(out, Stream):
-            counted = 0
-            if out.served is not None:
+            counted = out.first.get(PROMPT_TOKENS_KEY)  # the upstream said (Anthropic's message_start)
+            if not isinstance(counted, int) and out.served is not None:  # else the model's tokenizer, or an estimate
                 counted = (await tokens.prompt_only(out.served.target.backend, out.served.payload)).prompt_tokens
-            return EventStream(counted, _events(out))
+            return EventStream(counted if isinstance(counted, int) else 0, _events(out))
         return from_result(out, request.model, request.stop)
 
     async def count(self, request: Request, call: Call) -> Count:
