@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from openmaas.auth.principal import ANONYMOUS, Principal
 from openmaas.backends.anthropic_translate import PROMPT_TOKENS_KEY
 from openmaas.backends.base import Backend, Payload
-from openmaas.errors import InvalidRequest, OpenMaaSError, from_validation_error
+from openmaas.errors import OpenMaaSError, from_validation_error
 from openmaas.metering import tokens
 from openmaas.metering.meter import Metering, Outcome, Ticket
 from openmaas.privacy.classify import Restorer
@@ -28,11 +29,6 @@ from openmaas.protocol.completions import CompletionRequest, EmbeddingRequest
 from openmaas.routing.registry import Target
 from openmaas.routing.router import Route, Router, Served
 from openmaas.settings import Deployment
-from openmaas.ttc import spec as ttc_spec
-from openmaas.ttc.runner import TtcRun
-
-if TYPE_CHECKING:
-    from openmaas.rag.service import KnowledgeBases
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("openmaas.routing")
@@ -191,14 +187,34 @@ class Stream:
                 meter.content_chunks += 1
 
 
+class ChatExtension(ABC):
+    """A feature that takes over a chat request when its body key is set (``knowledge_base``, ``ttc``):
+    it composes around the gateway through its public seams (``chat``, ``admit``, ``record_route``,
+    ``router``), never its private methods. Registered in ``create_app``; their order is the order
+    they are tried in."""
+
+    key: str
+
+    def prepare(self, body: Payload, model: str, names: list[str]) -> Payload:
+        """The body to serve instead (return ``body`` itself for no change), after it was validated."""
+        return body
+
+    @abstractmethod
+    async def handle(
+        self, gateway: Gateway, body: Payload, call: Call, request: ChatCompletionRequest
+    ) -> Payload | Stream: ...
+
+
 class Gateway:
-    def __init__(self, router: Router, metering: Metering | None = None) -> None:
+    def __init__(
+        self, router: Router, metering: Metering | None = None, extensions: Sequence[ChatExtension] = ()
+    ) -> None:
         self.router = router
         self.registry = router.registry
         self.metering = metering
-        self.knowledge: KnowledgeBases | None = None  # set when knowledge bases are enabled
+        self.extensions = list(extensions)
 
-    async def _admit(
+    async def admit(
         self,
         call: Call,
         endpoint: str,
@@ -224,7 +240,7 @@ class Gateway:
             call.raw_headers += ticket.headers
         return ticket
 
-    def _served(self, call: Call, ticket: Ticket | None, route: Route, served: Served | None) -> None:
+    def record_route(self, call: Call, ticket: Ticket | None, route: Route, served: Served | None) -> None:
         decision = route.decision
         header = call.headers["x-openmaas-route"] = decision.header()
         call.privacy = decision.privacy.label
@@ -244,12 +260,12 @@ class Gateway:
         try:
             result, served = await self.router.run(route, invoke)
         except OpenMaaSError as exc:
-            self._served(call, ticket, route, None)
+            self.record_route(call, ticket, route, None)
             if ticket is not None and self.metering is not None:
                 await self.metering.finish(ticket, Outcome(status=exc.status, error_code=exc.code))
             raise
         except BaseException as exc:  # cancelled (the client left) or a bug: still settle the reservation
-            self._served(call, ticket, route, None)
+            self.record_route(call, ticket, route, None)
             if ticket is not None and self.metering is not None:
                 status, code = (
                     (499, "client_disconnected") if isinstance(exc, asyncio.CancelledError) else (500, "internal_error")
@@ -259,7 +275,7 @@ class Gateway:
                 )
                 self.metering.spawn(self._cut_off(ticket, target, route.body, status, code))
             raise
-        self._served(call, ticket, route, served)
+        self.record_route(call, ticket, route, served)
         if served.restorer is not None:
             served.restorer.restore_response(result)
         if ticket is not None and self.metering is not None:
@@ -287,18 +303,15 @@ class Gateway:
         call = call or Call()
         body = self.registry.resolve_pattern(body)
         request = validate(ChatCompletionRequest, body)
-        if "@" in request.model and request.model not in self.registry.names():
-            base, ttc = ttc_spec.split_suffix(request.model)
-            if ttc is not None:
-                given = body.get("ttc")  # the body's ttc fields win over the suffix's; a bad one is parsed as a 400
-                body = {**body, "model": base, "ttc": {**ttc, **given} if isinstance(given, dict) else given or ttc}
-                request = validate(ChatCompletionRequest, body)
-        if body.get("knowledge_base") is not None:
-            return await self._grounded(body, call)
-        if body.get("ttc") is not None:
-            return await TtcRun(self, call, request, body).run()
+        for extension in self.extensions:  # e.g. a model-name suffix that asks for test-time compute
+            prepared = extension.prepare(body, request.model, self.registry.names())
+            if prepared is not body:
+                body, request = prepared, validate(ChatCompletionRequest, prepared)
+        for extension in self.extensions:  # the first whose body key is set runs the request (in app order)
+            if body.get(extension.key) is not None:
+                return await extension.handle(self, body, call, request)
         route = self._route(call, request.model, "chat", body, request.output_limit)
-        ticket = await self._admit(call, call.surface, request.model, route, body, body_bytes=call.body_bytes)
+        ticket = await self.admit(call, call.surface, request.model, route, body, body_bytes=call.body_bytes)
         if request.stream:
             return await self._stream(
                 call, ticket, route, lambda t, p: t.backend.chat_stream(p), request.model, request.wants_usage_chunk
@@ -307,26 +320,11 @@ class Gateway:
         result["model"] = request.model
         return result
 
-    async def _grounded(self, body: Payload, call: Call) -> Payload | Stream:
-        """Chat over a knowledge base: retrieve, put the sources in the prompt, answer as usual."""
-        from openmaas.rag.grounding import attach, ground
-
-        if self.knowledge is None:
-            raise InvalidRequest("Knowledge bases are not enabled on this server", param="knowledge_base")
-        grounded, info, texts = await ground(self.knowledge, call, body)
-        call.body_bytes = None  # the grounded body is larger than the one the client sent
-        attribute = bool(info.pop("attribute"))
-        result = await self.chat(grounded, call)
-        if isinstance(result, Stream):
-            result.first["knowledge_base"] = info  # citations: the client reads them from the streamed text
-            return result
-        return attach(result, info, texts, attribute)
-
     async def complete(self, body: Payload, call: Call | None = None) -> Payload | Stream:
         call = call or Call()
         request = validate(CompletionRequest, body)
         route = self._route(call, request.model, "completions", body, request.max_tokens)
-        ticket = await self._admit(call, "completions", request.model, route, body, body_bytes=call.body_bytes)
+        ticket = await self.admit(call, "completions", request.model, route, body, body_bytes=call.body_bytes)
         if request.stream:
             include = bool(request.stream_options and request.stream_options.include_usage)
             return await self._stream(
@@ -340,7 +338,7 @@ class Gateway:
         call = call or Call()
         request = validate(EmbeddingRequest, body)
         route = self._route(call, request.model, "embeddings", body, None)
-        ticket = await self._admit(call, "embeddings", request.model, route, body, body_bytes=call.body_bytes)
+        ticket = await self.admit(call, "embeddings", request.model, route, body, body_bytes=call.body_bytes)
         result = await self._unary(call, ticket, route, lambda t, p: t.backend.embed(p))
         result["model"] = request.model
         return result
@@ -363,11 +361,11 @@ class Gateway:
         try:
             (first, iterator), served = await self.router.run(route, first_chunk)
         except OpenMaaSError as exc:
-            self._served(call, ticket, route, None)
+            self.record_route(call, ticket, route, None)
             if ticket is not None and self.metering is not None:
                 await self.metering.finish(ticket, Outcome(status=exc.status, error_code=exc.code))
             raise
-        self._served(call, ticket, route, served)
+        self.record_route(call, ticket, route, served)
         meter = None
         if ticket is not None and self.metering is not None:
             ticket.first_token_at = time.perf_counter()

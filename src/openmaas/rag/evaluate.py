@@ -108,7 +108,7 @@ class EvalRun:
         specs = {name: parse_config(name) for name in self.configs}
         app = create_app(settings)
         async with app.router.lifespan_context(app):
-            kbs = app.state.gateway.knowledge
+            kbs = app.state.knowledge
             if kbs is None:
                 raise RuntimeError("knowledge bases are not available: install the 'rag' extra")
             call = Call("req_kb_eval", ANONYMOUS)

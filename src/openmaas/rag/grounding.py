@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from openmaas.errors import InvalidRequest, ModelNotFound, from_validation_error
+from openmaas.gateway import Call, ChatExtension, Gateway, Stream
 from openmaas.metering.pricing import estimate_prompt_tokens
+from openmaas.protocol.chat import ChatCompletionRequest
 from openmaas.protocol.knowledge import ChatKnowledge
 from openmaas.rag import context
 
 if TYPE_CHECKING:
     from openmaas.backends.base import Backend
-    from openmaas.gateway import Call
     from openmaas.rag.service import KnowledgeBases
 
 MIN_SOURCE_TOKENS = 24
@@ -138,3 +139,27 @@ def attach(result: dict[str, Any], info: dict[str, Any], texts: list[str], attri
     cited = context.citations(text, len(info["sources"]))
     result["knowledge_base"] = {**info, "citations": cited, "inferred_citations": inferred}
     return result
+
+
+class Grounding(ChatExtension):
+    """``knowledge_base`` on a chat request: retrieve, put the sources in the prompt, answer as usual
+    (through ``gateway.chat`` again, so routing, privacy, TTC and metering apply to the grounded request)."""
+
+    key = "knowledge_base"
+
+    def __init__(self, knowledge: KnowledgeBases | None) -> None:
+        self.knowledge = knowledge  # None: knowledge bases are off on this server
+
+    async def handle(
+        self, gateway: Gateway, body: dict[str, Any], call: Call, request: ChatCompletionRequest
+    ) -> dict[str, Any] | Stream:
+        if self.knowledge is None:
+            raise InvalidRequest("Knowledge bases are not enabled on this server", param="knowledge_base")
+        grounded, info, texts = await ground(self.knowledge, call, body)
+        call.body_bytes = None  # the grounded body is larger than the one the client sent
+        attribute = bool(info.pop("attribute"))
+        result = await gateway.chat(grounded, call)
+        if isinstance(result, Stream):
+            result.first["knowledge_base"] = info  # citations: the client reads them from the streamed text
+            return result
+        return attach(result, info, texts, attribute)

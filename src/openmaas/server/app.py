@@ -17,6 +17,7 @@ from openmaas.dialects.anthropic import routes as anthropic
 from openmaas.dialects.responses import routes as responses
 from openmaas.errors import OpenMaaSError
 from openmaas.gateway import Gateway
+from openmaas.rag.grounding import Grounding
 from openmaas.routing.registry import Registry
 from openmaas.routing.router import Router
 from openmaas.server import errors, openapi
@@ -27,6 +28,7 @@ from openmaas.server.routes import routes
 from openmaas.services import Services
 from openmaas.settings import Settings
 from openmaas.store.responses import ResponseStore
+from openmaas.ttc.runner import TestTimeCompute
 
 log = logging.getLogger("openmaas.server")
 
@@ -36,6 +38,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Starlett
     services = Services(settings)
     router = Router(settings, registry)
     gateway = Gateway(router, services.metering)
+    knowledge = None
     if settings.rag.enabled:
         try:
             from openmaas.rag.service import KnowledgeBases
@@ -43,7 +46,9 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Starlett
         except ImportError as exc:
             log.info("knowledge bases are off: the 'rag' extra is not installed (%s)", exc.name)
         else:
-            gateway.knowledge = KnowledgeBases(KnowledgeStore(services.db), gateway, settings.rag)
+            knowledge = KnowledgeBases(KnowledgeStore(services.db), gateway, settings.rag)
+    # chat extensions, in the order they are tried: grounding first (its grounded request may use TTC)
+    gateway.extensions += [Grounding(knowledge), TestTimeCompute()]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -80,5 +85,6 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Starlett
     app.state.settings = settings
     app.state.openapi = orjson.dumps(openapi.document())
     app.state.gateway = gateway
+    app.state.knowledge = knowledge
     app.state.services = services
     return app

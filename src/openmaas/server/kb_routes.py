@@ -21,7 +21,7 @@ FORM_SLACK = 64 * 1024  # multipart framing and small fields around the files
 
 
 def _kbs(request: Request) -> KnowledgeBases:
-    kbs: KnowledgeBases | None = request.app.state.gateway.knowledge
+    kbs: KnowledgeBases | None = request.app.state.knowledge
     if kbs is None:
         raise InvalidRequest("Knowledge bases are not enabled on this server", code="knowledge_bases_disabled")
     return kbs

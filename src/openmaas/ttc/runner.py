@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from openmaas.errors import InvalidRequest, OpenMaaSError
+from openmaas.gateway import Call, ChatExtension, Gateway, Stream
 from openmaas.metering import tokens
 from openmaas.metering.meter import Outcome, Ticket
 from openmaas.metering.pricing import cost_nanos
@@ -25,9 +26,6 @@ from openmaas.ttc import spec as ttc_spec
 from openmaas.ttc.enforce import Enforcement, for_checks, for_json_schema
 from openmaas.ttc.strategies import STRATEGY_FUNCTIONS, Run
 from openmaas.ttc.verifiers import Candidate, Context, build
-
-if TYPE_CHECKING:
-    from openmaas.gateway import Call, Gateway, Stream
 
 _DROP = ("ttc", "stream", "stream_options", "n")
 DEFAULT_TEMPERATURE = 0.7  # several candidates at temperature 0 would all be the same answer
@@ -141,7 +139,7 @@ class TtcRun:
                 continue
             plan += [self.gateway.registry.deployments[c.name] for c in decision.plan]
         calls = self.spec.calls + (self.spec.n if judged else 0)
-        ticket = await self.gateway._admit(self.call, "chat", self.request.model, main, self.payload, plan, calls)
+        ticket = await self.gateway.admit(self.call, "chat", self.request.model, main, self.payload, plan, calls)
         ctx = Context(
             self.payload,
             judge=self._judge,
@@ -175,7 +173,7 @@ class TtcRun:
         for other in self.routes[1:]:  # one audit trail: every call's attempts, wherever it went
             main.decision.attempts += other.decision.attempts
         served = Served(self.gateway.registry.target(run.chosen.deployment), {}, None) if run is not None else None
-        self.gateway._served(self.call, ticket, main, served)
+        self.gateway.record_route(self.call, ticket, main, served)
         self.call.headers["x-openmaas-ttc"] = self.spec.strategy
         if ticket is None or self.gateway.metering is None:
             return
@@ -262,8 +260,6 @@ def _default_verifier(spec: ttc_spec.TtcSpec, body: dict[str, Any]) -> ttc_spec.
 
 def _as_stream(result: dict[str, Any], model: str, include_usage: bool) -> Stream:
     """The chosen answer as chunks: role, content in pieces, finish, then usage (and the ttc summary)."""
-    from openmaas.gateway import Stream
-
     choice = (result.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     base = {"id": result.get("id", "chatcmpl-ttc"), "object": "chat.completion.chunk", "created": int(time.time())}
@@ -279,3 +275,24 @@ def _as_stream(result: dict[str, Any], model: str, include_usage: bool) -> Strea
         yield {**base, "choices": [], "usage": result["usage"], "ttc": result["ttc"]}
 
     return Stream(first, rest(), model, include_usage)
+
+
+class TestTimeCompute(ChatExtension):
+    """``ttc`` on a chat request (or a ``model@strategy`` name): run a test-time compute strategy."""
+
+    __test__ = False  # not a pytest class
+    key = "ttc"
+
+    def prepare(self, body: dict[str, Any], model: str, names: list[str]) -> dict[str, Any]:
+        if "@" not in model or model in names:
+            return body
+        base, ttc = ttc_spec.split_suffix(model)
+        if ttc is None:
+            return body
+        given = body.get("ttc")  # the body's ttc fields win over the suffix's; a bad one is parsed as a 400
+        return {**body, "model": base, "ttc": {**ttc, **given} if isinstance(given, dict) else given or ttc}
+
+    async def handle(
+        self, gateway: Gateway, body: dict[str, Any], call: Call, request: ChatCompletionRequest
+    ) -> dict[str, Any] | Stream:
+        return await TtcRun(gateway, call, request, body).run()
