@@ -7,7 +7,6 @@ policy, test-time compute) compose here, not in the routes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -22,7 +21,7 @@ from openmaas.backends.anthropic_translate import PROMPT_TOKENS_KEY
 from openmaas.backends.base import Backend, Payload
 from openmaas.errors import OpenMaaSError, from_validation_error
 from openmaas.metering import tokens
-from openmaas.metering.meter import Metering, Outcome, Ticket
+from openmaas.metering.meter import Metering, Outcome, Ticket, failure
 from openmaas.privacy.classify import Restorer
 from openmaas.protocol.chat import ChatCompletionRequest
 from openmaas.protocol.completions import CompletionRequest, EmbeddingRequest
@@ -79,14 +78,16 @@ class StreamMeter:
         await self.metering.finish(self.ticket, outcome)
         return outcome
 
-    def abandon(self, usage: Payload | None) -> None:
-        """The client went away mid-stream: bill what was produced, without blocking the teardown."""
+    def abandon(self, usage: Payload | None, exc: BaseException) -> None:
+        """The stream ended without our error (the client went away, or a bug): bill what was produced,
+        without blocking the teardown."""
+        status, code, _ = failure(exc)
 
         async def later() -> None:
             try:
-                outcome = await self._outcome(usage, 499, "client_disconnected", interrupted=True)
+                outcome = await self._outcome(usage, status, code, interrupted=True)
             except Exception:
-                outcome = Outcome(0, self.content_chunks, "estimate", 499, "client_disconnected", True)
+                outcome = Outcome(0, self.content_chunks, "estimate", status, code, True)
             self.metering.finish_later(self.ticket, outcome)
 
         if not self.ticket.finished:
@@ -141,9 +142,9 @@ class Stream:
             if usage:
                 yield {"object": "chat.completion.chunk", "model": self.public_model, "choices": [], "usage": usage}
             raise
-        except BaseException:
+        except BaseException as exc:
             if self.meter is not None:
-                self.meter.abandon(self.usage)
+                self.meter.abandon(self.usage, exc)
             raise
         if self.meter is not None:
             await self.meter.end(self.usage)
@@ -259,21 +260,8 @@ class Gateway:
     ) -> Payload:
         try:
             result, served = await self.router.run(route, invoke)
-        except OpenMaaSError as exc:
-            self.record_route(call, ticket, route, None)
-            if ticket is not None and self.metering is not None:
-                await self.metering.finish(ticket, Outcome(status=exc.status, error_code=exc.code))
-            raise
-        except BaseException as exc:  # cancelled (the client left) or a bug: still settle the reservation
-            self.record_route(call, ticket, route, None)
-            if ticket is not None and self.metering is not None:
-                status, code = (
-                    (499, "client_disconnected") if isinstance(exc, asyncio.CancelledError) else (500, "internal_error")
-                )
-                target = (
-                    self.registry.target(route.decision.attempts[-1].deployment) if route.decision.attempts else None
-                )
-                self.metering.spawn(self._cut_off(ticket, target, route.body, status, code))
+        except BaseException as exc:
+            await self._settle_failure(call, ticket, route, exc)
             raise
         self.record_route(call, ticket, route, served)
         if served.restorer is not None:
@@ -284,7 +272,24 @@ class Gateway:
             )
         return result
 
-    async def _cut_off(self, ticket: Ticket, target: Target | None, payload: Payload, status: int, code: str) -> None:
+    async def _settle_failure(self, call: Call, ticket: Ticket | None, route: Route, exc: BaseException) -> None:
+        """The one settle path of a call that failed before anything reached the client: our errors are
+        recorded at once, with no tokens; a cancelled call (the client left) or a bug bills the prompt the
+        upstream received, without blocking the teardown."""
+        self.record_route(call, ticket, route, None)
+        if ticket is None or self.metering is None:
+            return
+        status, code, interrupted = failure(exc)
+        if not interrupted:
+            await self.metering.finish(ticket, Outcome(status=status, error_code=code))
+            return
+        attempts = route.decision.attempts
+        target = self.registry.target(attempts[-1].deployment) if attempts else None
+        self.metering.spawn(self._cut_off(ticket, target, route.body, status, code))
+
+    async def _cut_off(
+        self, ticket: Ticket, target: Target | None, payload: Payload, status: int, code: str | None
+    ) -> None:
         assert self.metering is not None
         try:
             if target is None:
@@ -360,10 +365,8 @@ class Gateway:
 
         try:
             (first, iterator), served = await self.router.run(route, first_chunk)
-        except OpenMaaSError as exc:
-            self.record_route(call, ticket, route, None)
-            if ticket is not None and self.metering is not None:
-                await self.metering.finish(ticket, Outcome(status=exc.status, error_code=exc.code))
+        except BaseException as exc:  # before the first chunk: nothing was delivered
+            await self._settle_failure(call, ticket, route, exc)
             raise
         self.record_route(call, ticket, route, served)
         meter = None

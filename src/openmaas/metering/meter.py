@@ -15,7 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 
 from openmaas.auth.principal import Limits, Principal
-from openmaas.errors import BudgetExceeded, RateLimitExceeded
+from openmaas.errors import BudgetExceeded, OpenMaaSError, RateLimitExceeded
 from openmaas.ids import IdGenerator
 from openmaas.limits.counters import Admission, Bucket, Counters, Quota, Settlement, seconds_to_full
 from openmaas.metering.ledger import Ledger, UsageEvent
@@ -46,6 +46,17 @@ class Ticket:
     degraded: bool = False
     first_token_at: float | None = None
     finished: bool = False
+
+
+def failure(exc: BaseException) -> tuple[int, str | None, bool]:
+    """How a request that ended with ``exc`` is recorded: (status, error code, interrupted). The one
+    mapping every settle path uses: our errors keep their status; a cancelled task is a client that
+    went away (499); anything else is a bug (500)."""
+    if isinstance(exc, OpenMaaSError):
+        return exc.status, exc.code, False
+    if isinstance(exc, asyncio.CancelledError):
+        return 499, "client_disconnected", True
+    return 500, "internal_error", True
 
 
 @dataclass(slots=True)

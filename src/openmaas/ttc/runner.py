@@ -17,7 +17,7 @@ from typing import Any
 from openmaas.errors import InvalidRequest, OpenMaaSError
 from openmaas.gateway import Call, ChatExtension, Gateway, Stream
 from openmaas.metering import tokens
-from openmaas.metering.meter import Outcome, Ticket
+from openmaas.metering.meter import Outcome, Ticket, failure
 from openmaas.metering.pricing import cost_nanos
 from openmaas.protocol.chat import ChatCompletionRequest
 from openmaas.routing.registry import Target
@@ -183,9 +183,7 @@ class TtcRun:
             cost_nanos=sum(c.cost_nanos for c in self.calls),
         )
         if exc is not None:
-            outcome.status = exc.status if isinstance(exc, OpenMaaSError) else 499
-            outcome.error_code = exc.code if isinstance(exc, OpenMaaSError) else "client_disconnected"
-            outcome.interrupted = not isinstance(exc, OpenMaaSError)
+            outcome.status, outcome.error_code, outcome.interrupted = failure(exc)
             if isinstance(exc, asyncio.CancelledError):
                 self.gateway.metering.finish_later(ticket, outcome)
                 return
