@@ -17,17 +17,16 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from openmaas.auth.principal import ANONYMOUS, Principal
-from openmaas.backends.anthropic_translate import PROMPT_TOKENS_KEY
-from openmaas.backends.base import Backend, Payload
-from openmaas.errors import OpenMaaSError, from_validation_error
+from openmaas.backends.base import Payload
+from openmaas.errors import from_validation_error
 from openmaas.metering import tokens
 from openmaas.metering.meter import Metering, Outcome, Ticket, failure
-from openmaas.privacy.classify import Restorer
 from openmaas.protocol.chat import ChatCompletionRequest
 from openmaas.protocol.completions import CompletionRequest, EmbeddingRequest
 from openmaas.routing.registry import Target
 from openmaas.routing.router import Route, Router, Served
 from openmaas.settings import Deployment
+from openmaas.streams import Stream, StreamMeter
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("openmaas.routing")
@@ -53,139 +52,6 @@ class Call:
     body_bytes: int | None = None
     surface: str = "chat"  # the API the request came in through (ledger ``endpoint``): chat, messages, responses
     privacy: str | None = None  # the privacy class routing gave the request ("public", "sensitive")
-
-
-@dataclass
-class StreamMeter:
-    metering: Metering
-    ticket: Ticket
-    backend: Backend
-    payload: Payload
-    text: list[str] = field(default_factory=list)
-    content_chunks: int = 0
-
-    async def _outcome(self, usage: Payload | None, status: int, code: str | None, interrupted: bool) -> Outcome:
-        if usage and not interrupted:
-            outcome = Outcome(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-        else:
-            text = "".join(self.text)
-            outcome = await tokens.from_partial_stream(self.backend, self.payload, usage, text, self.content_chunks)
-        outcome.status, outcome.error_code, outcome.interrupted = status, code, interrupted
-        return outcome
-
-    async def end(self, usage: Payload | None, status: int = 200, code: str | None = None) -> Outcome:
-        outcome = await self._outcome(usage, status, code, interrupted=status != 200)
-        await self.metering.finish(self.ticket, outcome)
-        return outcome
-
-    def abandon(self, usage: Payload | None, exc: BaseException) -> None:
-        """The stream ended without our error (the client went away, or a bug): bill what was produced,
-        without blocking the teardown."""
-        status, code, _ = failure(exc)
-
-        async def later() -> None:
-            try:
-                outcome = await self._outcome(usage, status, code, interrupted=True)
-            except Exception:
-                outcome = Outcome(0, self.content_chunks, "estimate", status, code, True)
-            self.metering.finish_later(self.ticket, outcome)
-
-        if not self.ticket.finished:
-            self.metering.spawn(later())
-
-
-@dataclass
-class Stream:
-    """A stream whose first chunk has already arrived (so early failures are HTTP errors)."""
-
-    first: Payload
-    rest: AsyncIterator[Payload]
-    public_model: str
-    include_usage: bool
-    usage: Payload | None = None
-    meter: StreamMeter | None = None
-    restorer: Restorer | None = None
-    served: Served | None = None  # the deployment and payload that answered
-
-    async def chunks(self) -> AsyncIterator[Payload]:
-        """The client's chunks. A failure after the first chunk bills what was produced, sends a
-        final usage chunk (``choices: []``) and then raises, so the route sends an error event:
-        the stream is never silently truncated."""
-        held: Payload | None = None
-        chunk: Payload | None = self.first
-        try:
-            while chunk is not None:
-                chunk.pop(PROMPT_TOKENS_KEY, None)
-                if chunk.get("usage"):
-                    self.usage = chunk["usage"]
-                chunk["model"] = self.public_model
-                if chunk.get("choices"):
-                    if self.restorer is not None:
-                        self._restore(self.restorer, chunk)
-                    if self.meter is not None:
-                        self._observe(self.meter, chunk)
-                    if not self.include_usage:
-                        chunk.pop("usage", None)
-                    yield chunk
-                elif self.include_usage:
-                    held = chunk  # the usage chunk goes out after the ledger commit
-                chunk = await anext(self.rest, None)
-        except OpenMaaSError as exc:
-            usage = self.usage
-            if self.meter is not None:
-                outcome = await self.meter.end(self.usage, exc.status, exc.code)
-                usage = {
-                    "prompt_tokens": outcome.prompt_tokens,
-                    "completion_tokens": outcome.completion_tokens,
-                    "total_tokens": outcome.prompt_tokens + outcome.completion_tokens,
-                }
-            if usage:
-                yield {"object": "chat.completion.chunk", "model": self.public_model, "choices": [], "usage": usage}
-            raise
-        except BaseException as exc:
-            if self.meter is not None:
-                self.meter.abandon(self.usage, exc)
-            raise
-        if self.meter is not None:
-            await self.meter.end(self.usage)
-        if held is not None:
-            yield held
-
-    @staticmethod
-    def _restore(restorer: Restorer, chunk: Payload) -> None:
-        """Restore masked values in each choice's text and each streamed tool call's arguments;
-        a choice's last chunk (``finish_reason``) also carries whatever was held back for it."""
-        for choice in chunk["choices"]:
-            index = choice.get("index", 0)
-            delta = choice.get("delta")
-            owner, key = (delta, "content") if isinstance(delta, dict) else (choice, "text")
-            piece = owner.get(key)
-            if isinstance(piece, str):
-                owner[key] = restorer.feed(piece, (index, key))
-            calls = delta.get("tool_calls") if isinstance(delta, dict) else None
-            for call in calls if isinstance(calls, list) else ():
-                function = call.get("function") if isinstance(call, dict) else None
-                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                    function["arguments"] = restorer.feed(function["arguments"], (index, "tool", call.get("index")))
-            if choice.get("finish_reason") is None:
-                continue
-            for slot in restorer.held():
-                if not isinstance(slot, tuple) or slot[0] != index:
-                    continue
-                rest = restorer.flush(slot)
-                if slot[1] == "tool" and isinstance(delta, dict):
-                    tail = {"index": slot[2], "function": {"arguments": rest}}
-                    delta["tool_calls"] = [*(delta.get("tool_calls") or []), tail]
-                else:
-                    owner[key] = (owner.get(key) or "") + rest
-
-    @staticmethod
-    def _observe(meter: StreamMeter, chunk: Payload) -> None:
-        for choice in chunk["choices"]:
-            piece = tokens.completion_text({"choices": [choice]})
-            if piece:
-                meter.text.append(piece)
-                meter.content_chunks += 1
 
 
 class ChatExtension(ABC):

@@ -74,7 +74,7 @@ def fuzz(url: str, header: str, paths: str, tmp_path: Path) -> str:
             "--seed",
             "20261203",
             "--workers",
-            "2",
+            "1",  # one worker: with the fixed seed, the same cases in the same order on every run
             "--request-timeout",
             "30",
             "--no-color",

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from openmaas.backends.anthropic_translate import PROMPT_TOKENS_KEY
 from openmaas.core.chat import StreamDecoder, from_result, to_payload
 from openmaas.core.types import Event, Request, Result
-from openmaas.gateway import Call, Gateway, Stream
+from openmaas.gateway import Call, Gateway
 from openmaas.metering import tokens
+from openmaas.streams import Stream
 
 
 @dataclass

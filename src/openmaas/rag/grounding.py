@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from openmaas.errors import InvalidRequest, ModelNotFound, from_validation_error
-from openmaas.gateway import Call, ChatExtension, Gateway, Stream
+from openmaas.gateway import Call, ChatExtension, Gateway
 from openmaas.metering.pricing import estimate_prompt_tokens
 from openmaas.protocol.chat import ChatCompletionRequest
 from openmaas.protocol.knowledge import ChatKnowledge
 from openmaas.rag import context
+from openmaas.streams import Stream
 
 if TYPE_CHECKING:
     from openmaas.backends.base import Backend

@@ -12,9 +12,10 @@ from starlette.routing import Route
 
 from openmaas.dialects.anthropic import render as anthropic_render
 from openmaas.errors import InvalidRequest, ModelNotFound, OpenMaaSError, PayloadTooLarge
-from openmaas.gateway import Call, Gateway, Stream
+from openmaas.gateway import Call, Gateway
 from openmaas.services import Services
 from openmaas.store import usage
+from openmaas.streams import Stream
 
 JSON = "application/json"
 

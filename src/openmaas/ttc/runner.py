@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from openmaas.errors import InvalidRequest, OpenMaaSError
-from openmaas.gateway import Call, ChatExtension, Gateway, Stream
+from openmaas.gateway import Call, ChatExtension, Gateway
 from openmaas.metering import tokens
 from openmaas.metering.meter import Outcome, Ticket, failure
 from openmaas.metering.pricing import cost_nanos
 from openmaas.protocol.chat import ChatCompletionRequest
 from openmaas.routing.registry import Target
 from openmaas.routing.router import Route, Served
+from openmaas.streams import Stream
 from openmaas.ttc import spec as ttc_spec
 from openmaas.ttc.enforce import Enforcement, for_checks, for_json_schema
 from openmaas.ttc.strategies import STRATEGY_FUNCTIONS, Run
