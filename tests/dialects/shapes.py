@@ -149,6 +149,8 @@ def codex_request(task: str, output: str | None = None, stream: bool = True) -> 
                 "call_id": "call_0001",
             },
             {"type": "function_call_output", "call_id": "call_0001", "output": output},
+            # Codex 0.17x also reports some outputs by name, with no call to answer
+            {"type": "function_call_output", "name": "goal_objective", "namespace": "agent", "output": "List files"},
         ]
     return {
         "model": "agent",

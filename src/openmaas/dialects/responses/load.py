@@ -112,11 +112,15 @@ def to_messages(items: list[Item], notes: list[str]) -> list[Message]:
                     raise InvalidRequest(f"{at}: a function_call item needs '{key}'", param=at)
             add("assistant", [ToolCall(item["call_id"], item["name"], str(item.get("arguments") or "{}"))])
         elif kind == "function_call_output":
-            if not isinstance(item.get("call_id"), str):
-                raise InvalidRequest(f"{at}: a function_call_output item needs 'call_id'", param=at)
             output = item.get("output")
             content = _parts(output, f"{at}.output") if output not in (None, "") else []
-            add("tool", [ToolResult(item["call_id"], content)])
+            if isinstance(item.get("call_id"), str):
+                add("tool", [ToolResult(item["call_id"], content)])
+            elif isinstance(item.get("name"), str):  # Codex reports some outputs by name, not answering a call
+                label = ".".join(str(x) for x in (item.get("namespace"), item["name"]) if x)
+                add("user", [Text(f"[{label} output] "), *content])
+            else:
+                raise InvalidRequest(f"{at}: a function_call_output item needs 'call_id'", param=at)
         elif kind == "reasoning":
             text = "".join(p.get("text", "") for p in item.get("summary") or [] if isinstance(p, dict))
             add("assistant", [Reasoning(text, item.get("encrypted_content"))])
