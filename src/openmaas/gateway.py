@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from openmaas.auth.principal import ANONYMOUS, Principal
 from openmaas.backends.base import Payload
+from openmaas.core.chat import CEILING_KEY
 from openmaas.errors import from_validation_error
 from openmaas.metering import tokens
 from openmaas.metering.meter import Metering, Outcome, Ticket, failure
@@ -181,7 +182,8 @@ class Gateway:
         for extension in self.extensions:  # the first whose body key is set runs the request (in app order)
             if body.get(extension.key) is not None:
                 return await extension.handle(self, body, call, request)
-        route = self._route(call, request.model, "chat", body, request.output_limit)
+        output_limit = None if body.get(CEILING_KEY) else request.output_limit  # a ceiling is fitted, not refused
+        route = self._route(call, request.model, "chat", body, output_limit)
         ticket = await self.admit(call, call.surface, request.model, route, body, body_bytes=call.body_bytes)
         if request.stream:
             return await self._stream(

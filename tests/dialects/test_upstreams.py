@@ -175,3 +175,22 @@ async def test_message_start_carries_the_upstreams_own_input_count(
         raw = [c.model_dump() async for c in chunks]
         assert not any("x_openmaas_prompt_tokens" in json.dumps(c) for c in raw)  # chat clients never see it
         assert raw[-1]["usage"]["prompt_tokens"] == 12
+
+
+async def test_a_messages_max_tokens_is_a_ceiling_fitted_to_the_deployment(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claude Code sends max_tokens 32k–128k: on a smaller model it is lowered to what the context leaves
+    instead of refused (chat completions keep refusing it: there it is the client's demand)."""
+    async with stack(tmp_path, monkeypatch) as s:
+        async with s.anthropic.messages.stream(  # the SDK streams requests this large, as Claude Code does
+            model="local-echo", max_tokens=128_000, messages=[{"role": "user", "content": "ping"}]
+        ) as stream:
+            message = await stream.get_final_message()
+        assert message.content[0].type == "text" and message.content[0].text == "local answer"
+        sent = s.local.requests[-1]["max_tokens"]
+        assert 8000 < sent < 8192  # the deployment's 8192-token context minus the prompt
+        with pytest.raises(openai.BadRequestError, match="max_tokens is 128000"):
+            await s.openai.chat.completions.create(
+                model="local-echo", max_tokens=128_000, messages=[{"role": "user", "content": "ping"}]
+            )

@@ -42,6 +42,7 @@ from openmaas.core.types import (
 Payload = dict[str, Any]
 
 NATIVE_KEY = "_native"  # carries core.types.Native to the router, which hands it only to a same-dialect backend
+CEILING_KEY = "_max_tokens_is_ceiling"  # max_tokens may be lowered to fit the deployment (router, admission)
 
 FINISH_TO_STOP: dict[str, StopReason] = {
     "stop": "end_turn",
@@ -110,6 +111,8 @@ def to_payload(request: Request) -> Payload:
     payload: Payload = {"model": request.model, "messages": _messages(request)}
     if request.max_output_tokens is not None:
         payload["max_tokens"] = request.max_output_tokens
+        if request.output_limit_is_ceiling:
+            payload[CEILING_KEY] = True
     for key in ("temperature", "top_p", "top_k", "user"):
         value = getattr(request, key)
         if value is not None:

@@ -111,6 +111,9 @@ class Request:
     tools: list[ToolSpec] = field(default_factory=list)
     tool_choice: ToolChoice | None = None
     max_output_tokens: int | None = None
+    # a ceiling (Anthropic's required max_tokens, which clients set to the model's maximum): lowered to
+    # what the chosen deployment's context leaves, rather than refused
+    output_limit_is_ceiling: bool = False
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None

@@ -10,6 +10,7 @@ import calendar
 import datetime as dt
 from typing import Any
 
+from openmaas.core.chat import CEILING_KEY
 from openmaas.settings import Deployment
 
 MESSAGE_OVERHEAD = 8  # template tokens per message (role markers, separators), generous
@@ -55,9 +56,12 @@ def prompt_upper_bound(body: dict[str, Any], body_bytes: int | None = None) -> i
 
 def max_output_tokens(body: dict[str, Any], deployment: Deployment, prompt_bound: int) -> int:
     n = int(body.get("n") or 1)
+    room = max(0, deployment.context_length - min(prompt_bound, deployment.context_length))
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     if limit is None:
-        limit = max(0, deployment.context_length - min(prompt_bound, deployment.context_length))
+        limit = room
+    elif body.get(CEILING_KEY):  # a ceiling is lowered to what the context leaves (core.chat)
+        limit = min(int(limit), deployment.context_length)
     return int(limit) * n
 
 

@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 
 from openmaas.auth.principal import Principal
 from openmaas.backends.base import Payload
-from openmaas.core.chat import NATIVE_KEY
+from openmaas.core.chat import CEILING_KEY, NATIVE_KEY
 from openmaas.errors import ContextLengthExceeded, OpenMaaSError, ServiceUnavailable, UpstreamError
+from openmaas.metering.pricing import estimate_prompt_tokens
 from openmaas.privacy.classify import PrivacyClass, Restorer, Scanned, masked_copy, scan_payload
 from openmaas.privacy.scanner import Scanner
 from openmaas.routing.decision import Attempt, RouteDecision
@@ -106,6 +107,9 @@ class Router:
         # a dialect's own body goes only to a deployment that speaks it, and never when masking applies
         if native is not None and restorer is None and target.backend.native_dialect == native.dialect:
             payload[NATIVE_KEY] = native
+        if payload.pop(CEILING_KEY, None) and isinstance(payload.get("max_tokens"), int):
+            room = target.deployment.context_length - estimate_prompt_tokens(payload)
+            payload["max_tokens"] = max(1, min(payload["max_tokens"], room))
         payload["model"] = target.deployment.upstream_model
         return payload, restorer
 

@@ -173,6 +173,7 @@ def load(body: dict[str, Any], volatile: list[re.Pattern[str]] | None = None, co
     request.native = Native(DIALECT, body)
     if isinstance(wire, MessagesRequest):
         request.max_output_tokens = wire.max_tokens
+        request.output_limit_is_ceiling = True  # Claude Code asks for 32k–128k: a bound, not a demand
         request.temperature, request.top_p, request.top_k = wire.temperature, wire.top_p, wire.top_k
         request.stop = list(wire.stop_sequences or [])
         request.stream = bool(wire.stream)
