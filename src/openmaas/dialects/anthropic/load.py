@@ -43,9 +43,8 @@ def validate(model: type[MessagesRequest] | type[CountTokensRequest], body: dict
 
 
 def _need(block: Block, key: str, kind: type, where: str) -> Any:
-    value = getattr(block, key, None) if key != "type" else block.type
-    extra = block.model_extra or {}
-    value = extra.get(key, value)
+    """A field every block of this kind must carry (blocks are open objects: their fields are extras)."""
+    value = (block.model_extra or {}).get(key)
     if not isinstance(value, kind):
         raise InvalidRequest(f"{where}: a '{block.type}' block needs '{key}' ({kind.__name__})", param=where)
     return value
@@ -131,9 +130,10 @@ def _parts(content: str | list[Block], where: str, volatile: list[re.Pattern[str
 
 
 def _strip(text: str, volatile: list[re.Pattern[str]] | None) -> str:
+    """The text without its volatile lines; untouched when none is there."""
     for pattern in volatile or ():
         text = pattern.sub("", text)
-    return text.strip("\n") if volatile and text != text.strip("\n") else text
+    return text
 
 
 def _choice(wire: MessagesRequest | CountTokensRequest) -> ToolChoice | None:

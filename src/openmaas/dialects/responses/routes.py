@@ -38,6 +38,7 @@ class ResponsesAPI:
         self.new_response_id = IdGenerator("resp")
         self.new_id = IdGenerator("item")
         self.tasks: dict[str, asyncio.Task[None]] = {}  # background responses running in this process
+        self.purge: asyncio.Task[None] | None = None  # the retention purge, when one runs
         self.last_purge = 0.0
 
     def _call(self, request: Request) -> Call:
@@ -82,8 +83,7 @@ class ResponsesAPI:
                 log.exception("retention purge failed")
 
         task = asyncio.get_running_loop().create_task(purge())
-        self.tasks[f"purge-{now}"] = task
-        task.add_done_callback(lambda _: self.tasks.pop(f"purge-{now}", None))
+        self.purge = task
 
     async def create(self, request: Request) -> Response:
         call = self._call(request)
@@ -139,8 +139,7 @@ class ResponsesAPI:
             raise InvalidRequest("background responses must be stored (store: true)", param="background")
         if wire.stream:
             raise InvalidRequest("background responses are polled with GET; stream must be false", param="stream")
-        running = sum(1 for name in self.tasks if name.startswith("resp_"))
-        if running >= self.settings.max_background:
+        if len(self.tasks) >= self.settings.max_background:
             raise ServiceUnavailable("Too many background responses are running; try again shortly.")
         queued = shell.response("queued", [], None)
         await self._save(call, shell, items, history, queued)
