@@ -33,6 +33,7 @@ from pathlib import Path
 import uvloop
 
 from openmaas.auth.principal import Limits, Principal
+from openmaas.core.view import PromptView
 from openmaas.limits.counters import Counters, LocalCounters
 from openmaas.limits.leases import Leases
 from openmaas.limits.redis_counters import RedisCounters
@@ -89,11 +90,12 @@ async def run(
     limits = Limits(rpm=10**9, tpm=10**12, budget_nanos=10**15)
     principal = Principal("key_bench", "sk-bench", "ten_bench", "bench", key_limits=limits, tenant_limits=limits)
     per_task = requests // concurrency
+    view = PromptView(BODY)
 
     async def client(worker: int) -> None:
         for i in range(per_task):
             if metered:
-                ticket = await metering.admit(principal, f"req_{worker}_{i}", "chat", "bench", deployment, BODY)
+                ticket = await metering.admit(principal, f"req_{worker}_{i}", "chat", "bench", deployment, view)
             await asyncio.sleep(0)
             if metered:
                 await metering.finish(ticket, Outcome(9, 16))

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ValidationError
 
 from openmaas.auth.principal import ANONYMOUS, Principal
 from openmaas.backends.base import Payload
-from openmaas.core.chat import CEILING_KEY
 from openmaas.errors import from_validation_error
 from openmaas.metering import tokens
 from openmaas.metering.meter import Metering, Outcome, Ticket, failure
@@ -88,7 +87,6 @@ class Gateway:
         endpoint: str,
         model: str,
         route: Route,
-        body: Payload,
         plan: list[Deployment] | None = None,
         calls: int = 1,
         body_bytes: int | None = None,
@@ -102,7 +100,7 @@ class Gateway:
         if len(plan) > 1:
             priciest = max(plan, key=lambda d: d.pricing.input_per_mtok + d.pricing.output_per_mtok)
         ticket = await self.metering.admit(
-            call.principal, call.request_id, endpoint, model, priciest, body, calls, body_bytes
+            call.principal, call.request_id, endpoint, model, priciest, route.view, calls, body_bytes
         )
         if ticket.headers:
             call.raw_headers += ticket.headers
@@ -182,9 +180,8 @@ class Gateway:
         for extension in self.extensions:  # the first whose body key is set runs the request (in app order)
             if body.get(extension.key) is not None:
                 return await extension.handle(self, body, call, request)
-        output_limit = None if body.get(CEILING_KEY) else request.output_limit  # a ceiling is fitted, not refused
-        route = self._route(call, request.model, "chat", body, output_limit)
-        ticket = await self.admit(call, call.surface, request.model, route, body, body_bytes=call.body_bytes)
+        route = self._route(call, request.model, "chat", body, request.output_limit)
+        ticket = await self.admit(call, call.surface, request.model, route, body_bytes=call.body_bytes)
         if request.stream:
             return await self._stream(
                 call, ticket, route, lambda t, p: t.backend.chat_stream(p), request.model, request.wants_usage_chunk
@@ -197,7 +194,7 @@ class Gateway:
         call = call or Call()
         request = validate(CompletionRequest, body)
         route = self._route(call, request.model, "completions", body, request.max_tokens)
-        ticket = await self.admit(call, "completions", request.model, route, body, body_bytes=call.body_bytes)
+        ticket = await self.admit(call, "completions", request.model, route, body_bytes=call.body_bytes)
         if request.stream:
             include = bool(request.stream_options and request.stream_options.include_usage)
             return await self._stream(
@@ -211,7 +208,7 @@ class Gateway:
         call = call or Call()
         request = validate(EmbeddingRequest, body)
         route = self._route(call, request.model, "embeddings", body, None)
-        ticket = await self.admit(call, "embeddings", request.model, route, body, body_bytes=call.body_bytes)
+        ticket = await self.admit(call, "embeddings", request.model, route, body_bytes=call.body_bytes)
         result = await self._unary(call, ticket, route, lambda t, p: t.backend.embed(p))
         result["model"] = request.model
         return result

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from openmaas.backends.anthropic_translate import PROMPT_TOKENS_KEY
 from openmaas.backends.base import Backend, Payload
+from openmaas.core.view import completion_text
 from openmaas.errors import OpenMaaSError
 from openmaas.metering import tokens
 from openmaas.metering.meter import Metering, Outcome, Ticket, failure
@@ -146,7 +147,7 @@ class Stream:
     @staticmethod
     def _observe(meter: StreamMeter, chunk: Payload) -> None:
         for choice in chunk["choices"]:
-            piece = tokens.completion_text({"choices": [choice]})
+            piece = completion_text({"choices": [choice]})
             if piece:
                 meter.text.append(piece)
                 meter.content_chunks += 1

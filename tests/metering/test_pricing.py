@@ -6,6 +6,7 @@ import json
 
 import orjson
 
+from openmaas.core.view import PromptView
 from openmaas.metering.pricing import prompt_upper_bound
 
 BODIES = [
@@ -28,12 +29,12 @@ BODIES = [
 
 def test_the_body_size_bound_is_never_below_the_walked_bound() -> None:
     for body in BODIES:
-        walked = prompt_upper_bound(body)
+        walked = prompt_upper_bound(PromptView(body))
         for raw in (orjson.dumps(body), json.dumps(body).encode(), json.dumps(body, ensure_ascii=False).encode()):
-            assert prompt_upper_bound(orjson.loads(raw), len(raw)) >= walked
+            assert prompt_upper_bound(PromptView(orjson.loads(raw)), len(raw)) >= walked
 
 
 def test_the_walked_bound_counts_utf8_bytes_and_per_message_overhead() -> None:
     one = {"messages": [{"role": "user", "content": "é"}]}  # 2 bytes
     two = {"messages": [{"role": "user", "content": "é"}, {"role": "user", "content": "é"}]}
-    assert prompt_upper_bound(two) - prompt_upper_bound(one) == 8 + 2
+    assert prompt_upper_bound(PromptView(two)) - prompt_upper_bound(PromptView(one)) == 8 + 2

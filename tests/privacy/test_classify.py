@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from openmaas.privacy.classify import Restorer, masked_copy, scan_payload
+from openmaas.core.view import PromptView
+from openmaas.privacy.classify import Restorer, masked_copy, scan_request
 from openmaas.privacy.scanner import Scanner
 
 
@@ -24,7 +25,7 @@ def test_every_text_of_a_request_is_scanned_and_only_types_are_reported(scanner:
             {"role": "tool", "tool_call_id": "c", "content": "done for 13800138000"},
         ]
     }
-    scanned = scan_payload(scanner, body)
+    scanned = scan_request(scanner, PromptView(body))
     assert scanned.privacy.label == "sensitive"
     assert scanned.privacy.entities == ("CN_MOBILE", "CREDIT_CARD", "EMAIL_ADDRESS")
     assert "ann@example.com" not in repr(scanned.privacy)
@@ -36,7 +37,7 @@ def test_masking_replaces_values_consistently_and_leaves_the_original_untouched(
             {"role": "user", "content": "Write to ann@example.com, then again to ann@example.com and bob@example.org"}
         ]
     }
-    masked, mapping = masked_copy(body, scan_payload(scanner, body))
+    masked, mapping = masked_copy(body, scan_request(scanner, PromptView(body)))
     text = masked["messages"][0]["content"]
     assert text == "Write to [EMAIL_ADDRESS_1], then again to [EMAIL_ADDRESS_1] and [EMAIL_ADDRESS_2]"
     assert mapping == {"[EMAIL_ADDRESS_1]": "ann@example.com", "[EMAIL_ADDRESS_2]": "bob@example.org"}

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from openmaas.core.view import PromptView
 from openmaas.errors import ModelNotFound, PrivacyPolicyViolation
 from openmaas.privacy.classify import PrivacyClass
 from openmaas.routing.health import Health
@@ -53,16 +54,16 @@ def plan(decision: Any) -> list[str]:
 
 def test_an_alias_expands_to_targets_then_fallbacks_then_degrade() -> None:
     p, _ = policy()
-    d = p.decide("smart", "chat", BODY, PUBLIC, "allow", None, {"prefer": "quality"})
+    d = p.decide("smart", PromptView(BODY), PUBLIC, "allow", None, {"prefer": "quality"})
     assert plan(d) == ["cloud-a", "cloud-b", "cloud-big", "local-small"]
     assert [c.role for c in d.plan] == ["target", "target", "fallback", "degrade"]
     with pytest.raises(ModelNotFound):
-        p.decide("nope", "chat", BODY, PUBLIC, "allow", None)
+        p.decide("nope", PromptView(BODY), PUBLIC, "allow", None)
 
 
 def test_local_only_drops_cloud_for_sensitive_requests_and_refuses_when_nothing_local_is_left() -> None:
     p, _ = policy()
-    d = p.decide("smart", "chat", BODY, SENSITIVE, "local_only", None)
+    d = p.decide("smart", PromptView(BODY), SENSITIVE, "local_only", None)
     assert plan(d) == ["local-small"]
     assert {c.name: c.reason for c in d.candidates if not c.kept} == {
         "cloud-a": "privacy",
@@ -70,40 +71,40 @@ def test_local_only_drops_cloud_for_sensitive_requests_and_refuses_when_nothing_
         "cloud-big": "privacy",
     }
     with pytest.raises(PrivacyPolicyViolation) as err:
-        p.decide("cloud-a", "chat", BODY, SENSITIVE, "local_only", None)
+        p.decide("cloud-a", PromptView(BODY), SENSITIVE, "local_only", None)
     assert err.value.status == 403 and "EMAIL_ADDRESS" in str(err.value)
-    assert plan(p.decide("cloud-a", "chat", BODY, PUBLIC, "local_only", None)) == ["cloud-a"]
+    assert plan(p.decide("cloud-a", PromptView(BODY), PUBLIC, "local_only", None)) == ["cloud-a"]
 
 
 def test_capability_drops_and_the_context_window_fallback() -> None:
     p, _ = policy()
     tools = {**BODY, "tools": [{"type": "function", "function": {"name": "f"}}]}
-    d = p.decide("smart", "chat", tools, PUBLIC, "allow", None)
+    d = p.decide("smart", PromptView(tools), PUBLIC, "allow", None)
     assert "cloud-b" not in plan(d) and next(c for c in d.candidates if c.name == "cloud-b").reason == "tools"
     long = {"messages": [{"role": "user", "content": "word " * 4000}]}  # ~5k tokens: too long for local-small
-    d = p.decide("smart", "chat", long, PUBLIC, "allow", None)
+    d = p.decide("smart", PromptView(long), PUBLIC, "allow", None)
     assert next(c for c in d.candidates if c.name == "local-small").reason == "context"
 
 
 def test_an_open_circuit_is_dropped() -> None:
     p, health = policy()
     health["cloud-a"].open()
-    d = p.decide("smart", "chat", BODY, PUBLIC, "allow", None)
+    d = p.decide("smart", PromptView(BODY), PUBLIC, "allow", None)
     assert "cloud-a" not in plan(d)
     assert next(c for c in d.candidates if c.name == "cloud-a").reason == "circuit_open"
 
 
 def test_preferences_order_and_max_cost_drops() -> None:
     p, _ = policy()
-    assert plan(p.decide("smart", "chat", BODY, PUBLIC, "allow", None, {"prefer": "cost"}))[:2] == [
+    assert plan(p.decide("smart", PromptView(BODY), PUBLIC, "allow", None, {"prefer": "cost"}))[:2] == [
         "cloud-b",
         "cloud-a",
     ]
-    assert plan(p.decide("smart", "chat", BODY, PUBLIC, "allow", None, {"prefer": "quality"}))[:2] == [
+    assert plan(p.decide("smart", PromptView(BODY), PUBLIC, "allow", None, {"prefer": "quality"}))[:2] == [
         "cloud-a",
         "cloud-b",
     ]
-    d = p.decide("smart", "chat", BODY, PUBLIC, "allow", 1000, {"max_cost_usd": 0.002})
+    d = p.decide("smart", PromptView(BODY), PUBLIC, "allow", 1000, {"max_cost_usd": 0.002})
     dropped = {c.name: c.reason for c in d.candidates if not c.kept}
     assert dropped == {"cloud-a": "over_max_cost", "cloud-big": "over_max_cost"}  # 1000 tokens at $3 and $5/M
 
@@ -113,10 +114,10 @@ def test_load_balancing_prefers_the_least_loaded_by_weight() -> None:
     for _ in range(3):
         health["cloud-b"].begin()
     # cloud-b has weight 2 but 3 in flight: (3+1)/2 = 2 > (0+1)/1
-    assert plan(p.decide("smart", "chat", BODY, PUBLIC, "allow", None))[0] == "cloud-a"
+    assert plan(p.decide("smart", PromptView(BODY), PUBLIC, "allow", None))[0] == "cloud-a"
     for _ in range(3):
         health["cloud-a"].begin()
-    assert plan(p.decide("smart", "chat", BODY, PUBLIC, "allow", None))[0] == "cloud-b"
+    assert plan(p.decide("smart", PromptView(BODY), PUBLIC, "allow", None))[0] == "cloud-b"
 
 
 def test_difficulty_sends_hard_requests_past_a_weak_local_model() -> None:
@@ -131,9 +132,9 @@ def test_difficulty_sends_hard_requests_past_a_weak_local_model() -> None:
             }
         ]
     }
-    assert estimate_difficulty(easy) < 0.2 < estimate_difficulty(hard)
-    assert plan(p.decide("auto", "chat", easy, PUBLIC, "allow", None))[0] == "local-small"
-    assert plan(p.decide("auto", "chat", hard, PUBLIC, "allow", None))[0] == "cloud-a"
+    assert estimate_difficulty(PromptView(easy)) < 0.2 < estimate_difficulty(PromptView(hard))
+    assert plan(p.decide("auto", PromptView(easy), PUBLIC, "allow", None))[0] == "local-small"
+    assert plan(p.decide("auto", PromptView(hard), PUBLIC, "allow", None))[0] == "cloud-a"
 
 
 def test_difficulty_of_a_long_prompt_reads_its_start_and_end() -> None:
@@ -141,5 +142,5 @@ def test_difficulty_of_a_long_prompt_reads_its_start_and_end() -> None:
     ask_last = {"messages": [{"role": "user", "content": pasted + "Prove step by step that the total is right."}]}
     ask_first = {"messages": [{"role": "system", "content": "Derive a proof."}, {"role": "user", "content": pasted}]}
     plain = {"messages": [{"role": "user", "content": pasted + "Summarise this."}]}
-    assert estimate_difficulty(ask_last) > estimate_difficulty(plain)
-    assert estimate_difficulty(ask_first) > estimate_difficulty(plain)
+    assert estimate_difficulty(PromptView(ask_last)) > estimate_difficulty(PromptView(plain))
+    assert estimate_difficulty(PromptView(ask_first)) > estimate_difficulty(PromptView(plain))

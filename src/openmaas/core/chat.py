@@ -44,6 +44,14 @@ Payload = dict[str, Any]
 NATIVE_KEY = "_native"  # carries core.types.Native to the router, which hands it only to a same-dialect backend
 CEILING_KEY = "_max_tokens_is_ceiling"  # max_tokens may be lowered to fit the deployment (router, admission)
 
+
+def fit_ceiling(payload: dict[str, Any], room: int) -> None:
+    """Lower a ceiling ``max_tokens`` to ``room`` (what the deployment's context leaves after the prompt)."""
+    payload.pop(CEILING_KEY, None)
+    if isinstance(payload.get("max_tokens"), int):
+        payload["max_tokens"] = max(1, min(payload["max_tokens"], room))
+
+
 FINISH_TO_STOP: dict[str, StopReason] = {
     "stop": "end_turn",
     "length": "max_tokens",

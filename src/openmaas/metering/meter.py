@@ -15,6 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 
 from openmaas.auth.principal import Limits, Principal
+from openmaas.core.view import PromptView
 from openmaas.errors import BudgetExceeded, OpenMaaSError, RateLimitExceeded
 from openmaas.ids import IdGenerator
 from openmaas.limits.counters import Admission, Bucket, Counters, Quota, Settlement, seconds_to_full
@@ -195,12 +196,12 @@ class Metering:
         endpoint: str,
         model: str,
         deployment: Deployment,
-        body: Any,
+        view: PromptView,
         calls: int = 1,
         body_bytes: int | None = None,
     ) -> Ticket:
         """``calls``: model calls the request may make (test-time compute); the reservation covers all.
-        ``body_bytes``: the size of the JSON body ``body`` was parsed from, when it was (bounds the prompt)."""
+        ``body_bytes``: the size of the JSON body the request was parsed from, when it was (bounds the prompt)."""
         principal.check_model(model, deployment.name)
         now = time.time()
         started = time.perf_counter()
@@ -212,8 +213,8 @@ class Metering:
         ticket = Ticket(self.new_id(), request_id, principal, endpoint, model, deployment, started, now, shape.day)
         if shape.idle:
             return ticket
-        prompt = prompt_upper_bound(body, body_bytes)
-        output = max_output_tokens(body, deployment, prompt) if endpoint != "embeddings" else 0
+        prompt = prompt_upper_bound(view, body_bytes)
+        output = max_output_tokens(view, deployment, prompt) if endpoint != "embeddings" else 0
         if calls != 1:
             prompt, output = prompt * calls, output * calls
         tokens = prompt + output

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from typing import Any
 
-from openmaas.core.chat import CEILING_KEY
+from openmaas.core.view import PromptView
 from openmaas.settings import Deployment
 
 MESSAGE_OVERHEAD = 8  # template tokens per message (role markers, separators), generous
@@ -22,17 +21,7 @@ def cost_nanos(deployment: Deployment, prompt_tokens: int, completion_tokens: in
     return round(prompt_tokens * p.input_per_mtok * 1000 + completion_tokens * p.output_per_mtok * 1000)
 
 
-def _text_bytes(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
-    if isinstance(value, list):
-        return sum(_text_bytes(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_text_bytes(v) for k, v in value.items() if k not in ("role", "type"))
-    return 0 if value is None else len(str(value))
-
-
-def prompt_upper_bound(body: dict[str, Any], body_bytes: int | None = None) -> int:
+def prompt_upper_bound(view: PromptView, body_bytes: int | None = None) -> int:
     """An upper bound on prompt tokens without a tokenizer round-trip.
 
     Byte-level BPE tokenizers never produce more tokens than UTF-8 bytes, so
@@ -41,33 +30,23 @@ def prompt_upper_bound(body: dict[str, Any], body_bytes: int | None = None) -> i
     the size of the JSON the body was parsed from, bounds the text without a
     walk over it: JSON holds each string's UTF-8 bytes or longer escapes of them.
     """
-    if body_bytes is not None:
-        messages = body.get("messages")
-        count = len(messages) if isinstance(messages, list) else 0
-        return REQUEST_OVERHEAD + MESSAGE_OVERHEAD * count + body_bytes
-    if "messages" in body:
-        messages = body.get("messages") or []
-        total = REQUEST_OVERHEAD + MESSAGE_OVERHEAD * len(messages) + _text_bytes(messages)
-        return total + _text_bytes(body.get("tools")) + _text_bytes(body.get("response_format"))
-    if "prompt" in body:
-        return REQUEST_OVERHEAD + _text_bytes(body.get("prompt"))
-    return REQUEST_OVERHEAD + _text_bytes(body.get("input"))
+    text = body_bytes if body_bytes is not None else view.prompt_bytes
+    return REQUEST_OVERHEAD + MESSAGE_OVERHEAD * view.messages + text
 
 
-def max_output_tokens(body: dict[str, Any], deployment: Deployment, prompt_bound: int) -> int:
-    n = int(body.get("n") or 1)
+def max_output_tokens(view: PromptView, deployment: Deployment, prompt_bound: int) -> int:
     room = max(0, deployment.context_length - min(prompt_bound, deployment.context_length))
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    limit = view.output_limit
     if limit is None:
         limit = room
-    elif body.get(CEILING_KEY):  # a ceiling is lowered to what the context leaves (core.chat)
-        limit = min(int(limit), deployment.context_length)
-    return int(limit) * n
+    elif view.ceiling:  # a ceiling is lowered to what the context leaves (core.chat)
+        limit = min(limit, deployment.context_length)
+    return limit * view.choices
 
 
-def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+def estimate_prompt_tokens(view: PromptView) -> int:
     """Only when no usage and no tokenizer exist (a cloud stream cut short): about 4 bytes per token."""
-    return max(1, (prompt_upper_bound(body) - REQUEST_OVERHEAD) // 4)
+    return max(1, (prompt_upper_bound(view) - REQUEST_OVERHEAD) // 4)
 
 
 def period_start(period: str, now: float) -> tuple[str, float, int | None]:

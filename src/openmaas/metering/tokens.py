@@ -6,39 +6,23 @@ an estimate used, and the event says so (``usage_source = "estimate"``).
 
 from __future__ import annotations
 
-from typing import Any
-
 from openmaas.backends.base import Backend, Payload
+from openmaas.core.view import PromptView, completion_text, reported_usage
 from openmaas.metering.meter import Outcome
 from openmaas.metering.pricing import estimate_prompt_tokens
-
-
-def _text_of_choice(choice: dict[str, Any]) -> str:
-    if "text" in choice:
-        return str(choice.get("text") or "")
-    message = choice.get("message") or choice.get("delta") or {}
-    parts = [str(message.get("content") or "")]
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
-        parts.append(str(function.get("name") or "") + str(function.get("arguments") or ""))
-    return "".join(parts)
-
-
-def completion_text(result: Payload) -> str:
-    return "".join(_text_of_choice(c) for c in result.get("choices") or [])
 
 
 async def _prompt_tokens(backend: Backend, payload: Payload) -> tuple[int, str]:
     counted = await backend.count_prompt_tokens(payload)
     if counted is not None:
         return counted, "tokenizer"
-    return estimate_prompt_tokens(payload), "estimate"
+    return estimate_prompt_tokens(PromptView(payload)), "estimate"
 
 
 async def from_response(backend: Backend, payload: Payload, result: Payload) -> Outcome:
-    usage = result.get("usage") or {}
-    if isinstance(usage.get("prompt_tokens"), int):
-        return Outcome(int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0), "upstream")
+    reported = reported_usage(result)
+    if reported is not None:
+        return Outcome(*reported, "upstream")
     prompt, source = await _prompt_tokens(backend, payload)
     counted = await backend.count_tokens(completion_text(result))
     if counted is None:
@@ -50,8 +34,9 @@ async def from_partial_stream(
     backend: Backend, payload: Payload, usage: Payload | None, text: str, content_chunks: int
 ) -> Outcome:
     """What a stream that ended early actually produced."""
-    if usage and isinstance(usage.get("prompt_tokens"), int):
-        return Outcome(int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0), "upstream")
+    reported = reported_usage({"usage": usage})
+    if reported is not None:
+        return Outcome(*reported, "upstream")
     prompt, source = await _prompt_tokens(backend, payload)
     counted = await backend.count_tokens(text) if text else 0
     if counted is None:

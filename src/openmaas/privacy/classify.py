@@ -17,9 +17,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from openmaas.core.view import PromptView, text_slots
 from openmaas.privacy.scanner import Finding, Scanner
-
-Slot = tuple[Any, Any]  # (container, key): where a text lives in the payload
 
 
 @dataclass
@@ -38,40 +37,11 @@ class Scanned:
     slots: list[tuple[int, str, list[Finding]]] = field(default_factory=list)  # (slot index, text, findings)
 
 
-def _text_slots(payload: dict[str, Any]) -> list[Slot]:
-    slots: list[Slot] = []
-
-    def add(container: Any, key: Any) -> None:
-        value = container[key]
-        if isinstance(value, str):
-            slots.append((container, key))
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, str):
-                    slots.append((value, i))
-                elif isinstance(item, dict) and isinstance(item.get("text"), str):
-                    slots.append((item, "text"))
-
-    for message in payload.get("messages") or []:
-        if not isinstance(message, dict):
-            continue
-        if "content" in message:
-            add(message, "content")
-        for call in message.get("tool_calls") or []:
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                slots.append((function, "arguments"))
-    for key in ("prompt", "input"):
-        if key in payload:
-            add(payload, key)
-    return slots
-
-
-def scan_payload(scanner: Scanner, payload: dict[str, Any]) -> Scanned:
+def scan_request(scanner: Scanner, view: PromptView) -> Scanned:
+    """Scan every text of the request (``PromptView.texts``, in ``text_slots`` order)."""
     scanned = Scanned(PrivacyClass())
     entities: set[str] = set()
-    for index, (container, key) in enumerate(_text_slots(payload)):
-        text = container[key]
+    for index, text in enumerate(view.texts):
         findings = scanner.scan(text)
         if findings:
             scanned.slots.append((index, text, findings))
@@ -84,7 +54,7 @@ def scan_payload(scanner: Scanner, payload: dict[str, Any]) -> Scanned:
 def masked_copy(payload: dict[str, Any], scanned: Scanned) -> tuple[dict[str, Any], dict[str, str]]:
     """A copy of the scanned payload with every finding replaced, and placeholder → original value."""
     copy = copy_payload(payload)
-    slots = _text_slots(copy)
+    slots = text_slots(copy)
     by_value: dict[str, str] = {}
     counters: dict[str, int] = {}
     for index, text, findings in scanned.slots:

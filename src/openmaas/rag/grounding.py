@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from openmaas.core.view import PromptView
 from openmaas.errors import InvalidRequest, ModelNotFound, from_validation_error
 from openmaas.gateway import Call, ChatExtension, Gateway
 from openmaas.metering.pricing import estimate_prompt_tokens
@@ -38,7 +39,7 @@ async def _count(backend: Backend, text: str) -> int:
 
 async def _prompt_tokens(backend: Backend, payload: dict[str, Any]) -> int:
     counted = await backend.count_prompt_tokens(payload)
-    estimate = estimate_prompt_tokens(payload)
+    estimate = estimate_prompt_tokens(PromptView(payload))
     return estimate if counted is None else max(counted, estimate)
 
 

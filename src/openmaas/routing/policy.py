@@ -24,6 +24,7 @@ import itertools
 import math
 from typing import Any
 
+from openmaas.core.view import PromptView
 from openmaas.errors import (
     ContextLengthExceeded,
     InvalidRequest,
@@ -69,19 +70,9 @@ DEFAULT_LATENCY_MS = 100.0
 _SIGNAL_HEAD, _SIGNAL_TAIL = 1_000, 3_000  # characters of a long prompt searched for difficulty signals
 
 
-def estimate_difficulty(body: dict[str, Any]) -> float:
+def estimate_difficulty(view: PromptView) -> float:
     """0 (trivial) … 1 (hard), from cheap signals: length, code, math, reasoning words, tools, schemas."""
-    texts = []
-    for m in body.get("messages") or []:
-        content = m.get("content") if isinstance(m, dict) else None
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts += [p.get("text", "") for p in content if isinstance(p, dict)]
-    for key in ("prompt", "input"):
-        if isinstance(body.get(key), str):
-            texts.append(body[key])
-    text = "\n".join(texts)
+    text = "\n".join(view.texts)
     score = min(0.35, math.log10(1 + len(text)) / 12)  # 0.25 at ~1 KB, capped at 0.35
     if len(text) > _SIGNAL_HEAD + _SIGNAL_TAIL:
         # The ask sits at the start (system prompt) or the end (the question) of a long prompt; the
@@ -94,7 +85,7 @@ def estimate_difficulty(body: dict[str, Any]) -> float:
         score += 0.15
     if sum(text.count(mark) for mark in _MATH_MARKS) >= 3:
         score += 0.1
-    if body.get("tools") or (body.get("response_format") or {}).get("type") == "json_schema":
+    if view.tools or view.output_format == "json_schema":
         score += 0.1
     return round(min(1.0, score), 3)
 
@@ -170,8 +161,7 @@ class Policy:
     def decide(
         self,
         model: str,
-        endpoint: str,
-        body: dict[str, Any],
+        view: PromptView,
         privacy: PrivacyClass,
         policy: str,
         output_limit: int | None,
@@ -180,14 +170,14 @@ class Policy:
         hints = hints or {}
         decision = RouteDecision(
             requested=model,
-            endpoint=endpoint,
+            endpoint=view.endpoint,
             privacy=privacy,
             policy=policy,
-            difficulty=estimate_difficulty(body),
+            difficulty=estimate_difficulty(view),
             prefer=hints.get("prefer"),
             max_cost_usd=hints.get("max_cost_usd"),
         )
-        prompt = estimate_prompt_tokens(body)
+        prompt = estimate_prompt_tokens(view)
         weights: dict[str, float] = {}
         errors: list[Exception] = []
         for name, role, weight in self.expand(model):
@@ -195,7 +185,7 @@ class Policy:
             weights[name] = weight
             candidate = Candidate(name, d.locality, role)
             decision.candidates.append(candidate)
-            reason = self._drop_reason(d, decision, body, prompt, output_limit, errors)
+            reason = self._drop_reason(d, decision, view, prompt, output_limit, errors)
             if reason:
                 candidate.kept, candidate.reason = False, reason
         if not decision.plan:
@@ -207,7 +197,7 @@ class Policy:
         self,
         d: Deployment,
         decision: RouteDecision,
-        body: dict[str, Any],
+        view: PromptView,
         prompt: int,
         output_limit: int | None,
         errors: list[Exception],
@@ -216,17 +206,17 @@ class Policy:
         if decision.privacy.sensitive and decision.policy == "local_only" and d.locality != "local":
             return "privacy"
         caps = d.capabilities
-        fmt = (body.get("response_format") or {}).get("type")
+        fmt = view.output_format
         checks = [
             (not getattr(caps, endpoint), "endpoint", f"does not serve {endpoint}", "model"),
-            (bool(body.get("tools")) and not caps.tools, "tools", "does not support tools", "tools"),
+            (view.tools and not caps.tools, "tools", "does not support tools", "tools"),
             (
                 fmt in ("json_schema", "json_object") and not caps.json_schema,
                 "json_schema",
                 f"does not support response_format {fmt}",
                 "response_format",
             ),
-            (bool(body.get("logprobs")) and not caps.logprobs, "logprobs", "does not return logprobs", "logprobs"),
+            (view.logprobs and not caps.logprobs, "logprobs", "does not return logprobs", "logprobs"),
         ]
         for failed, reason, message, param in checks:
             if failed:

@@ -23,10 +23,11 @@ from typing import Any, TypeVar
 
 from openmaas.auth.principal import Principal
 from openmaas.backends.base import Payload
-from openmaas.core.chat import CEILING_KEY, NATIVE_KEY
+from openmaas.core.chat import NATIVE_KEY, fit_ceiling
+from openmaas.core.view import PromptView
 from openmaas.errors import ContextLengthExceeded, OpenMaaSError, ServiceUnavailable, UpstreamError
 from openmaas.metering.pricing import estimate_prompt_tokens
-from openmaas.privacy.classify import PrivacyClass, Restorer, Scanned, masked_copy, scan_payload
+from openmaas.privacy.classify import PrivacyClass, Restorer, Scanned, masked_copy, scan_request
 from openmaas.privacy.scanner import Scanner
 from openmaas.routing.decision import Attempt, RouteDecision
 from openmaas.routing.health import Health, HealthMonitor
@@ -43,6 +44,7 @@ class Route:
     decision: RouteDecision
     scanned: Scanned | None
     body: Payload
+    view: PromptView  # what privacy, policy and pricing read of ``body``
 
 
 @dataclass
@@ -87,12 +89,15 @@ class Router:
         principal: Principal,
         output_limit: int | None,
     ) -> Route:
-        scanned = scan_payload(self.scanner, body) if self.scanner is not None else None
+        view = PromptView(body, endpoint)
+        if view.ceiling:  # a ceiling is fitted to each deployment (``payload_for``), never refused
+            output_limit = None
+        scanned = scan_request(self.scanner, view) if self.scanner is not None else None
         privacy = scanned.privacy if scanned is not None else PrivacyClass("unscanned")
         policy = principal.privacy if principal.key_id is not None else self.settings.privacy.policy
-        hints = parse_hints(body.get("route"))
-        decision = self.policy.decide(model, endpoint, body, privacy, policy, output_limit, hints)
-        return Route(decision, scanned, body)
+        hints = parse_hints(view.hints)
+        decision = self.policy.decide(model, view, privacy, policy, output_limit, hints)
+        return Route(decision, scanned, body, view)
 
     def payload_for(self, route: Route, target: Target) -> tuple[Payload, Restorer | None]:
         d = route.decision
@@ -107,9 +112,8 @@ class Router:
         # a dialect's own body goes only to a deployment that speaks it, and never when masking applies
         if native is not None and restorer is None and target.backend.native_dialect == native.dialect:
             payload[NATIVE_KEY] = native
-        if payload.pop(CEILING_KEY, None) and isinstance(payload.get("max_tokens"), int):
-            room = target.deployment.context_length - estimate_prompt_tokens(payload)
-            payload["max_tokens"] = max(1, min(payload["max_tokens"], room))
+        if route.view.ceiling:
+            fit_ceiling(payload, target.deployment.context_length - estimate_prompt_tokens(route.view))
         payload["model"] = target.deployment.upstream_model
         return payload, restorer
 

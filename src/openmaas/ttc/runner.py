@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from openmaas.core.view import completion_text
 from openmaas.errors import InvalidRequest, OpenMaaSError
 from openmaas.gateway import Call, ChatExtension, Gateway
 from openmaas.metering import tokens
@@ -92,7 +93,7 @@ class TtcRun:
         outcome = await tokens.from_response(served.target.backend, served.payload, result)
         deployment = served.target.deployment
         candidate = Candidate(
-            tokens.completion_text(result),
+            completion_text(result),
             result,
             deployment.name,
             outcome.prompt_tokens,
@@ -140,7 +141,7 @@ class TtcRun:
                 continue
             plan += [self.gateway.registry.deployments[c.name] for c in decision.plan]
         calls = self.spec.calls + (self.spec.n if judged else 0)
-        ticket = await self.gateway.admit(self.call, "chat", self.request.model, main, self.payload, plan, calls)
+        ticket = await self.gateway.admit(self.call, "chat", self.request.model, main, plan, calls)
         ctx = Context(
             self.payload,
             judge=self._judge,

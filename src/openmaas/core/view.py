@@ -1,0 +1,121 @@
+"""The one read of an execution payload that the features judging a request share.
+
+Dialects load their wire bodies into the canonical ``Request`` (``core.types``) and hand the gateway its
+execution payload (``core.chat.to_payload``); chat completions arrive in that shape already. Privacy
+classification, the routing policy, pricing and token accounting do not walk that payload each its own
+way: they read a ``PromptView`` built once per routed request (and, for results, ``completion_text`` and
+``reported_usage``). This module and the adapters (dialects, backends) are the only places that know the
+payload's keys; ``text_slots`` is also where masking finds the texts it rewrites, so what is scanned and
+what is masked can never drift apart.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from openmaas.core.chat import CEILING_KEY
+
+Slot = tuple[Any, Any]  # (container, key): where a text lives in the payload
+
+
+def text_slots(payload: dict[str, Any]) -> list[Slot]:
+    """Every text the request sends, in order: message contents (strings and text parts, which carry
+    system prompts, tool results and documents), tool-call arguments, ``prompt`` and ``input``."""
+    slots: list[Slot] = []
+
+    def add(container: Any, key: Any) -> None:
+        value = container[key]
+        if isinstance(value, str):
+            slots.append((container, key))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, str):
+                    slots.append((value, i))
+                elif isinstance(item, dict) and isinstance(item.get("text"), str):
+                    slots.append((item, "text"))
+
+    for message in payload.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        if "content" in message:
+            add(message, "content")
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                slots.append((function, "arguments"))
+    for key in ("prompt", "input"):
+        if key in payload:
+            add(payload, key)
+    return slots
+
+
+def _text_bytes(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, list):
+        return sum(_text_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_text_bytes(v) for k, v in value.items() if k not in ("role", "type"))
+    return 0 if value is None else len(str(value))
+
+
+class PromptView:
+    """What a request asks for, read once from its execution payload (``endpoint``: chat, completions,
+    embeddings). Attributes are plain values; the byte size of the prompt is walked only when asked."""
+
+    def __init__(self, payload: dict[str, Any], endpoint: str = "chat") -> None:
+        self._payload = payload
+        self.endpoint = endpoint
+        self.texts: list[str] = [container[key] for container, key in text_slots(payload)]
+        messages = payload.get("messages")
+        self.messages = len(messages) if isinstance(messages, list) else 0
+        self.tools = bool(payload.get("tools"))
+        response_format = payload.get("response_format")
+        self.output_format: str | None = response_format.get("type") if isinstance(response_format, dict) else None
+        self.logprobs = bool(payload.get("logprobs"))
+        limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
+        self.output_limit: int | None = int(limit) if isinstance(limit, int | float) else None
+        self.ceiling = bool(payload.get(CEILING_KEY))
+        self.choices = int(payload.get("n") or 1)
+        self.hints: Any = payload.get("route")
+
+    @cached_property
+    def prompt_bytes(self) -> int:
+        """UTF-8 bytes of every value the prompt carries (roles and types aside): the basis of the token
+        upper bound when the JSON body's own size is unknown."""
+        p = self._payload
+        if "messages" in p:
+            return (
+                _text_bytes(p.get("messages") or [])
+                + _text_bytes(p.get("tools"))
+                + _text_bytes(p.get("response_format"))
+            )
+        return _text_bytes(p.get("prompt") if "prompt" in p else p.get("input"))
+
+    @property
+    def is_chat(self) -> bool:
+        return "messages" in self._payload
+
+
+def completion_text(result: dict[str, Any]) -> str:
+    """The text a result (or one streamed chunk) generated: contents, tool names and arguments."""
+    out: list[str] = []
+    for choice in result.get("choices") or []:
+        if "text" in choice:
+            out.append(str(choice.get("text") or ""))
+            continue
+        message = choice.get("message") or choice.get("delta") or {}
+        out.append(str(message.get("content") or ""))
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            out.append(str(function.get("name") or "") + str(function.get("arguments") or ""))
+    return "".join(out)
+
+
+def reported_usage(result: dict[str, Any]) -> tuple[int, int] | None:
+    """(prompt, completion) tokens a result (or a stream's usage chunk) reports, or None when it has none."""
+    usage = result.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        return int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0)
+    return None
