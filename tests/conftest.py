@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
+from openmaas.lifecycle import Observer
 from openmaas.server import create_app
 from openmaas.settings import Settings
 from openmaas.store.db import Database
@@ -39,9 +40,11 @@ def fake_settings(tmp_path: Any, **extra: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+async def running_app(
+    settings: Settings, observers: Sequence[Observer] = ()
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
     """The whole app in-process, lifespan included (store, ledger, engines)."""
-    app = create_app(settings)
+    app = create_app(settings, observers=observers)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,

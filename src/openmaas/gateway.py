@@ -7,7 +7,6 @@ policy, test-time compute) compose here, not in the routes.
 
 from __future__ import annotations
 
-import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -18,7 +17,9 @@ from pydantic import BaseModel, ValidationError
 
 from openmaas.auth.principal import ANONYMOUS, Principal
 from openmaas.backends.base import Payload
+from openmaas.core.view import reported_usage
 from openmaas.errors import from_validation_error
+from openmaas.lifecycle import Observer, Observers, RouteLog
 from openmaas.metering import tokens
 from openmaas.metering.meter import Metering, Outcome, Ticket, failure
 from openmaas.protocol.chat import ChatCompletionRequest
@@ -29,7 +30,7 @@ from openmaas.settings import Deployment
 from openmaas.streams import Stream, StreamMeter
 
 M = TypeVar("M", bound=BaseModel)
-log = logging.getLogger("openmaas.routing")
+R = TypeVar("R")
 
 
 def validate(model: type[M], body: dict[str, Any]) -> M:
@@ -52,6 +53,23 @@ class Call:
     body_bytes: int | None = None
     surface: str = "chat"  # the API the request came in through (ledger ``endpoint``): chat, messages, responses
     privacy: str | None = None  # the privacy class routing gave the request ("public", "sensitive")
+    observer: Observer | None = None  # set when the gateway takes the call (``begin``)
+    settled: bool = False  # a settle path owns the ending (``Gateway.settle``, or a stream as it ends)
+    ended: bool = False
+
+    def begin(self, observer: Observer, endpoint: str) -> None:
+        """Taken by the gateway: observers see ``started`` once, however many times the call re-enters
+        (a grounded request is served through ``chat`` again)."""
+        if self.observer is None:
+            self.observer = observer
+            observer.started(self, endpoint)
+
+    def finish(self, outcome: Outcome) -> None:
+        """Settled: observers see ``finished`` exactly once."""
+        if not self.ended:
+            self.ended = True
+            if self.observer is not None:
+                self.observer.finished(self, outcome)
 
 
 class ChatExtension(ABC):
@@ -74,12 +92,17 @@ class ChatExtension(ABC):
 
 class Gateway:
     def __init__(
-        self, router: Router, metering: Metering | None = None, extensions: Sequence[ChatExtension] = ()
+        self,
+        router: Router,
+        metering: Metering | None = None,
+        extensions: Sequence[ChatExtension] = (),
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.router = router
         self.registry = router.registry
         self.metering = metering
         self.extensions = list(extensions)
+        self.observer = Observers([RouteLog(), *observers])
 
     async def admit(
         self,
@@ -112,7 +135,8 @@ class Gateway:
         call.privacy = decision.privacy.label
         if decision.degraded:
             call.headers["x-openmaas-degraded"] = "true"
-        log.info("route %s %s", call.request_id, header)
+        if call.observer is not None:
+            call.observer.routed(call, decision, served.target.deployment.name if served is not None else None)
         if ticket is not None:
             if served is not None:
                 ticket.deployment = served.target.deployment
@@ -126,34 +150,57 @@ class Gateway:
         try:
             result, served = await self.router.run(route, invoke)
         except BaseException as exc:
-            await self._settle_failure(call, ticket, route, exc)
+            await self.settle(call, ticket, route, None, None, exc)
             raise
-        self.record_route(call, ticket, route, served)
         if served.restorer is not None:
             served.restorer.restore_response(result)
         if ticket is not None and self.metering is not None:
-            await self.metering.finish(
-                ticket, await tokens.from_response(served.target.backend, served.payload, result)
-            )
+            outcome = await tokens.from_response(served.target.backend, served.payload, result)
+        else:
+            outcome = Outcome(*(reported_usage(result) or (0, 0)))
+        await self.settle(call, ticket, route, served, outcome)
         return result
 
-    async def _settle_failure(self, call: Call, ticket: Ticket | None, route: Route, exc: BaseException) -> None:
-        """The one settle path of a call that failed before anything reached the client: our errors are
-        recorded at once, with no tokens; a cancelled call (the client left) or a bug bills the prompt the
-        upstream received, without blocking the teardown."""
-        self.record_route(call, ticket, route, None)
-        if ticket is None or self.metering is None:
-            return
-        status, code, interrupted = failure(exc)
-        if not interrupted:
-            await self.metering.finish(ticket, Outcome(status=status, error_code=code))
-            return
-        attempts = route.decision.attempts
-        target = self.registry.target(attempts[-1].deployment) if attempts else None
-        self.metering.spawn(self._cut_off(ticket, target, route.body, status, code))
+    async def settle(
+        self,
+        call: Call,
+        ticket: Ticket | None,
+        route: Route,
+        served: Served | None,
+        outcome: Outcome | None,
+        exc: BaseException | None = None,
+    ) -> None:
+        """The one settle path of every request that ends before a stream reaches the client (streams settle
+        as they end, ``streams.Stream``): record the route, write the ledger row, tell the observers.
+        ``outcome``: the tokens the request's calls used (None: not known); ``exc``: why it failed. Our errors
+        are recorded at once; a call cut off (the client left) or a bug is recorded without blocking the
+        teardown, and when its tokens are not known it bills the prompt the upstream received."""
+        call.settled = True
+        self.record_route(call, ticket, route, served)
+        interrupted = False
+        if exc is not None:
+            status, code, interrupted = failure(exc)
+            if outcome is None and interrupted:
+                attempts = route.decision.attempts
+                target = self.registry.target(attempts[-1].deployment) if attempts else None
+                spawn = self.metering.spawn if self.metering is not None else None
+                if spawn is not None and ticket is not None:
+                    spawn(self._cut_off(call, ticket, target, route.body, status, code))
+                else:
+                    call.finish(Outcome(source="estimate", status=status, error_code=code, interrupted=True))
+                return
+            outcome = outcome or Outcome()
+            outcome.status, outcome.error_code, outcome.interrupted = status, code, interrupted
+        assert outcome is not None
+        if ticket is not None and self.metering is not None:
+            if interrupted:
+                self.metering.finish_later(ticket, outcome)
+            else:
+                await self.metering.finish(ticket, outcome)
+        call.finish(outcome)
 
     async def _cut_off(
-        self, ticket: Ticket, target: Target | None, payload: Payload, status: int, code: str | None
+        self, call: Call, ticket: Ticket, target: Target | None, payload: Payload, status: int, code: str | None
     ) -> None:
         assert self.metering is not None
         try:
@@ -165,12 +212,37 @@ class Gateway:
             outcome = Outcome(source="estimate")
         outcome.status, outcome.error_code, outcome.interrupted = status, code, True
         self.metering.finish_later(ticket, outcome)
+        call.finish(outcome)
 
     def _route(self, call: Call, model: str, endpoint: str, body: Payload, output_limit: int | None) -> Route:
         return self.router.route(model, endpoint, body, call.principal, output_limit)
 
+    async def _observed(self, call: Call, endpoint: str, serve: Awaitable[R]) -> R:
+        """Serve with the observers told: ``started`` now, ``finished`` by whichever settle path owns the
+        ending, or here for a request refused before any (invalid, unknown model, over its limits)."""
+        call.begin(self.observer, endpoint)
+        try:
+            return await serve
+        except BaseException as exc:
+            if not call.settled:
+                call.settled = True
+                status, code, interrupted = failure(exc)
+                call.finish(Outcome(status=status, error_code=code, interrupted=interrupted))
+            raise
+
     async def chat(self, body: Payload, call: Call | None = None) -> Payload | Stream:
         call = call or Call()
+        return await self._observed(call, "chat", self._chat(body, call))
+
+    async def complete(self, body: Payload, call: Call | None = None) -> Payload | Stream:
+        call = call or Call()
+        return await self._observed(call, "completions", self._complete(body, call))
+
+    async def embed(self, body: Payload, call: Call | None = None) -> Payload:
+        call = call or Call()
+        return await self._observed(call, "embeddings", self._embed(body, call))
+
+    async def _chat(self, body: Payload, call: Call) -> Payload | Stream:
         body = self.registry.resolve_pattern(body)
         request = validate(ChatCompletionRequest, body)
         for extension in self.extensions:  # e.g. a model-name suffix that asks for test-time compute
@@ -190,8 +262,7 @@ class Gateway:
         result["model"] = request.model
         return result
 
-    async def complete(self, body: Payload, call: Call | None = None) -> Payload | Stream:
-        call = call or Call()
+    async def _complete(self, body: Payload, call: Call) -> Payload | Stream:
         request = validate(CompletionRequest, body)
         route = self._route(call, request.model, "completions", body, request.max_tokens)
         ticket = await self.admit(call, "completions", request.model, route, body_bytes=call.body_bytes)
@@ -204,8 +275,7 @@ class Gateway:
         result["model"] = request.model
         return result
 
-    async def embed(self, body: Payload, call: Call | None = None) -> Payload:
-        call = call or Call()
+    async def _embed(self, body: Payload, call: Call) -> Payload:
         request = validate(EmbeddingRequest, body)
         route = self._route(call, request.model, "embeddings", body, None)
         ticket = await self.admit(call, "embeddings", request.model, route, body_bytes=call.body_bytes)
@@ -231,16 +301,21 @@ class Gateway:
         try:
             (first, iterator), served = await self.router.run(route, first_chunk)
         except BaseException as exc:  # before the first chunk: nothing was delivered
-            await self._settle_failure(call, ticket, route, exc)
+            await self.settle(call, ticket, route, None, None, exc)
             raise
+        call.settled = True  # from here the stream settles as it ends
         self.record_route(call, ticket, route, served)
+        if call.observer is not None:
+            call.observer.first_token(call)
         meter = None
         if ticket is not None and self.metering is not None:
             ticket.first_token_at = time.perf_counter()
             meter = StreamMeter(self.metering, ticket, served.target.backend, served.payload)
         if first is None:
             first = {"object": "chat.completion.chunk", "choices": []}
-        return Stream(first, iterator, model, include_usage, meter=meter, restorer=served.restorer, served=served)
+        return Stream(
+            first, iterator, model, include_usage, meter=meter, restorer=served.restorer, served=served, call=call
+        )
 
     def models(self) -> list[Payload]:
         out = []

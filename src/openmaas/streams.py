@@ -7,17 +7,21 @@ raised (the route then sends an explicit error event: never a silently truncated
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from openmaas.backends.anthropic_translate import PROMPT_TOKENS_KEY
 from openmaas.backends.base import Backend, Payload
-from openmaas.core.view import completion_text
+from openmaas.core.view import completion_text, reported_usage
 from openmaas.errors import OpenMaaSError
 from openmaas.metering import tokens
 from openmaas.metering.meter import Metering, Outcome, Ticket, failure
 from openmaas.privacy.classify import Restorer
 from openmaas.routing.router import Served
+
+if TYPE_CHECKING:
+    from openmaas.gateway import Call
 
 
 @dataclass
@@ -43,9 +47,9 @@ class StreamMeter:
         await self.metering.finish(self.ticket, outcome)
         return outcome
 
-    def abandon(self, usage: Payload | None, exc: BaseException) -> None:
+    def abandon(self, usage: Payload | None, exc: BaseException, then: Callable[[Outcome], None]) -> None:
         """The stream ended without our error (the client went away, or a bug): bill what was produced,
-        without blocking the teardown."""
+        without blocking the teardown; ``then`` hears the outcome."""
         status, code, _ = failure(exc)
 
         async def later() -> None:
@@ -54,6 +58,7 @@ class StreamMeter:
             except Exception:
                 outcome = Outcome(0, self.content_chunks, "estimate", status, code, True)
             self.metering.finish_later(self.ticket, outcome)
+            then(outcome)
 
         if not self.ticket.finished:
             self.metering.spawn(later())
@@ -71,6 +76,7 @@ class Stream:
     meter: StreamMeter | None = None
     restorer: Restorer | None = None
     served: Served | None = None  # the deployment and payload that answered
+    call: Call | None = None  # told ``finish`` as the stream ends (the lifecycle's observers)
 
     async def chunks(self) -> AsyncIterator[Payload]:
         """The client's chunks. A failure after the first chunk bills what was produced, sends a
@@ -99,22 +105,35 @@ class Stream:
             usage = self.usage
             if self.meter is not None:
                 outcome = await self.meter.end(self.usage, exc.status, exc.code)
+                self._finish(outcome)
                 usage = {
                     "prompt_tokens": outcome.prompt_tokens,
                     "completion_tokens": outcome.completion_tokens,
                     "total_tokens": outcome.prompt_tokens + outcome.completion_tokens,
                 }
+            else:
+                self._finish(self._unmetered(exc.status, exc.code))
             if usage:
                 yield {"object": "chat.completion.chunk", "model": self.public_model, "choices": [], "usage": usage}
             raise
         except BaseException as exc:
             if self.meter is not None:
-                self.meter.abandon(self.usage, exc)
+                self.meter.abandon(self.usage, exc, self._finish)
+            else:
+                status, code, _ = failure(exc)
+                self._finish(self._unmetered(status, code))
             raise
-        if self.meter is not None:
-            await self.meter.end(self.usage)
+        self._finish(await self.meter.end(self.usage) if self.meter is not None else self._unmetered(200, None))
         if held is not None:
             yield held
+
+    def _finish(self, outcome: Outcome) -> None:
+        if self.call is not None:
+            self.call.finish(outcome)
+
+    def _unmetered(self, status: int, code: str | None) -> Outcome:
+        prompt, completion = reported_usage({"usage": self.usage}) or (0, 0)
+        return Outcome(prompt, completion, status=status, error_code=code, interrupted=status != 200)
 
     @staticmethod
     def _restore(restorer: Restorer, chunk: Payload) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import orjson
 from starlette.applications import Starlette
@@ -17,6 +17,7 @@ from openmaas.dialects.anthropic import routes as anthropic
 from openmaas.dialects.responses import routes as responses
 from openmaas.errors import OpenMaaSError
 from openmaas.gateway import Gateway
+from openmaas.lifecycle import Observer
 from openmaas.rag.grounding import Grounding
 from openmaas.routing.registry import Registry
 from openmaas.routing.router import Router
@@ -33,11 +34,12 @@ from openmaas.ttc.runner import TestTimeCompute
 log = logging.getLogger("openmaas.server")
 
 
-def create_app(settings: Settings, registry: Registry | None = None) -> Starlette:
+def create_app(settings: Settings, registry: Registry | None = None, observers: Sequence[Observer] = ()) -> Starlette:
+    """The gateway as an ASGI app. ``observers`` watch every request's lifecycle (``openmaas.lifecycle``)."""
     registry = registry or Registry(settings)
     services = Services(settings)
     router = Router(settings, registry)
-    gateway = Gateway(router, services.metering)
+    gateway = Gateway(router, services.metering, observers=observers)
     knowledge = None
     if settings.rag.enabled:
         try:

@@ -9,7 +9,6 @@ ledger row is committed, then the chosen answer streams as ordinary chunks.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +17,7 @@ from openmaas.core.view import completion_text
 from openmaas.errors import InvalidRequest, OpenMaaSError
 from openmaas.gateway import Call, ChatExtension, Gateway
 from openmaas.metering import tokens
-from openmaas.metering.meter import Outcome, Ticket, failure
+from openmaas.metering.meter import Outcome, Ticket
 from openmaas.metering.pricing import cost_nanos
 from openmaas.protocol.chat import ChatCompletionRequest
 from openmaas.routing.registry import Target
@@ -175,21 +174,13 @@ class TtcRun:
         for other in self.routes[1:]:  # one audit trail: every call's attempts, wherever it went
             main.decision.attempts += other.decision.attempts
         served = Served(self.gateway.registry.target(run.chosen.deployment), {}, None) if run is not None else None
-        self.gateway.record_route(self.call, ticket, main, served)
         self.call.headers["x-openmaas-ttc"] = self.spec.strategy
-        if ticket is None or self.gateway.metering is None:
-            return
         outcome = Outcome(
             sum(c.prompt_tokens for c in self.calls),
             sum(c.completion_tokens for c in self.calls),
             cost_nanos=sum(c.cost_nanos for c in self.calls),
         )
-        if exc is not None:
-            outcome.status, outcome.error_code, outcome.interrupted = failure(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                self.gateway.metering.finish_later(ticket, outcome)
-                return
-        await self.gateway.metering.finish(ticket, outcome)
+        await self.gateway.settle(self.call, ticket, main, served, outcome, exc)
 
     def _response(self, run: Run) -> dict[str, Any]:
         result = dict(run.chosen.result)

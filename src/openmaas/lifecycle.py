@@ -1,0 +1,76 @@
+"""The request lifecycle's observation seam.
+
+Every request the gateway serves passes the same stages — authenticate → admit → classify privacy →
+ground → route → execute → settle — and observers watch it without taking part: ``started`` (the
+gateway took the request, before it is validated), ``routed`` (the route decision and, once known, the
+deployment that served), ``first_token`` (a stream's first chunk arrived), ``finished`` (exactly once,
+with the outcome that was settled: status, error code, tokens and where they came from). Metrics,
+traces and structured logs attach here, not in routes or features. Observers run inline on the event
+loop: they must be quick, must not block, and what they raise is logged and swallowed (an observer
+never fails a request).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from openmaas.gateway import Call
+    from openmaas.metering.meter import Outcome
+    from openmaas.routing.decision import RouteDecision
+
+log = logging.getLogger("openmaas.lifecycle")
+
+
+class Observer:
+    """Override what you need; every stage defaults to nothing."""
+
+    def started(self, call: Call, endpoint: str) -> None:
+        return None
+
+    def routed(self, call: Call, decision: RouteDecision, deployment: str | None) -> None:
+        return None
+
+    def first_token(self, call: Call) -> None:
+        return None
+
+    def finished(self, call: Call, outcome: Outcome) -> None:
+        return None
+
+
+class Observers(Observer):
+    """Several observers as one, each isolated from the others' failures."""
+
+    def __init__(self, observers: Sequence[Observer] = ()) -> None:
+        self.observers = tuple(observers)
+
+    def _each(self, stage: str, *args: object) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, stage)(*args)
+            except Exception:
+                log.exception("observer %s failed in %s", type(observer).__name__, stage)
+
+    def started(self, call: Call, endpoint: str) -> None:
+        self._each("started", call, endpoint)
+
+    def routed(self, call: Call, decision: RouteDecision, deployment: str | None) -> None:
+        self._each("routed", call, decision, deployment)
+
+    def first_token(self, call: Call) -> None:
+        self._each("first_token", call)
+
+    def finished(self, call: Call, outcome: Outcome) -> None:
+        self._each("finished", call, outcome)
+
+
+class RouteLog(Observer):
+    """The ``openmaas.routing`` log line of every routed request (request id and the route header)."""
+
+    def __init__(self) -> None:
+        self.log = logging.getLogger("openmaas.routing")
+
+    def routed(self, call: Call, decision: RouteDecision, deployment: str | None) -> None:
+        self.log.info("route %s %s", call.request_id, call.headers.get("x-openmaas-route", ""))
