@@ -39,13 +39,13 @@ class AnthropicBackend(Backend):
 
     def __init__(self, deployment: Deployment) -> None:
         super().__init__(deployment)
-        params = deployment.params
-        headers = {"anthropic-version": str(params.get("anthropic_version", "2023-06-01"))}
-        key = resolve_api_key(params)
+        p = self.typed_params(AnthropicParams)
+        headers = {"anthropic-version": p.anthropic_version}
+        key = resolve_api_key(p.api_key_env, p.api_key)
         if key:
             headers["x-api-key"] = key
-        self.provider = HTTPProvider(deployment, str(params.get("base_url", "https://api.anthropic.com")), headers)
-        self.default_max_tokens = int(params.get("default_max_tokens", 4096))
+        self.provider = HTTPProvider(deployment, p.base_url, headers)
+        self.default_max_tokens = p.default_max_tokens
 
     async def close(self) -> None:
         await self.provider.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -21,6 +21,7 @@ from openmaas.errors import UnsupportedCapability
 from openmaas.settings import Deployment
 
 Payload = dict[str, Any]
+P = TypeVar("P", bound="Params")
 
 
 class Params(BaseModel):
@@ -39,6 +40,14 @@ class Backend(ABC):
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
+
+    def typed_params(self, kind: type[P]) -> P:
+        """``deployment.params`` as this backend's ``Params`` (the registry already refused bad ones at
+        start-up, naming the deployment). ``kind``: the class the caller reads, this ``Params`` or a base."""
+        params = self.Params.model_validate(self.deployment.params)
+        if not isinstance(params, kind):
+            raise TypeError(f"{type(self).__name__}.Params is not a {kind.__name__}")
+        return params
 
     @classmethod
     def from_deployment(cls, deployment: Deployment, data_dir: Path | None = None) -> Backend:

@@ -35,7 +35,7 @@ class EncoderBackend(Backend):
     async def start(self) -> None:
         from openmaas.rag.encoder import SentenceEncoder, builtin_path
 
-        raw = str(self.deployment.params.get("model_path", "builtin:all-minilm-l6-v2"))
+        raw = self.typed_params(EncoderParams).model_path
         path = builtin_path(raw.removeprefix("builtin:")) if raw.startswith("builtin:") else Path(raw)
         self.encoder = await asyncio.to_thread(SentenceEncoder, path)
         self._lock = asyncio.Lock()
@@ -67,7 +67,7 @@ class EncoderBackend(Backend):
             raise InvalidRequest(
                 f"model '{self.deployment.name}' returns {encoder.dim} dimensions, not {dims}", param="dimensions"
             )
-        batch = int(self.deployment.params.get("batch_size", 32))
+        batch = self.typed_params(EncoderParams).batch_size
         async with self._lock:
             vectors, tokens = await asyncio.to_thread(encoder.encode, texts, batch)
         as_b64 = payload.get("encoding_format") == "base64"

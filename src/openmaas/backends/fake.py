@@ -63,23 +63,23 @@ class FakeBackend(Backend):
 
     def __init__(self, deployment: Deployment) -> None:
         super().__init__(deployment)
-        p = deployment.params
-        self.reply: str | None = p.get("reply")
-        self.latency = float(p.get("latency_ms", 0)) / 1000
-        self.tokens_per_s = float(p.get("tokens_per_s", 0))
-        self.fail_every = int(p.get("fail_every", 0))
-        self.fail_status = int(p.get("fail_status", 503))
-        self.fail_after_tokens = p.get("fail_after_tokens")
-        self.dims = int(p.get("embedding_dims", 8))
-        self.replies: list[str] = list(p.get("replies") or [])
-        self.logprobs: list[float] = [float(x) for x in p.get("logprobs") or []]
-        self.echo_prompt = p.get("echo") == "prompt"
-        self.greedy_reply: str | None = p.get("greedy_reply")
+        p = self.typed_params(FakeParams)
+        self.reply = p.reply
+        self.latency = p.latency_ms / 1000
+        self.tokens_per_s = p.tokens_per_s
+        self.fail_every = p.fail_every
+        self.fail_status = p.fail_status
+        self.fail_after_tokens = p.fail_after_tokens
+        self.dims = p.embedding_dims
+        self.replies = list(p.replies)
+        self.logprobs = list(p.logprobs)
+        self.echo_prompt = p.echo == "prompt"
+        self.greedy_reply = p.greedy_reply
         # takes a grammar (as llama.cpp does) and answers this when it gets one, for ttc.enforce tests
-        self.accepts_grammar = p.get("grammar_reply") is not None
-        self.grammar_reply: str | None = p.get("grammar_reply")
+        self.accepts_grammar = p.grammar_reply is not None
+        self.grammar_reply = p.grammar_reply
         # {"tools": {name: arguments}, "final": text}: a deterministic agent turn pair (client e2e tests)
-        self.script: dict[str, Any] | None = p.get("script")
+        self.script = p.script
         self.calls = 0
 
     def _maybe_fail(self) -> None:

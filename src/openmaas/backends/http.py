@@ -29,12 +29,11 @@ from openmaas.errors import (
 from openmaas.settings import Deployment
 
 
-def resolve_api_key(params: dict[str, Any]) -> str | None:
-    env_name = params.get("api_key_env")
-    if env_name:
-        return os.environ.get(str(env_name)) or None
-    value = params.get("api_key")
-    return str(value) if value else None
+def resolve_api_key(api_key_env: str | None, api_key: str | None) -> str | None:
+    """The key from the named environment variable (preferred: no secret in the config file), else the config."""
+    if api_key_env:
+        return os.environ.get(api_key_env) or None
+    return api_key or None
 
 
 class HTTPProvider:

@@ -38,8 +38,8 @@ from openmaas.settings import Deployment
 log = logging.getLogger("openmaas.engine")
 
 
-def engine_binary(params: dict[str, Any]) -> Path:
-    explicit = params.get("binary") or os.environ.get("OPENMAAS_LLAMA_SERVER")
+def engine_binary(binary: str | None) -> Path:
+    explicit = binary or os.environ.get("OPENMAAS_LLAMA_SERVER")
     if explicit:
         return Path(str(explicit))
     path = build.binary_path()
@@ -70,15 +70,15 @@ class LlamaCppBackend(Backend):
     def __init__(self, deployment: Deployment, data_dir: Path | None = None) -> None:
         super().__init__(deployment)
         self.data_dir = Path(data_dir or Path.home() / ".local/share/openmaas")
-        self.params = deployment.params
+        self.params = self.typed_params(LlamaCppParams)
         self.process: LlamaServerProcess | None = None
         self.http: OpenAICompatBackend | None = None
         self.root: HTTPProvider | None = None  # the engine's own endpoints (/tokenize, /apply-template)
-        self.native_tools = self.params.get("tools") == "native"
+        self.native_tools = self.params.tools == "native"
         self.props: dict[str, Any] = {}
 
     def engine_args(self, model_path: Path) -> list[str]:
-        parallel = int(self.params.get("parallel", 4))
+        parallel = self.params.parallel
         args = [
             "-m",
             str(model_path),
@@ -92,19 +92,19 @@ class LlamaCppBackend(Backend):
             "--no-webui",
             "--metrics",
         ]
-        http_threads = int(self.params.get("http_threads") or max(64, 8 * parallel))
+        http_threads = self.params.http_threads or max(64, 8 * parallel)
         args += ["--threads-http", str(http_threads)]
-        threads = self.params.get("threads")
+        threads = self.params.threads
         if threads:
             args += ["--threads", str(threads)]
-        args += [str(a) for a in self.params.get("extra_args", [])]
+        args += self.params.extra_args
         return args
 
     async def start(self) -> None:
-        model_path = resolve_model_path(str(self.params.get("model_path", "builtin:smollm2-135m")))
+        model_path = resolve_model_path(self.params.model_path)
         self.process = LlamaServerProcess(
             self.deployment.name,
-            engine_binary(self.params),
+            engine_binary(self.params.binary),
             self.engine_args(model_path),
             self.data_dir / "logs" / f"engine-{self.deployment.name}.log",
         )
@@ -113,7 +113,7 @@ class LlamaCppBackend(Backend):
         self.root = HTTPProvider(self.deployment, self.process.base_url, {})
         self.props = await self.process.get_json("/props")
         caps = self.props.get("chat_template_caps") or {}
-        mode = self.params.get("tools", "auto")
+        mode = self.params.tools
         self.native_tools = mode == "native" or (mode == "auto" and bool(caps.get("supports_tools")))
         log.info(
             "engine %s ready (tools: %s)",

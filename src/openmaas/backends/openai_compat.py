@@ -34,18 +34,16 @@ class OpenAICompatBackend(Backend):
 
     def __init__(self, deployment: Deployment, base_url: str | None = None) -> None:
         super().__init__(deployment)
-        params = deployment.params
-        url = base_url or params.get("base_url")
-        if not url:
-            raise ValueError(f"deployment '{deployment.name}' needs params.base_url")
-        headers: dict[str, str] = {str(k): str(v) for k, v in (params.get("headers") or {}).items()}
-        key = resolve_api_key(params)
+        # ``base_url``: an engine this gateway runs itself (llama.cpp), whose deployment has other params
+        p = OpenAICompatParams(base_url=base_url) if base_url else self.typed_params(OpenAICompatParams)
+        headers = dict(p.headers)
+        key = resolve_api_key(p.api_key_env, p.api_key)
         if key:
             headers["authorization"] = f"Bearer {key}"
-        self.provider = HTTPProvider(deployment, str(url), headers)
-        self.stream_usage = bool(params.get("stream_usage", True))
+        self.provider = HTTPProvider(deployment, p.base_url, headers)
+        self.stream_usage = p.stream_usage
         # an upstream that is a llama.cpp server takes grammars too (params.grammar: true)
-        self.accepts_grammar = params.get("grammar") is True
+        self.accepts_grammar = p.grammar
 
     async def close(self) -> None:
         await self.provider.close()

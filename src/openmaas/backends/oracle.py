@@ -40,11 +40,10 @@ class OracleBackend(FakeBackend):
 
     def __init__(self, deployment: Deployment) -> None:
         super().__init__(deployment)
-        p = deployment.params
-        self.accuracy = float(p.get("accuracy", 0.9))
-        self.seed = int(p.get("seed", 0))
-        path = p.get("answers")
-        self.answers: dict[str, dict[str, str]] = json.loads(Path(path).read_text()) if path else {}
+        p = self.typed_params(OracleParams)
+        self.accuracy = p.accuracy
+        self.seed = p.seed
+        self.answers: dict[str, dict[str, str]] = json.loads(Path(p.answers).read_text()) if p.answers else {}
 
     def _answer(self, payload: Payload, index: int = 0) -> tuple[str, int, str | None, list[dict[str, Any]] | None]:
         messages = payload.get("messages") or []
