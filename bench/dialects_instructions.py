@@ -5,13 +5,17 @@ Method: ``valgrind --tool=callgrind`` runs this file with ``--child TARGET N``: 
 Per-request instructions = (Ir(N=110) − Ir(N=10)) / 100, so start-up cancels out. Two valgrind runs at a
 time (about a minute each).
 
-Usage: python bench/dialects_instructions.py
+With ``--before DIR`` (a git worktree of an earlier commit, e.g. ``git worktree add /tmp/before 7250679``)
+chat is also counted on that code (``PYTHONPATH=DIR/src``), in the same run: the cost of the typed core.
+
+Usage: python bench/dialects_instructions.py [--before DIR]
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -41,8 +45,17 @@ async def child(target: str, n: int) -> None:
 
     data = tempfile.mkdtemp(prefix="openmaas-ir-")
     deployment = {"name": "bench", "backend": "fake", "locality": "local"}
+    # No time-driven work inside the count (the key cache's refresh, health probes): under valgrind a run
+    # lasts ~50x longer, so that work would be counted in proportion to run time, favouring the faster path.
     settings = Settings.model_validate(
-        {"data_dir": data, "deployments": [deployment], "aliases": {}, "privacy": {"enabled": False}}
+        {
+            "data_dir": data,
+            "deployments": [deployment],
+            "aliases": {},
+            "privacy": {"enabled": False},
+            "auth": {"refresh_seconds": 3600},
+            "routing": {"breaker": {"health_interval": 3600}},
+        }
     )
     app = create_app(settings)
     path, body = TARGETS[target]
@@ -55,6 +68,10 @@ async def child(target: str, n: int) -> None:
 
 
 def instructions(target: str, n: int) -> int:
+    env = dict(os.environ)
+    if target.startswith("before:"):  # chat on an earlier checkout of the code
+        env["PYTHONPATH"] = str(Path(target.removeprefix("before:")) / "src")
+        target = "chat"
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
             [
@@ -70,6 +87,7 @@ def instructions(target: str, n: int) -> int:
             capture_output=True,
             text=True,
             check=True,
+            env=env,
         )
     found = re.search(r"Collected : (\d+)", out.stderr)
     assert found is not None, out.stderr[-2000:]
@@ -77,10 +95,13 @@ def instructions(target: str, n: int) -> int:
 
 
 def main() -> None:
-    runs = [(t, n) for t in TARGETS for n in (10, 110)]
+    targets = list(TARGETS)
+    if "--before" in sys.argv:
+        targets.append("before:" + sys.argv[sys.argv.index("--before") + 1])
+    runs = [(t, n) for t in targets for n in (10, 110)]
     with ThreadPoolExecutor(2) as pool:
         counts = dict(zip(runs, pool.map(lambda r: instructions(*r), runs), strict=True))
-    per = {t: (counts[(t, 110)] - counts[(t, 10)]) / 100 for t in TARGETS}
+    per = {t.split(":")[0]: (counts[(t, 110)] - counts[(t, 10)]) / 100 for t in targets}
     result = {"instructions_per_request": per, "ratio_to_chat": {t: round(v / per["chat"], 3) for t, v in per.items()}}
     (RESULTS / "dialects_instructions.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -74,13 +74,13 @@ class Call:
 
 class ChatExtension(ABC):
     """A feature that takes over a chat request when its body key is set (``knowledge_base``, ``ttc``):
-    it composes around the gateway through its public seams (``chat``, ``admit``, ``record_route``,
+    it composes around the gateway through its public seams (``chat``, ``admit``, ``settle``,
     ``router``), never its private methods. Registered in ``create_app``; their order is the order
     they are tried in."""
 
     key: str
 
-    def prepare(self, body: Payload, model: str, names: list[str]) -> Payload:
+    def prepare(self, body: Payload, model: str, names: Collection[str]) -> Payload:
         """The body to serve instead (return ``body`` itself for no change), after it was validated."""
         return body
 
@@ -101,8 +101,16 @@ class Gateway:
         self.router = router
         self.registry = router.registry
         self.metering = metering
-        self.extensions = list(extensions)
+        self.extensions: list[ChatExtension] = []
+        self.preparing: list[ChatExtension] = []  # those that may rewrite a body (``prepare`` overridden)
+        self.names = frozenset(self.registry.names())
+        self.extend(*extensions)
         self.observer = Observers([RouteLog(), *observers])
+
+    def extend(self, *extensions: ChatExtension) -> None:
+        """Register chat extensions; they are tried in the order registered."""
+        self.extensions += extensions
+        self.preparing = [e for e in self.extensions if type(e).prepare is not ChatExtension.prepare]
 
     async def admit(
         self,
@@ -129,7 +137,7 @@ class Gateway:
             call.raw_headers += ticket.headers
         return ticket
 
-    def record_route(self, call: Call, ticket: Ticket | None, route: Route, served: Served | None) -> None:
+    def _record_route(self, call: Call, ticket: Ticket | None, route: Route, served: Served | None) -> None:
         decision = route.decision
         header = call.headers["x-openmaas-route"] = decision.header()
         call.privacy = decision.privacy.label
@@ -176,7 +184,7 @@ class Gateway:
         are recorded at once; a call cut off (the client left) or a bug is recorded without blocking the
         teardown, and when its tokens are not known it bills the prompt the upstream received."""
         call.settled = True
-        self.record_route(call, ticket, route, served)
+        self._record_route(call, ticket, route, served)
         interrupted = False
         if exc is not None:
             status, code, interrupted = failure(exc)
@@ -230,9 +238,13 @@ class Gateway:
                 call.finish(Outcome(status=status, error_code=code, interrupted=interrupted))
             raise
 
-    async def chat(self, body: Payload, call: Call | None = None) -> Payload | Stream:
+    async def chat(
+        self, body: Payload, call: Call | None = None, request: ChatCompletionRequest | None = None
+    ) -> Payload | Stream:
+        """``request``: the body's chat request when the core built the body (``core.chat.execution_request``),
+        which then is not validated again."""
         call = call or Call()
-        return await self._observed(call, "chat", self._chat(body, call))
+        return await self._observed(call, "chat", self._chat(body, call, request))
 
     async def complete(self, body: Payload, call: Call | None = None) -> Payload | Stream:
         call = call or Call()
@@ -242,11 +254,13 @@ class Gateway:
         call = call or Call()
         return await self._observed(call, "embeddings", self._embed(body, call))
 
-    async def _chat(self, body: Payload, call: Call) -> Payload | Stream:
-        body = self.registry.resolve_pattern(body)
-        request = validate(ChatCompletionRequest, body)
-        for extension in self.extensions:  # e.g. a model-name suffix that asks for test-time compute
-            prepared = extension.prepare(body, request.model, self.registry.names())
+    async def _chat(self, body: Payload, call: Call, request: ChatCompletionRequest | None) -> Payload | Stream:
+        resolved = self.registry.resolve_pattern(body)
+        if request is None or resolved is not body:
+            request = validate(ChatCompletionRequest, resolved)
+        body = resolved
+        for extension in self.preparing:  # e.g. a model-name suffix that asks for test-time compute
+            prepared = extension.prepare(body, request.model, self.names)
             if prepared is not body:
                 body, request = prepared, validate(ChatCompletionRequest, prepared)
         for extension in self.extensions:  # the first whose body key is set runs the request (in app order)
@@ -304,7 +318,7 @@ class Gateway:
             await self.settle(call, ticket, route, None, None, exc)
             raise
         call.settled = True  # from here the stream settles as it ends
-        self.record_route(call, ticket, route, served)
+        self._record_route(call, ticket, route, served)
         if call.observer is not None:
             call.observer.first_token(call)
         meter = None

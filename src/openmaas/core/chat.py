@@ -38,6 +38,7 @@ from openmaas.core.types import (
     ToolResult,
     Usage,
 )
+from openmaas.protocol.chat import ChatCompletionRequest, StreamOptions
 
 Payload = dict[str, Any]
 
@@ -165,6 +166,18 @@ def to_payload(request: Request) -> Payload:
     if request.native is not None and request.knowledge_base is None and request.ttc is None:
         payload[NATIVE_KEY] = request.native
     return payload
+
+
+def execution_request(payload: Payload) -> ChatCompletionRequest:
+    """The chat request of a payload ``to_payload`` built, constructed rather than validated a second time:
+    the dialect validated its wire body, and ``to_payload`` writes only well-formed values. Carries what the
+    gateway reads of it (model, stream, output limit, usage chunk); the payload itself goes on as built."""
+    return ChatCompletionRequest.model_construct(
+        model=payload["model"],
+        stream=bool(payload.get("stream")),
+        max_tokens=payload.get("max_tokens"),
+        stream_options=StreamOptions(include_usage=True) if payload.get("stream_options") else None,
+    )
 
 
 def usage_of(raw: Payload | None) -> Usage:

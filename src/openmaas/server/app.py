@@ -11,6 +11,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Route
 
 from openmaas.core.execute import Executor
 from openmaas.dialects.anthropic import routes as anthropic
@@ -50,7 +51,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
         else:
             knowledge = KnowledgeBases(KnowledgeStore(services.db), gateway, settings.rag)
     # chat extensions, in the order they are tried: grounding first (its grounded request may use TTC)
-    gateway.extensions += [Grounding(knowledge), TestTimeCompute()]
+    gateway.extend(Grounding(knowledge), TestTimeCompute())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -75,7 +76,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
         *responses.routes(executor, ResponseStore(services.db), settings.dialects.responses),
     ]
     app = Starlette(
-        routes=[*routes, *dialects, *kb_routes, *admin_routes],
+        routes=_hot_first([*routes, *dialects, *kb_routes, *admin_routes]),
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={
             OpenMaaSError: errors.handle_openmaas_error,
@@ -90,3 +91,14 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
     app.state.knowledge = knowledge
     app.state.services = services
     return app
+
+
+HOT_PATHS = ("/v1/chat/completions", "/v1/messages", "/v1/responses")
+
+
+def _hot_first(every: list[BaseRoute]) -> list[BaseRoute]:
+    """The generation routes first: Starlette tries routes in order, each a regex match, and these carry
+    almost all traffic (no path is served by more than one route, so the order changes nothing else)."""
+    hot = [r for r in every if isinstance(r, Route) and r.path in HOT_PATHS]
+    hot.sort(key=lambda r: HOT_PATHS.index(r.path))
+    return [*hot, *(r for r in every if r not in hot)]

@@ -10,7 +10,7 @@ ledger row is committed, then the chosen answer streams as ordinary chunks.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from openmaas.core.view import completion_text
@@ -274,7 +274,7 @@ class TestTimeCompute(ChatExtension):
     __test__ = False  # not a pytest class
     key = "ttc"
 
-    def prepare(self, body: dict[str, Any], model: str, names: list[str]) -> dict[str, Any]:
+    def prepare(self, body: dict[str, Any], model: str, names: Collection[str]) -> dict[str, Any]:
         if "@" not in model or model in names:
             return body
         base, ttc = ttc_spec.split_suffix(model)
