@@ -175,6 +175,9 @@ def _register_admin() -> None:
     from openmaas import cli_kb
 
     cli_kb.register(main)
+    from openmaas import cli_privacy
+
+    cli_privacy.register(main)
 
 
 _register_admin()

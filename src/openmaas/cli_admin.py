@@ -77,7 +77,10 @@ limit_options = [
     click.option("--tpm", type=int, help="tokens per minute"),
     click.option("--budget-usd", type=float, help="hard budget in USD per period"),
     click.option("--budget-period", type=click.Choice(["day", "month", "total"])),
-    click.option("--privacy", type=click.Choice(["allow", "mask", "local_only"])),
+    click.option(
+        "--privacy",
+        help="allow | mask | local_only, optionally with per-category rules: 'mask;HEALTH=local_only,FINANCE=allow'",
+    ),
 ]
 
 

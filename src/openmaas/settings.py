@@ -173,13 +173,34 @@ class RoutingSettings(_Strict):
 
 
 class PrivacySettings(_Strict):
-    """PII/secret scanning. ``policy`` applies to anonymous callers and keys without one."""
+    """Identifier scanning and disclosure classification (docs/privacy.md). ``policy`` applies to anonymous
+    callers and keys without one: a default and optional per-category rules, ``"mask;HEALTH=local_only"``."""
 
     enabled: bool = True
-    policy: Literal["allow", "mask", "local_only"] = "allow"
+    policy: str = "allow"
     entities: list[str] | None = None  # None: every supported entity
     threshold: float = Field(default=0.4, ge=0, le=1)
     secrets: bool = True
+    topics: bool = True  # classify health, finance and private-life disclosures (privacy.sensitivity)
+    # server-wide per-category policies, where a key's or tenant's policy has no rule of its own
+    categories: dict[str, Literal["allow", "mask", "local_only", "refuse"]] = Field(default_factory=dict)
+
+    topic_mask: Literal["local_only", "refuse"] = "local_only"  # what ``mask`` means for a disclosure
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        from openmaas.privacy.policy import valid
+
+        return valid(value)
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = set(value) - {"HEALTH", "FINANCE", "PRIVATE_LIFE"}
+        if unknown:
+            raise ValueError(f"unknown privacy categories {sorted(unknown)}; known: HEALTH, FINANCE, PRIVATE_LIFE")
+        return value
 
 
 class TtcSettings(_Strict):

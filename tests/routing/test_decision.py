@@ -19,7 +19,7 @@ def test_the_stored_decision_keeps_every_field_and_the_derived_ones() -> None:
     decision.chosen, decision.chosen_locality = "local", "local"
     stored = orjson.loads(decision.to_json())
     assert set(stored) == {f.name for f in dataclasses.fields(RouteDecision)} | {"masked", "data_went_to"}
-    assert stored["privacy"] == {"class": "sensitive", "entities": ["EMAIL_ADDRESS"]}
+    assert stored["privacy"] == {"class": "sensitive", "entities": ["EMAIL_ADDRESS"], "categories": []}
     assert stored["candidates"][1] == {
         "name": "cloud",
         "locality": "cloud",

@@ -194,7 +194,7 @@ async def test_local_only_keeps_pii_away_from_the_cloud(tmp_path, monkeypatch) -
         raw = await chat(s, "private", "no personal data here")
         assert raw.headers["x-openmaas-route"].startswith("chosen=cloud-echo")
         event = await audit(s, raw)
-        assert event["route"]["privacy"] == {"class": "public", "entities": []}
+        assert event["route"]["privacy"] == {"class": "public", "entities": [], "categories": []}
 
 
 async def test_masking_round_trips_through_the_cloud(tmp_path, monkeypatch) -> None:

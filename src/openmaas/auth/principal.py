@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from openmaas.errors import AuthenticationFailed, PermissionDenied
+from openmaas.privacy.policy import PolicySpec
+from openmaas.privacy.policy import parse as parse_policy
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,14 @@ class Principal:
     expires_at: float | None = None
     enabled: bool = True
     tenant_enabled: bool = True
+
+    @cached_property
+    def privacy_policy(self) -> PolicySpec:
+        """``privacy`` parsed (stored specs were validated when written; a bad one falls back to local_only)."""
+        try:
+            return parse_policy(self.privacy)
+        except ValueError:
+            return PolicySpec("local_only")
 
     @property
     def anonymous(self) -> bool:

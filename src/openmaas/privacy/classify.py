@@ -19,12 +19,18 @@ from typing import Any
 
 from openmaas.core.view import PromptView, text_slots
 from openmaas.privacy.scanner import Finding, Scanner
+from openmaas.privacy.sensitivity import Sensitivity
 
 
 @dataclass
 class PrivacyClass:
     label: str = "public"  # "public" | "sensitive"
-    entities: tuple[str, ...] = ()
+    entities: tuple[str, ...] = ()  # identifier types the scanner found (EMAIL_ADDRESS, SECRET_…)
+    categories: tuple[str, ...] = ()  # what the request discloses (HEALTH, FINANCE, PRIVATE_LIFE)
+
+    def found(self) -> str:
+        """Entity types and categories, for messages and headers (never values)."""
+        return ",".join((*self.entities, *self.categories))
 
     @property
     def sensitive(self) -> bool:
@@ -37,17 +43,20 @@ class Scanned:
     slots: list[tuple[int, str, list[Finding]]] = field(default_factory=list)  # (slot index, text, findings)
 
 
-def scan_request(scanner: Scanner, view: PromptView) -> Scanned:
-    """Scan every text of the request (``PromptView.texts``, in ``text_slots`` order)."""
+def scan_request(scanner: Scanner | None, view: PromptView, sensitivity: Sensitivity | None = None) -> Scanned:
+    """Scan every text of the request (``PromptView.texts``, in ``text_slots`` order) for identifiers, and
+    classify what it discloses (``sensitivity``)."""
     scanned = Scanned(PrivacyClass())
     entities: set[str] = set()
-    for index, text in enumerate(view.texts):
-        findings = scanner.scan(text)
-        if findings:
-            scanned.slots.append((index, text, findings))
-            entities.update(f.entity for f in findings)
-    if entities:
-        scanned.privacy = PrivacyClass("sensitive", tuple(sorted(entities)))
+    if scanner is not None:
+        for index, text in enumerate(view.texts):
+            findings = scanner.scan(text)
+            if findings:
+                scanned.slots.append((index, text, findings))
+                entities.update(f.entity for f in findings)
+    categories = sensitivity.categories(view.texts) if sensitivity is not None else ()
+    if entities or categories:
+        scanned.privacy = PrivacyClass("sensitive", tuple(sorted(entities)), categories)
     return scanned
 
 

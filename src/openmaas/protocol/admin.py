@@ -5,12 +5,19 @@ Money on the wire is USD (float); the store keeps integer nano-dollars.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from openmaas.privacy.policy import valid as valid_policy
 
 Period = Literal["day", "month", "total"]
-Privacy = Literal["allow", "mask", "local_only"]
+# "allow" | "mask" | "local_only", optionally with per-category rules: "mask;HEALTH=local_only,FINANCE=allow"
+Privacy = Annotated[
+    str,
+    Field(max_length=200, examples=["local_only", "mask;HEALTH=local_only,FINANCE=allow"]),
+    AfterValidator(valid_policy),
+]
 
 
 # The store's columns bound what may be asked: money in int64 nano-dollars, rates in int32.

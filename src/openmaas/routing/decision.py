@@ -41,6 +41,7 @@ class RouteDecision:
     privacy: PrivacyClass
     policy: str
     difficulty: float
+    rule: str | None = None  # what set the policy, e.g. "HEALTH:local_only" (privacy.policy.apply)
     prefer: str | None = None
     max_cost_usd: float | None = None
     candidates: list[Candidate] = field(default_factory=list)
@@ -64,9 +65,11 @@ class RouteDecision:
     def header(self) -> str:
         """Compact, for ``x-openmaas-route``: chosen, privacy, policy, dropped candidates, attempts."""
         parts = [f"chosen={self.chosen or '-'}", f"privacy={self.privacy.label}"]
-        if self.privacy.entities:
-            parts[-1] += "(" + ",".join(self.privacy.entities) + ")"
+        if self.privacy.entities or self.privacy.categories:
+            parts[-1] += "(" + self.privacy.found() + ")"
         parts.append(f"policy={self.policy}")
+        if self.rule:
+            parts.append(f"rule={self.rule}")
         if self.masked:
             parts.append("masked=1")
         dropped = [f"{c.name}:{c.reason}" for c in self.candidates if not c.kept]
@@ -91,8 +94,13 @@ class RouteDecision:
         return {
             "requested": self.requested,
             "endpoint": self.endpoint,
-            "privacy": {"class": self.privacy.label, "entities": list(self.privacy.entities)},
+            "privacy": {
+                "class": self.privacy.label,
+                "entities": list(self.privacy.entities),
+                "categories": list(self.privacy.categories),
+            },
             "policy": self.policy,
+            "rule": self.rule,
             "difficulty": self.difficulty,
             "prefer": self.prefer,
             "max_cost_usd": self.max_cost_usd,

@@ -166,6 +166,7 @@ class Policy:
         policy: str,
         output_limit: int | None,
         hints: dict[str, Any] | None = None,
+        rule: str | None = None,
     ) -> RouteDecision:
         hints = hints or {}
         decision = RouteDecision(
@@ -173,6 +174,7 @@ class Policy:
             endpoint=view.endpoint,
             privacy=privacy,
             policy=policy,
+            rule=rule,
             difficulty=estimate_difficulty(view),
             prefer=hints.get("prefer"),
             max_cost_usd=hints.get("max_cost_usd"),
@@ -256,8 +258,9 @@ class Policy:
         reasons = {c.reason for c in decision.candidates}
         if "privacy" in reasons and not any(c.locality == "local" for c in decision.candidates):
             return PrivacyPolicyViolation(
-                f"This request contains sensitive data ({', '.join(decision.privacy.entities)}) and the key's privacy "
-                f"policy is local_only, but '{model}' has no local deployment. Use a local model, or remove the data."
+                f"This request contains sensitive data ({decision.privacy.found()}) and the key's privacy policy "
+                f"keeps it local ({decision.rule or 'local_only'}), but '{model}' has no local deployment. Use a "
+                "local model, or remove the data."
             )
         if "circuit_open" in reasons:
             return ServiceUnavailable(
@@ -271,8 +274,9 @@ class Policy:
         if errors:
             return errors[0]
         return PrivacyPolicyViolation(
-            f"This request contains sensitive data ({', '.join(decision.privacy.entities)}); under the local_only "
-            f"policy only local deployments may serve it, and none of those for '{model}' can."
+            f"This request contains sensitive data ({decision.privacy.found()}); under the local_only policy "
+            f"({decision.rule or 'local_only'}) only local deployments may serve it, and none of those for "
+            f"'{model}' can."
         )
 
     def _order(self, decision: RouteDecision, weights: dict[str, float]) -> None:

@@ -25,10 +25,19 @@ from openmaas.auth.principal import Principal
 from openmaas.backends.base import Payload
 from openmaas.core.chat import NATIVE_KEY, fit_ceiling
 from openmaas.core.view import PromptView
-from openmaas.errors import ContextLengthExceeded, OpenMaaSError, ServiceUnavailable, UpstreamError
+from openmaas.errors import (
+    ContextLengthExceeded,
+    OpenMaaSError,
+    PrivacyPolicyViolation,
+    ServiceUnavailable,
+    UpstreamError,
+)
 from openmaas.metering.pricing import estimate_prompt_tokens
 from openmaas.privacy.classify import PrivacyClass, Restorer, Scanned, masked_copy, scan_request
+from openmaas.privacy.policy import apply as apply_policy
+from openmaas.privacy.policy import parse as parse_policy
 from openmaas.privacy.scanner import Scanner
+from openmaas.privacy.sensitivity import Sensitivity
 from openmaas.routing.decision import Attempt, RouteDecision
 from openmaas.routing.health import Health, HealthMonitor
 from openmaas.routing.policy import Policy, parse_hints
@@ -67,12 +76,16 @@ class Router:
         self.policy = Policy(registry.deployments, settings.aliases, self.health)
         privacy = settings.privacy
         self.scanner = Scanner(privacy.entities, privacy.threshold, privacy.secrets) if privacy.enabled else None
+        self.sensitivity = Sensitivity.load() if privacy.enabled and privacy.topics else None
+        self.server_policy = parse_policy(privacy.policy)
         self.monitor = HealthMonitor(self.health, self._probe, breaker.health_interval)
         self.rng = random.Random()
 
     async def start(self) -> None:
         if self.scanner is not None:
             await asyncio.to_thread(self.scanner.warm_up)
+        if self.sensitivity is not None:
+            self.sensitivity.judge("warm up: my doctor said my test came back positive")
         self.monitor.start()
 
     async def close(self) -> None:
@@ -92,11 +105,19 @@ class Router:
         view = PromptView(body, endpoint)
         if view.ceiling:  # a ceiling is fitted to each deployment (``payload_for``), never refused
             output_limit = None
-        scanned = scan_request(self.scanner, view) if self.scanner is not None else None
+        scanned = scan_request(self.scanner, view, self.sensitivity) if self.scanner is not None else None
         privacy = scanned.privacy if scanned is not None else PrivacyClass("unscanned")
-        policy = principal.privacy if principal.key_id is not None else self.settings.privacy.policy
+        spec = principal.privacy_policy if principal.key_id is not None else self.server_policy
+        settings = self.settings.privacy
+        applied = apply_policy(spec, privacy, settings.categories, settings.topic_mask)
+        if applied.policy == "refuse":
+            raise PrivacyPolicyViolation(
+                f"This request discloses {privacy.found()} information, which this key's privacy policy does not "
+                f"allow to be processed ({applied.rule}).",
+                code="privacy_refused",
+            )
         hints = parse_hints(view.hints)
-        decision = self.policy.decide(model, view, privacy, policy, output_limit, hints)
+        decision = self.policy.decide(model, view, privacy, applied.policy, output_limit, hints, applied.rule)
         return Route(decision, scanned, body, view)
 
     def payload_for(self, route: Route, target: Target) -> tuple[Payload, Restorer | None]:

@@ -49,7 +49,7 @@ tenants = Table(
     Column("budget_period", String(16), nullable=False, default="month"),
     Column("rpm", Integer),
     Column("tpm", Integer),
-    Column("privacy", String(16), nullable=False, default="allow"),
+    Column("privacy", String(200), nullable=False, default="allow"),  # a policy spec (privacy.policy)
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False, index=True),
@@ -64,7 +64,7 @@ api_keys = Table(
     Column("prefix", String(32), nullable=False),  # shown in lists and logs; not enough to authenticate
     Column("hash", String(64), nullable=False, unique=True),  # sha256 of the whole key
     Column("models", JSON),  # null: every model the tenant's plan allows
-    Column("privacy", String(16)),  # null: the tenant's policy
+    Column("privacy", String(200)),  # null: the tenant's policy
     Column("rpm", Integer),
     Column("tpm", Integer),
     Column("budget_nanos", BigInteger),
