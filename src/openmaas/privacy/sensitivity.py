@@ -7,8 +7,9 @@ each sentence, and each pair of adjacent sentences (a disclosure may span two: "
 biopsy is malignant."). A request is sensitive when any segment's probability of a category beats the
 threshold chosen at training; the category is the likeliest one. The text is never kept or reported.
 
-Features, the same at training and here (``features``): English words and word pairs; Chinese characters,
-character pairs and triples (no word segmentation needed); whether an amount of money appears; and
+Features, the same at training and here (``features``): English words and word pairs; Chinese characters
+and character pairs (no word segmentation needed; triples measured no better and cost a third more);
+whether an amount of money appears; and
 *cues crossed with topics* — a first-person marker ("my", "I've", "我", "我的") or a named confidant
 ("told me", "告诉我") together with a word from a category's lexicon — which a linear model cannot form
 by itself, and which is what separates "I was diagnosed with diabetes" from "What are the symptoms of
@@ -27,7 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -35,7 +36,9 @@ CATEGORIES = ("HEALTH", "FINANCE", "PRIVATE_LIFE")
 NONE = "NONE"
 MODEL_FILE = "sensitivity.json.gz"
 
-_SENTENCE = re.compile(r"(?<=[.!?。！？；;])\s*|\n+")
+# a segment ends at . ! ? ; followed by a space (not inside "2.5"), at new lines, and at Chinese end marks
+# and commas: Chinese chains clauses with "，" where English would end a sentence
+_SENTENCE = re.compile(r"[.!?;](?:\s+|$)|[。！？；]+\s*|,(?=[\u3400-\u9fff])|\n+")  # "，" is "," after NFKC
 _WORD = re.compile(r"[a-z][a-z0-9]*(?:'[a-z]+)?|\d+(?:[.,]\d+)*")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _MONEY = re.compile(
@@ -105,7 +108,20 @@ def _lexicon(category: str) -> tuple[frozenset[str], frozenset[str], frozenset[s
 
 
 LEXICON = {category: _lexicon(category) for category in CATEGORIES}
-_PREFIX_LENGTHS = tuple(sorted({len(p) for prefixes, _, _ in LEXICON.values() for p in prefixes}))
+
+
+def _heads() -> dict[str, tuple[tuple[str, str], ...]]:
+    """English prefixes by their first three letters: one lookup per word finds its few candidates."""
+    heads: dict[str, list[tuple[str, str]]] = {}
+    for category, (prefixes, _, _) in LEXICON.items():
+        for prefix in prefixes:
+            if len(prefix) < 3:
+                raise ValueError(f"lexicon prefix '{prefix}' is shorter than three letters")
+            heads.setdefault(prefix[:3], []).append((prefix, category))
+    return {head: tuple(entries) for head, entries in heads.items()}
+
+
+_HEADS = _heads()  # read only
 _DOSE = re.compile(r"\d\s?mg\b")  # "20mg": a dose
 _DIGIT = re.compile(r"\d")
 
@@ -118,44 +134,49 @@ def sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE.split(text) if s and not s.isspace()]
 
 
-@dataclass(frozen=True)
-class _Cues:
+class _Cues(NamedTuple):
     first_person: bool
     confidant: bool
     money: bool
     topics: frozenset[str]
 
 
-def _topics(words: list[str], grams: set[str], text: str) -> frozenset[str]:
+def _topics(words: list[str], feats: set[str], grams: set[str], text: str) -> frozenset[str]:
     found = set()
-    stems = {w[:n] for w in words for n in _PREFIX_LENGTHS if len(w) >= n}
-    pairs = {f"{a} {b}" for a, b in itertools.pairwise(words)}
-    for category, (prefixes, phrases, chinese) in LEXICON.items():
-        if not stems.isdisjoint(prefixes) or not pairs.isdisjoint(phrases) or not grams.isdisjoint(chinese):
+    heads = _HEADS
+    for word in words:
+        candidates = heads.get(word[:3])
+        if candidates:
+            for prefix, category in candidates:
+                if word.startswith(prefix):
+                    found.add(category)
+    for category, (_, phrases, chinese) in LEXICON.items():
+        if category not in found and (not feats.isdisjoint(phrases) or not grams.isdisjoint(chinese)):
             found.add(category)
-    if "HEALTH" not in found and _DOSE.search(text):
+    if "HEALTH" not in found and "mg" in text and _DOSE.search(text):
         found.add("HEALTH")
     return frozenset(found)
 
 
-def _sentence_features(sentence: str) -> tuple[set[str], _Cues]:
-    s = _normal(sentence)
+def _sentence_features(s: str, cjk: bool = True, confidant: bool = True) -> tuple[set[str], _Cues]:
+    """Features and cues of one sentence, already ``_normal``. ``cjk``/``confidant``: False when the whole
+    text was found to have no CJK characters / no confidant phrase (saves a search per sentence)."""
     words = _WORD.findall(s)
     feats = set(words)
-    feats.update(f"{a} {b}" for a, b in itertools.pairwise(words))
+    feats.update(map(" ".join, itertools.pairwise(words)))
     grams: set[str] = set()
-    for run in _CJK.findall(s):
-        grams.update(run)
-        grams.update(run[i : i + 2] for i in range(len(run) - 1))
-        grams.update(run[i : i + 3] for i in range(len(run) - 2))
-    feats |= grams
-    first = any(w in _FIRST_PERSON for w in words) or any(m in s for m in _FIRST_PERSON_ZH)
-    digits = _DIGIT.search(s) is not None
-    money = digits and _MONEY.search(s) is not None
-    return feats, _Cues(first, bool(_CONFIDANT.search(s)), money, _topics(words, grams, s))
+    if cjk:
+        for run in _CJK.findall(s):
+            grams.update(run)
+            grams.update(map("".join, itertools.pairwise(run)))
+        feats |= grams
+    first = not _FIRST_PERSON.isdisjoint(words) or (cjk and any(m in s for m in _FIRST_PERSON_ZH))
+    money = _DIGIT.search(s) is not None and _MONEY.search(s) is not None
+    told = confidant and _CONFIDANT.search(s) is not None
+    return feats, _Cues(first, told, money, _topics(words, feats, grams, s))
 
 
-def _crossed(cues: list[_Cues]) -> set[str]:
+def _crossed(cues: tuple[_Cues, ...]) -> frozenset[str]:
     first = any(c.first_person for c in cues)
     confidant = any(c.confidant for c in cues)
     money = any(c.money for c in cues)
@@ -173,18 +194,19 @@ def _crossed(cues: list[_Cues]) -> set[str]:
             out.add("x:FP&" + topic)
         if confidant:
             out.add("x:CONF&" + topic)
-    return out
+    return frozenset(out)
 
 
 def features(text: str) -> set[str]:
     """The features of one segment (what training sees for one example)."""
     feats: set[str] = set()
     cues = []
-    for sentence in sentences(text) or [text]:
+    normal = _normal(text)
+    for sentence in sentences(normal) or [normal]:
         f, c = _sentence_features(sentence)
         feats |= f
         cues.append(c)
-    return feats | _crossed(cues)
+    return feats | _crossed(tuple(cues))
 
 
 @dataclass(frozen=True)
@@ -213,6 +235,7 @@ class Sensitivity:
         self.threshold = float(model["threshold"])
         self.meta: dict[str, Any] = model.get("meta", {})
         self._cache: OrderedDict[bytes, Verdict] = OrderedDict()
+        self._cues: dict[tuple[_Cues, ...], set[int]] = {}
 
     @classmethod
     def load(cls, path: Path | None = None) -> Sensitivity:
@@ -221,9 +244,16 @@ class Sensitivity:
         raw = path.read_bytes() if path else packaged.read_bytes()
         return cls(json.loads(gzip.decompress(raw)))
 
-    def _rows(self, feats: set[str]) -> list[int]:
+    def _rows(self, feats: set[str] | frozenset[str]) -> set[int]:
         index = self.index
-        return [index[f] for f in feats if f in index]
+        return set(map(index.__getitem__, index.keys() & feats))
+
+    def _cue_rows(self, cues: tuple[_Cues, ...]) -> set[int]:
+        """The rows of the crossed cue features: few distinct combinations, so remembered."""
+        rows = self._cues.get(cues)
+        if rows is None:
+            rows = self._cues[cues] = self._rows(_crossed(cues))
+        return rows
 
     def judge(self, text: str) -> Verdict:
         """The verdict on one text (a message, a system prompt, a tool result). Long texts are remembered by
@@ -241,22 +271,26 @@ class Sensitivity:
         return verdict
 
     def _judge(self, text: str) -> Verdict:
-        parts = sentences(text)
+        normal = _normal(text)
+        parts = sentences(normal)
         if len(parts) > self.MAX_SENTENCES:
             half = self.MAX_SENTENCES // 2
             parts = parts[:half] + parts[-half:]
-        singles = [_sentence_features(sentence) for sentence in parts]
-        rows = [set(self._rows(feats)) for feats, _ in singles]
-        crossed = [_crossed([cue]) for _, cue in singles]
+        cjk = _CJK.search(normal) is not None
+        confidant = _CONFIDANT.search(normal) is not None
+        singles = [_sentence_features(sentence, cjk, confidant) for sentence in parts]
+        rows = [self._rows(feats) for feats, _ in singles]
+        cues = [cue for _, cue in singles]
         # segments: every sentence, and a pair of adjacent ones where together they form a cue the
         # sentences lack alone ("My doctor called." + "The biopsy is malignant.")
         segments: list[set[int]] = []
-        for i in range(len(singles)):
-            segments.append(rows[i] | set(self._rows(crossed[i])))
-            if i + 1 < len(singles):
-                pair = _crossed([singles[i][1], singles[i + 1][1]])
-                if not pair <= (crossed[i] | crossed[i + 1]):
-                    segments.append(rows[i] | rows[i + 1] | set(self._rows(pair)))
+        for i, cue in enumerate(cues):
+            alone = self._cue_rows((cue,))
+            segments.append(rows[i] | alone)
+            if i + 1 < len(cues):
+                pair = self._cue_rows((cue, cues[i + 1]))
+                if not pair <= (alone | self._cue_rows((cues[i + 1],))):
+                    segments.append(rows[i] | rows[i + 1] | pair)
         if not segments:
             return Verdict(None, 0.0)
         # one gather and one reduce for every segment (each ends with the zero row, so none is empty)
