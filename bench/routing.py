@@ -7,8 +7,9 @@ a connection cut after the headers, or no answer at all (first-token timeout
 0.2 s) — and the rest succeed. Measured: share of client requests that succeed,
 and latency p50/p99 against the same run with no faults (ratio, same process).
 
-(b) Decision cost: ``Router.route`` (privacy scan + policy) on a ~2,000-token
-prompt, privacy on and off, prose only and with ten PII/secret items; CPU time
+(b) Decision cost: ``Router.route`` (privacy scan + disclosure classifier + policy) on a
+~2,000-token prompt, privacy on, on without the classifier, and off; prose only, with ten
+PII/secret items, and prose in sentences with one health disclosure; CPU time
 per call, p50/p90/p99 over 1,000 calls in 5 rounds, next to the same figures for a
 fixed reference workload (this VM's own tail: CPU steal), the best round's p99,
 and the figures scaled to the quietest state the reference saw in the run.
@@ -46,7 +47,7 @@ from openmaas.testing.serve import serve_app
 FAULTS = ["500", "503", "429", "drop", "hang"]
 
 
-def settings(upstream: str, data_dir: str, privacy: bool = True) -> Settings:
+def settings(upstream: str, data_dir: str, privacy: bool = True, topics: bool = True) -> Settings:
     def dep(name: str, model: str) -> dict[str, Any]:
         return {
             "name": name,
@@ -65,7 +66,7 @@ def settings(upstream: str, data_dir: str, privacy: bool = True) -> Settings:
             "deployments": [dep("flaky", "flaky"), dep("healthy", "healthy")],
             "aliases": {"mix": {"targets": ["flaky"], "fallbacks": ["healthy"]}},
             "routing": {"retry": {"attempts": 2, "backoff_base": 0.01, "backoff_max": 0.1}},
-            "privacy": {"enabled": privacy},
+            "privacy": {"enabled": privacy, "topics": topics},
         }
     )
 
@@ -116,6 +117,15 @@ async def fault_mix(n: int, concurrency: int, rate: float) -> dict[str, Any]:
     out["p50_ratio"] = round(out["faults"]["p50_ms"] / out["no_faults"]["p50_ms"], 2)
     out["p99_ratio"] = round(out["faults"]["p99_ms"] / out["no_faults"]["p99_ms"], 2)
     return out
+
+
+def disclosure_prompt() -> str:
+    """~2,000 tokens of prose in sentences of 15 words, with one health disclosure in the middle."""
+    rng = random.Random(11)
+    words = ["the", "model", "request", "budget", "server", "latency", "answer", "report", "team", "data"]
+    sentences = [" ".join(rng.choice(words) for _ in range(15)).capitalize() + "." for _ in range(100)]
+    sentences.insert(50, "By the way, my doctor told me last week that my HIV test came back positive.")
+    return " ".join(sentences)
 
 
 def prompt(with_pii: bool, items: int = 10) -> str:
@@ -199,20 +209,23 @@ def decision_cost(iterations: int, rounds: int = 5) -> dict[str, Any]:
     out: dict[str, Any] = {}
     per_round = max(1, iterations // rounds)
     with tempfile.TemporaryDirectory() as tmp:
-        for privacy in (False, True):
-            s = settings("http://127.0.0.1:9", tmp, privacy)
+        # privacy off; on (identifiers and disclosures); on without the disclosure classifier (its own cost)
+        for label, privacy, topics in (("off", False, False), ("on", True, True), ("on_no_topics", True, False)):
+            s = settings("http://127.0.0.1:9", tmp, privacy, topics)
             router = Router(s, Registry(s))
             if router.scanner is not None:
                 router.scanner.warm_up()
             gc.collect()
             gc.freeze()  # as the server does once started (server/app.py): long-lived objects leave the GC's scans
             cases = [("prose", False, True, 0), ("pii", True, True, 10)]
-            if privacy:
-                cases += [("pii_two", True, True, 2), ("pii_resent", True, False, 10)]
+            if label == "on":
+                cases += [("pii_two", True, True, 2), ("pii_resent", True, False, 10), ("disclosure", False, True, 0)]
+            if label == "on_no_topics":
+                cases += [("disclosure", False, True, 0)]
             for name, with_pii, fresh, items in cases:
-                # Every call gets a text of its own (the scanner remembers texts it has seen), except
+                # Every call gets a text of its own (the scanners remember texts they have seen), except
                 # in "resent": the same prompt again, as a chat's history or an app's system prompt.
-                text = prompt(with_pii, items)
+                text = disclosure_prompt() if name == "disclosure" else prompt(with_pii, items)
                 bodies = iter(
                     {"model": "mix", "messages": [{"role": "user", "content": f"[{i}] {text}" if fresh else text}]}
                     for i in range(iterations + 100)
@@ -227,12 +240,13 @@ def decision_cost(iterations: int, rounds: int = 5) -> dict[str, Any]:
                 for _ in range(rounds):
                     ours.append(cpu_times(decide, per_round))
                     reference.append(cpu_times(reference_work, per_round))
-                out[f"privacy_{'on' if privacy else 'off'}_{name}"] = {
+                out[f"privacy_{label}_{name}"] = {
                     **summary(ours),
                     "reference": summary(reference),
                     "_rounds": list(zip(ours, reference, strict=True)),
                     "class": route.decision.privacy.label,
                     "entities": len(route.decision.privacy.entities),
+                    "categories": list(route.decision.privacy.categories),
                 }
     quiet_core(out, min(statistics.median(ref) for entry in out.values() for _, ref in entry["_rounds"]))
     return out
