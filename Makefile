@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/embeddings.py
 	$(BIN)/python bench/dialects.py
 	$(BIN)/python bench/claude_code_ttft.py
+	$(BIN)/openmaas privacy eval --out bench/results/privacy.json
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

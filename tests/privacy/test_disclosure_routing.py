@@ -10,7 +10,9 @@ import anthropic
 import openai
 import pytest
 
+from tests.conftest import metered_settings, running_app
 from tests.dialects.test_upstreams import stack
+from tests.helpers import ADMIN_KEY
 
 pytestmark = pytest.mark.anyio
 HEALTH_EN = "My doctor told me my HIV test came back positive, how do I tell my partner?"
@@ -88,3 +90,44 @@ async def test_mask_keeps_a_disclosure_local_and_refuse_refuses_it_in_each_diale
             await s.openai.chat.completions.create(model="private", messages=[{"role": "user", "content": FINANCE_EN}])
         assert denied.value.code == "privacy_refused"
         assert not s.cloud.requests and not s.local.requests
+
+
+async def test_a_keys_per_category_policy_set_through_the_admin_api_routes_its_requests(
+    tmp_path: Any, store: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENMAAS_ADMIN_KEY", ADMIN_KEY)
+    settings = metered_settings(
+        tmp_path,
+        store,
+        deployments=[
+            {"name": "edge", "backend": "fake", "locality": "local", "params": {"reply": "from the edge"}},
+            {"name": "cloud", "backend": "fake", "locality": "cloud", "params": {"reply": "from the cloud"}},
+        ],
+        aliases={"assistant": {"targets": ["cloud"], "fallbacks": ["edge"]}},
+    )
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    async with running_app(settings) as (_, client):
+        clinic = {"name": "clinic", "privacy": "allow;HEALTH=local_only"}
+        assert (await client.post("/admin/tenants", json=clinic, headers=admin)).status_code == 201
+        bad = {"tenant": "clinic", "privacy": "allow;HEALTH=maybe"}
+        refused = await client.post("/admin/keys", json=bad, headers=admin)
+        assert refused.status_code == 400 and "HEALTH=maybe" in refused.text
+        key = (await client.post("/admin/keys", json={"tenant": "clinic"}, headers=admin)).json()["key"]
+        strict = {"tenant": "clinic", "privacy": "local_only"}
+        strict_key = (await client.post("/admin/keys", json=strict, headers=admin)).json()["key"]
+        for token, text, served in (
+            (key, HEALTH_EN, "from the edge"),
+            (key, FINANCE_EN, "from the cloud"),  # the tenant's rule covers HEALTH only
+            (strict_key, FINANCE_EN, "from the edge"),  # the key's own policy wins over its tenant's
+        ):
+            r = await client.post(
+                "/v1/chat/completions",
+                json={"model": "assistant", "messages": [{"role": "user", "content": text}]},
+                headers={"authorization": f"Bearer {token}"},
+            )
+            assert r.json()["choices"][0]["message"]["content"] == served, (text, r.headers["x-openmaas-route"])
+        assert "rule=FINANCE:local_only" in r.headers["x-openmaas-route"]
+        trail = await client.get(f"/admin/audit/{r.headers['x-request-id']}", headers=admin)
+        [event] = trail.json()["data"]
+        assert event["route"]["privacy"]["categories"] == ["FINANCE"]
+        assert event["route"]["rule"] == "FINANCE:local_only"
