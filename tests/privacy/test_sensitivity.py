@@ -43,6 +43,37 @@ PUBLIC = [
 ]
 
 
+HARD_NEGATIVES = [  # about the same topics, but nobody discloses anything about themselves
+    ("en", "The minister was diagnosed with lung cancer, the newspaper reported this morning. Summarise the article."),
+    ("en", "Suppose an employee earns 50,000 a year and owes 10,000; compute the debt-to-income ratio."),
+    ("en", "As a family doctor, what is the first-line treatment for hypertension in adults?"),
+    ("en", "Write a short story about a fisherman who loses his boat and goes bankrupt."),
+    ("en", "For a law class, explain how asylum claims are assessed in Canada."),
+    ("zh", "假设一个人月收入一万，负债五万，他的负债收入比是多少？"),
+    ("zh", "作为家庭医生，成人高血压的一线治疗是什么？"),
+    ("zh", "写一个渔夫失去渔船最后破产的短篇故事。"),
+]
+# Known false positives (docs/privacy.md: hard negatives are the weak spot): first-person fiction, a clinician's
+# "my patient", Chinese news naming a diagnosis. Strict: when the classifier learns them, this must be updated.
+KNOWN_FALSE_POSITIVES = [
+    ("en", "In my novel the heroine learns she is HIV positive; make the scene more moving."),
+    ("en", "My patient is a 60-year-old with type 2 diabetes; which drug should I add to metformin?"),
+    ("zh", "报道说那位部长确诊了肺癌，帮我总结这篇新闻。"),
+    ("zh", "我的小说里女主角得知自己HIV阳性，帮我把这一段写得更感人。"),
+]
+
+
+@pytest.mark.parametrize(("lang", "text"), HARD_NEGATIVES)
+def test_hard_negatives_stay_public(model: Sensitivity, lang: str, text: str) -> None:
+    assert model.judge(text).category is None, (lang, text, model.judge(text))
+
+
+@pytest.mark.xfail(strict=True, reason="known false positives of the disclosure classifier (docs/privacy.md)")
+@pytest.mark.parametrize(("lang", "text"), KNOWN_FALSE_POSITIVES)
+def test_known_false_positives(model: Sensitivity, lang: str, text: str) -> None:
+    assert model.judge(text).category is None, (lang, text)
+
+
 @pytest.mark.parametrize(("lang", "category", "text"), DISCLOSURES)
 def test_a_disclosure_is_found_in_its_category(model: Sensitivity, lang: str, category: str, text: str) -> None:
     verdict = model.judge(text)
