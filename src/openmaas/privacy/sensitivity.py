@@ -235,7 +235,8 @@ class Sensitivity:
         self.threshold = float(model["threshold"])
         self.meta: dict[str, Any] = model.get("meta", {})
         self._cache: OrderedDict[bytes, Verdict] = OrderedDict()
-        self._cues: dict[tuple[_Cues, ...], set[int]] = {}
+        self._cues: dict[_Cues, list[int]] = {}  # bounded: cues are a few booleans and topic sets
+        self._pairs: dict[tuple[_Cues, _Cues], list[int] | None] = {}
 
     @classmethod
     def load(cls, path: Path | None = None) -> Sensitivity:
@@ -244,15 +245,26 @@ class Sensitivity:
         raw = path.read_bytes() if path else packaged.read_bytes()
         return cls(json.loads(gzip.decompress(raw)))
 
-    def _rows(self, feats: set[str] | frozenset[str]) -> set[int]:
+    def _rows(self, feats: set[str] | frozenset[str]) -> list[int]:
         index = self.index
-        return set(map(index.__getitem__, index.keys() & feats))
+        return list(map(index.__getitem__, index.keys() & feats))
 
-    def _cue_rows(self, cues: tuple[_Cues, ...]) -> set[int]:
-        """The rows of the crossed cue features: few distinct combinations, so remembered."""
-        rows = self._cues.get(cues)
+    def _cue_rows(self, cue: _Cues) -> list[int]:
+        """The rows of one sentence's crossed cue features: few distinct cues, so remembered."""
+        rows = self._cues.get(cue)
         if rows is None:
-            rows = self._cues[cues] = self._rows(_crossed(cues))
+            rows = self._cues[cue] = self._rows(_crossed((cue,)))
+        return rows
+
+    def _pair_rows(self, first: _Cues, second: _Cues) -> list[int] | None:
+        """The crossed rows of two adjacent sentences, or None when together they form no cue that either
+        lacks alone (then the pair scores no higher than its sentences and is not a segment of its own)."""
+        key = (first, second)
+        if key in self._pairs:
+            return self._pairs[key]
+        pair = _crossed(key)
+        rows = None if pair <= (_crossed((first,)) | _crossed((second,))) else self._rows(pair)
+        self._pairs[key] = rows
         return rows
 
     def judge(self, text: str) -> Verdict:
@@ -281,25 +293,26 @@ class Sensitivity:
         singles = [_sentence_features(sentence, cjk, confidant) for sentence in parts]
         rows = [self._rows(feats) for feats, _ in singles]
         cues = [cue for _, cue in singles]
-        # segments: every sentence, and a pair of adjacent ones where together they form a cue the
-        # sentences lack alone ("My doctor called." + "The biopsy is malignant.")
-        segments: list[set[int]] = []
-        for i, cue in enumerate(cues):
-            alone = self._cue_rows((cue,))
-            segments.append(rows[i] | alone)
-            if i + 1 < len(cues):
-                pair = self._cue_rows((cue, cues[i + 1]))
-                if not pair <= (alone | self._cue_rows((cues[i + 1],))):
-                    segments.append(rows[i] | rows[i + 1] | pair)
-        if not segments:
+        if not parts:
             return Verdict(None, 0.0)
-        # one gather and one reduce for every segment (each ends with the zero row, so none is empty)
+        # segments: every sentence, and a pair of adjacent ones where together they form a cue the
+        # sentences lack alone ("My doctor called." + "The biopsy is malignant."); gathered into one row
+        # list for one reduce (each segment ends with the zero row, so none is empty)
         starts: list[int] = []
         flat: list[int] = []
-        for segment in segments:
+        last = len(cues) - 1
+        for i, cue in enumerate(cues):
             starts.append(len(flat))
-            flat.extend(segment)
+            flat += rows[i]
+            flat += self._cue_rows(cue)
             flat.append(self.zero_row)
+            if i < last:
+                pair = self._pair_rows(cue, cues[i + 1])
+                if pair is not None:
+                    starts.append(len(flat))
+                    flat += {*rows[i], *rows[i + 1]}  # a feature in both sentences counts once
+                    flat += pair
+                    flat.append(self.zero_row)
         z = np.add.reduceat(self.matrix[flat], starts, axis=0) + self.intercept
         z = np.exp(z - z.max(axis=1, keepdims=True))
         p = z / z.sum(axis=1, keepdims=True)
