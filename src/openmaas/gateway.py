@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from openmaas.auth.principal import ANONYMOUS, Principal
 from openmaas.backends.base import Payload
+from openmaas.core.chat import RequestHead
 from openmaas.core.view import reported_usage
 from openmaas.errors import from_validation_error
 from openmaas.lifecycle import Observer, Observers, RouteLog
@@ -238,13 +239,11 @@ class Gateway:
                 call.finish(Outcome(status=status, error_code=code, interrupted=interrupted))
             raise
 
-    async def chat(
-        self, body: Payload, call: Call | None = None, request: ChatCompletionRequest | None = None
-    ) -> Payload | Stream:
-        """``request``: the body's chat request when the core built the body (``core.chat.execution_request``),
-        which then is not validated again."""
+    async def chat(self, body: Payload, call: Call | None = None, head: RequestHead | None = None) -> Payload | Stream:
+        """``head``: what the gateway reads of a body the core built (``core.chat.request_head``), which then is
+        not validated again (an extension that takes the request over still gets it validated)."""
         call = call or Call()
-        return await self._observed(call, "chat", self._chat(body, call, request))
+        return await self._observed(call, "chat", self._chat(body, call, head))
 
     async def complete(self, body: Payload, call: Call | None = None) -> Payload | Stream:
         call = call or Call()
@@ -254,26 +253,29 @@ class Gateway:
         call = call or Call()
         return await self._observed(call, "embeddings", self._embed(body, call))
 
-    async def _chat(self, body: Payload, call: Call, request: ChatCompletionRequest | None) -> Payload | Stream:
+    async def _chat(self, body: Payload, call: Call, head: RequestHead | None) -> Payload | Stream:
         resolved = self.registry.resolve_pattern(body)
-        if request is None or resolved is not body:
+        request = None
+        if head is None or resolved is not body:
             request = validate(ChatCompletionRequest, resolved)
+            head = RequestHead.of(request)
         body = resolved
         for extension in self.preparing:  # e.g. a model-name suffix that asks for test-time compute
-            prepared = extension.prepare(body, request.model, self.names)
+            prepared = extension.prepare(body, head.model, self.names)
             if prepared is not body:
                 body, request = prepared, validate(ChatCompletionRequest, prepared)
+                head = RequestHead.of(request)
         for extension in self.extensions:  # the first whose body key is set runs the request (in app order)
             if body.get(extension.key) is not None:
-                return await extension.handle(self, body, call, request)
-        route = self._route(call, request.model, "chat", body, request.output_limit)
-        ticket = await self.admit(call, call.surface, request.model, route, body_bytes=call.body_bytes)
-        if request.stream:
+                return await extension.handle(self, body, call, request or validate(ChatCompletionRequest, body))
+        route = self._route(call, head.model, "chat", body, head.output_limit)
+        ticket = await self.admit(call, call.surface, head.model, route, body_bytes=call.body_bytes)
+        if head.stream:
             return await self._stream(
-                call, ticket, route, lambda t, p: t.backend.chat_stream(p), request.model, request.wants_usage_chunk
+                call, ticket, route, lambda t, p: t.backend.chat_stream(p), head.model, head.wants_usage_chunk
             )
         result = await self._unary(call, ticket, route, lambda t, p: t.backend.chat(p))
-        result["model"] = request.model
+        result["model"] = head.model
         return result
 
     async def _complete(self, body: Payload, call: Call) -> Payload | Stream:

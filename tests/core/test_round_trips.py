@@ -12,13 +12,14 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openmaas.core.chat import StreamDecoder, from_result, to_payload
+from openmaas.core.chat import RequestHead, StreamDecoder, from_result, request_head, to_payload
 from openmaas.core.types import Event, Message, Part, Request, Result, Text, ToolCall, ToolResult, Usage
 from openmaas.dialects.anthropic import render as anthropic_render
 from openmaas.dialects.anthropic.load import load as anthropic_load
 from openmaas.dialects.responses import render as responses_render
 from openmaas.dialects.responses.load import to_messages
 from openmaas.ids import IdGenerator
+from openmaas.protocol.chat import ChatCompletionRequest
 
 texts = st.text(min_size=1, max_size=40).filter(lambda t: t.strip() == t and t)
 names = st.from_regex(r"[a-zA-Z][a-zA-Z0-9_]{0,20}", fullmatch=True)
@@ -175,3 +176,27 @@ def test_a_streamed_response_completes_with_the_unary_output(parts: list[Part], 
         return [{k: v for k, v in i.items() if k != "id"} for i in items]
 
     assert strip(streamed) == strip(unary) and saved[-1]["output"] == streamed
+
+
+@given(
+    answers,
+    st.booleans(),
+    st.none() | st.integers(1, 100_000),
+    st.booleans(),
+    st.none() | st.floats(0, 1),
+)
+def test_the_head_of_a_core_built_payload_is_what_validation_would_give(
+    parts: list[Part], stream: bool, max_tokens: int | None, ceiling: bool, temperature: float | None
+) -> None:
+    """The gateway skips validating what ``to_payload`` built: its ``request_head`` must equal the head of
+    the validated request, whatever the canonical request held."""
+    request = Request(
+        model="m",
+        messages=[Message("user", [Text("hi")]), Message("assistant", list(parts))],
+        max_output_tokens=max_tokens,
+        output_limit_is_ceiling=ceiling,
+        temperature=temperature,
+        stream=stream,
+    )
+    payload = to_payload(request)
+    assert request_head(payload) == RequestHead.of(ChatCompletionRequest.model_validate(payload))

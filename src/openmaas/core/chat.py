@@ -15,6 +15,7 @@ Rules for what chat cannot express (documented in docs/dialects.md):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from openmaas.core.types import (
@@ -38,7 +39,7 @@ from openmaas.core.types import (
     ToolResult,
     Usage,
 )
-from openmaas.protocol.chat import ChatCompletionRequest, StreamOptions
+from openmaas.protocol.chat import ChatCompletionRequest
 
 Payload = dict[str, Any]
 
@@ -168,16 +169,25 @@ def to_payload(request: Request) -> Payload:
     return payload
 
 
-def execution_request(payload: Payload) -> ChatCompletionRequest:
-    """The chat request of a payload ``to_payload`` built, constructed rather than validated a second time:
-    the dialect validated its wire body, and ``to_payload`` writes only well-formed values. Carries what the
-    gateway reads of it (model, stream, output limit, usage chunk); the payload itself goes on as built."""
-    return ChatCompletionRequest.model_construct(
-        model=payload["model"],
-        stream=bool(payload.get("stream")),
-        max_tokens=payload.get("max_tokens"),
-        stream_options=StreamOptions(include_usage=True) if payload.get("stream_options") else None,
-    )
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """What the gateway reads of a chat request to run it: from a validated ``ChatCompletionRequest``, or
+    straight from a payload ``to_payload`` built (``request_head``) — the dialect validated its wire body and
+    ``to_payload`` writes only well-formed values, so that payload is not validated a second time."""
+
+    model: str
+    stream: bool
+    output_limit: int | None
+    wants_usage_chunk: bool
+
+    @classmethod
+    def of(cls, request: ChatCompletionRequest) -> RequestHead:
+        return cls(request.model, bool(request.stream), request.output_limit, request.wants_usage_chunk)
+
+
+def request_head(payload: Payload) -> RequestHead:
+    limit = payload.get("max_tokens")
+    return RequestHead(payload["model"], bool(payload.get("stream")), limit, bool(payload.get("stream_options")))
 
 
 def usage_of(raw: Payload | None) -> Usage:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from openmaas.backends.anthropic_translate import PROMPT_TOKENS_KEY
-from openmaas.core.chat import StreamDecoder, execution_request, from_result, to_payload
+from openmaas.core.chat import StreamDecoder, from_result, request_head, to_payload
 from openmaas.core.types import Event, Request, Result
 from openmaas.gateway import Call, Gateway
 from openmaas.metering import tokens
@@ -49,7 +49,7 @@ class Executor:
 
     async def run(self, request: Request, call: Call) -> Result | EventStream:
         payload = self.gateway.registry.resolve_pattern(to_payload(request))
-        out = await self.gateway.chat(payload, call, execution_request(payload))
+        out = await self.gateway.chat(payload, call, request_head(payload))
         if isinstance(out, Stream):
             counted = out.first.get(PROMPT_TOKENS_KEY)  # the upstream said (Anthropic's message_start)
             if not isinstance(counted, int) and out.served is not None:  # else the model's tokenizer, or an estimate
