@@ -45,7 +45,7 @@ _MONEY = re.compile(
     r"[$€£¥]\s?\d|\d\s?(?:k\b|dollars|euros?|pounds|bucks|块|元|万|千|亿)|\d[\d,.]*\s?(?:usd|eur|gbp|rmb|cny)\b"
 )
 _FIRST_PERSON = frozenset({"i", "i'm", "i've", "i'd", "i'll", "my", "me", "mine", "myself", "we", "we're", "our", "us"})
-_FIRST_PERSON_ZH = ("我", "本人", "俺")
+_FIRST_PERSON_ZH = re.compile("我|本人|俺")
 _CONFIDANT = re.compile(r"\b(?:told me|confided|in confidence|privately|asked me not to)\b|告诉我|跟我说|私下")
 
 # Topic lexicons: English word prefixes (matched at a word start) and Chinese substrings. They only feed
@@ -170,7 +170,7 @@ def _sentence_features(s: str, cjk: bool = True, confidant: bool = True) -> tupl
             grams.update(run)
             grams.update(map("".join, itertools.pairwise(run)))
         feats |= grams
-    first = not _FIRST_PERSON.isdisjoint(words) or (cjk and any(m in s for m in _FIRST_PERSON_ZH))
+    first = not _FIRST_PERSON.isdisjoint(words) or (cjk and _FIRST_PERSON_ZH.search(s) is not None)
     money = _DIGIT.search(s) is not None and _MONEY.search(s) is not None
     told = confidant and _CONFIDANT.search(s) is not None
     return feats, _Cues(first, told, money, _topics(words, feats, grams, s))
@@ -246,8 +246,7 @@ class Sensitivity:
         return cls(json.loads(gzip.decompress(raw)))
 
     def _rows(self, feats: set[str] | frozenset[str]) -> list[int]:
-        index = self.index
-        return list(map(index.__getitem__, index.keys() & feats))
+        return [row for row in map(self.index.get, feats) if row is not None]
 
     def _cue_rows(self, cue: _Cues) -> list[int]:
         """The rows of one sentence's crossed cue features: few distinct cues, so remembered."""
