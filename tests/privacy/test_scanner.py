@@ -101,10 +101,10 @@ def test_long_texts_are_remembered_by_digest_not_by_content() -> None:
     assert [history[f.start : f.end] for f in first] == ["ann@example.com"]
     first.clear()  # a caller changing its list does not change what is remembered
     assert [history[f.start : f.end] for f in scanner.scan(history)] == ["ann@example.com"]
-    assert len(scanner._cache) == 1
-    assert all(isinstance(k, bytes) and len(k) == 16 for k in scanner._cache)  # a digest: the prompt is not kept
+    assert len(scanner._memo) == 1
+    assert all(isinstance(k, bytes) and len(k) == 16 for k in scanner._memo._memo)  # a digest: the prompt is not kept
     changed = history.replace("ann@example.com", "no address here")
     assert scanner.scan(changed) == []  # a different text is scanned afresh
     for i in range(Scanner.CACHE_ENTRIES + 5):
         scanner.scan(f"{i} " + history)
-    assert len(scanner._cache) == Scanner.CACHE_ENTRIES
+    assert len(scanner._memo) == Scanner.CACHE_ENTRIES

@@ -19,13 +19,13 @@ regex pass.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+
+from openmaas.privacy.memo import DigestMemo
 
 PII_ENTITIES = (
     "CREDIT_CARD",
@@ -141,7 +141,7 @@ class Scanner:
         self.entities = [e for e in PII_ENTITIES if entities is None or e in entities]
         self.threshold = threshold
         self.secrets = secrets and (entities is None or SECRET_ENTITY in entities)
-        self._cache: OrderedDict[bytes, tuple[Finding, ...]] = OrderedDict()
+        self._memo: DigestMemo[tuple[Finding, ...]] = DigestMemo(self.CACHE_MIN_CHARS, self.CACHE_ENTRIES)
 
     @cached_property
     def recognizers(self) -> dict[str, Any]:
@@ -200,18 +200,10 @@ class Scanner:
     def scan(self, text: str) -> list[Finding]:
         """Findings in ``text``. Long texts are remembered by digest (never the text itself): a chat
         re-sends its whole history and an application its system prompt with every request."""
-        if len(text) < self.CACHE_MIN_CHARS:
-            return self._scan(text)
-        key = hashlib.blake2b(text.encode(), digest_size=16).digest()
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return list(cached)
-        findings = self._scan(text)
-        self._cache[key] = tuple(findings)
-        if len(self._cache) > self.CACHE_ENTRIES:
-            self._cache.popitem(last=False)
-        return findings
+        return list(self._memo.get(text, self._scan_once))
+
+    def _scan_once(self, text: str) -> tuple[Finding, ...]:
+        return tuple(self._scan(text))
 
     def _scan(self, text: str) -> list[Finding]:
         findings: list[Finding] = []

@@ -19,18 +19,18 @@ diabetes?". Scoring is dictionary lookups and additions: no numpy, no scikit-lea
 from __future__ import annotations
 
 import gzip
-import hashlib
 import itertools
 import json
 import re
 import unicodedata
-from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from openmaas.privacy.memo import DigestMemo
 
 CATEGORIES = ("HEALTH", "FINANCE", "PRIVATE_LIFE")
 NONE = "NONE"
@@ -234,7 +234,7 @@ class Sensitivity:
         self.zero_row = len(weights)
         self.threshold = float(model["threshold"])
         self.meta: dict[str, Any] = model.get("meta", {})
-        self._cache: OrderedDict[bytes, Verdict] = OrderedDict()
+        self._memo: DigestMemo[Verdict] = DigestMemo(self.CACHE_MIN_CHARS, self.CACHE_ENTRIES)
         self._cues: dict[_Cues, list[int]] = {}  # bounded: cues are a few booleans and topic sets
         self._pairs: dict[tuple[_Cues, _Cues], list[int] | None] = {}
 
@@ -269,17 +269,7 @@ class Sensitivity:
     def judge(self, text: str) -> Verdict:
         """The verdict on one text (a message, a system prompt, a tool result). Long texts are remembered by
         digest, never the text itself: a chat re-sends its whole history with every request."""
-        if len(text) < self.CACHE_MIN_CHARS:
-            return self._judge(text)
-        key = hashlib.blake2b(text.encode(), digest_size=16).digest()
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return cached
-        verdict = self._cache[key] = self._judge(text)
-        if len(self._cache) > self.CACHE_ENTRIES:
-            self._cache.popitem(last=False)
-        return verdict
+        return self._memo.get(text, self._judge)
 
     def _judge(self, text: str) -> Verdict:
         normal = _normal(text)
