@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -155,6 +156,26 @@ def engine_build() -> None:
     from openmaas.engine import build
 
     click.echo(build.build())
+
+
+@engine.command("tune")
+@click.option("--config", "-c", default=None, help="Settings file (its data_dir receives engine-tune.json).")
+@click.option("--load", default=1, show_default=True, help="Busy processes beside the engine in the loaded runs.")
+@click.option("--runs", default=3, show_default=True, help="Decodes per setting and condition (median).")
+@click.option("--model", default="builtin:smollm2-135m", show_default=True, help="The GGUF to measure with.")
+def engine_tune(config: str | None, load: int, runs: int, model: str) -> None:
+    """Measure decode speed per thread count, idle and beside a synthetic load; write the host's plan."""
+    from openmaas.backends.llamacpp import engine_binary
+    from openmaas.engine import threads, tune
+    from openmaas.engine.models import resolve_model_path
+
+    settings = _settings(config)
+    report = tune.run(engine_binary(None), resolve_model_path(model), Path(settings.data_dir), load=load, runs=runs)
+    for row in report["measured"]:
+        click.echo(f"threads {row['threads']}: {row['idle']} tokens/s idle, {row['loaded']} beside {load} busy core(s)")
+    plan = report["plan"]
+    click.echo(f"plan: {plan['threads']} threads while calm, {plan['contended']} while contended")
+    click.echo(f"written to {threads.tune_path(Path(settings.data_dir))}")
 
 
 @engine.command("path")

@@ -150,7 +150,7 @@ class Gateway:
             if served is not None:
                 ticket.deployment = served.target.deployment
             ticket.route_reason = decision.reason(header)
-            ticket.route = decision.to_json()
+            ticket.route = decision
             ticket.degraded = decision.degraded
 
     async def _unary(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from openmaas.backends.anthropic_translate import PROMPT_TOKENS_KEY
 from openmaas.backends.base import Backend, Payload
-from openmaas.core.view import completion_text, reported_usage
+from openmaas.core.view import cached_tokens, completion_text, reported_usage
 from openmaas.errors import OpenMaaSError
 from openmaas.metering import tokens
 from openmaas.metering.meter import Metering, Outcome, Ticket, failure
@@ -35,7 +35,11 @@ class StreamMeter:
 
     async def _outcome(self, usage: Payload | None, status: int, code: str | None, interrupted: bool) -> Outcome:
         if usage and not interrupted:
-            outcome = Outcome(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+            outcome = Outcome(
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+                cached_tokens=cached_tokens(usage),
+            )
         else:
             text = "".join(self.text)
             outcome = await tokens.from_partial_stream(self.backend, self.payload, usage, text, self.content_chunks)

@@ -14,11 +14,14 @@ def test_the_stored_decision_keeps_every_field_and_the_derived_ones() -> None:
     ]
     decision.attempts = [
         Attempt("cloud", "cloud", "upstream_error", 12.5, masked=True),
-        Attempt("local", "local", "ok", 3.0),
+        Attempt("local", "local", "ok", 3.0, placement="engine 1: prefix"),
     ]
     decision.chosen, decision.chosen_locality = "local", "local"
-    stored = orjson.loads(decision.to_json())
-    assert set(stored) == {f.name for f in dataclasses.fields(RouteDecision)} | {"masked", "data_went_to"}
+    stored = orjson.loads(decision.to_json(cached_tokens=1200))
+    derived = {"masked", "data_went_to", "cached_tokens"}
+    assert set(stored) == {f.name for f in dataclasses.fields(RouteDecision)} | derived
+    assert stored["cached_tokens"] == 1200 and stored["attempts"][1]["placement"] == "engine 1: prefix"
+    assert orjson.loads(decision.to_json())["cached_tokens"] is None
     assert stored["privacy"] == {"class": "sensitive", "entities": ["EMAIL_ADDRESS"], "categories": []}
     assert stored["candidates"][1] == {
         "name": "cloud",

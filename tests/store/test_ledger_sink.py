@@ -38,6 +38,7 @@ def row(i: int) -> Row:
         "day": "2026-11-22",
         "degraded": False,
         "route": '{"chosen": "m"}',
+        "cached_tokens": i,
     }
     return tuple(values[c] for c in COLUMNS)
 

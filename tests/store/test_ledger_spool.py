@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 
 from openmaas.store import ledger_spool
@@ -220,4 +221,16 @@ async def test_a_writer_that_died_before_renaming_its_new_file_leaves_nothing_be
         assert not stale.exists() and fresh.exists() and held.exists()
     finally:
         os.close(fd)
+    await db.close()
+
+
+async def test_a_spool_written_before_a_column_was_added_imports_with_that_column_null(tmp_path: Path) -> None:
+    db, path = await migrated(tmp_path)
+    folder = spool_dir(str(path))
+    folder.mkdir(parents=True, exist_ok=True)
+    old = [list(row(i))[:-1] for i in range(2)]  # as the version before ``cached_tokens`` wrote them
+    (folder / "old.jsonl").write_bytes(orjson.dumps(old) + b"\n")
+    assert recover(str(path)) == 2
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*), count(cached_tokens) FROM usage_events").fetchone() == (2, 0)
     await db.close()

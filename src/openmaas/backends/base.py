@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +30,15 @@ class Params(BaseModel):
     wrong type, is an error at start-up naming the deployment (``backends.registry``)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where within a deployment a request runs: the backend to call (an engine process of a pool, or the
+    deployment's own backend) and why, for the route decision (None: nothing to say)."""
+
+    backend: Backend
+    label: str | None = None
 
 
 class Backend(ABC):
@@ -53,6 +63,11 @@ class Backend(ABC):
     def from_deployment(cls, deployment: Deployment, data_dir: Path | None = None) -> Backend:
         """The backend for a deployment (``data_dir``: where engines keep their files)."""
         return cls(deployment)
+
+    def place(self, payload: Payload) -> Placement:
+        """Where ``payload`` runs within this deployment (``routing.router`` asks before each attempt).
+        One backend, one place; a pool of engine processes chooses one (prompt-cache affinity)."""
+        return Placement(self)
 
     async def start(self) -> None:
         """Acquire resources (HTTP pools, engine processes). Called once."""

@@ -1,36 +1,42 @@
-"""Local GGUF models on llama.cpp's ``llama-server``.
+"""Local GGUF models on llama.cpp's ``llama-server``: a pool of supervised engine processes per deployment.
 
-The gateway starts one supervised ``llama-server`` per local deployment on a
-private loopback port (continuous batching over ``parallel`` slots, the
-model's own chat template via ``--jinja``) and talks to it with the same
-OpenAI-compatible code as any upstream. When the model's template has no tool
-support (SmolLM2's has none), tools are served by constrained decoding
-(``openmaas.backends.tool_emulation``).
+Each process (``backends.llamacpp_engine``) runs on a private loopback port with continuous batching over
+``parallel`` slots and the model's own chat template (``--jinja``). The pool places every request on one
+of them (``place``): the engine holding its longest prompt prefix unless that one is overloaded
+(``engine.placement``), and, with ``speculative.mode: auto``, copy-heavy requests on the engine that runs
+n-gram speculation and the rest on the plain ones. This engine version has no per-request switch for
+speculation (a request's ``speculative.*`` fields are accepted and ignored — measured), hence a second
+process; its memory cost is its KV cache and compute buffers (the weights are mapped from the same file
+and shared through the page cache): for SmolLM2-135M with 4 slots × 8,192 tokens, about 0.75 GB of KV.
 
-Params: ``model_path`` (``builtin:NAME`` or a file), ``parallel`` (slots,
-default 4), ``threads``, ``http_threads`` (default max(64, 8 × parallel): every
-waiting request holds one of llama-server's HTTP threads, and when they are all
-taken even ``/health`` waits — the supervisor would then restart a merely busy
-engine, failing every request in it), ``binary`` (a llama-server to use instead of the
-cached build), ``extra_args``, ``tools`` (``auto`` | ``native`` | ``emulated``).
+Params: ``model_path`` (``builtin:NAME`` or a file), ``parallel`` (slots per engine, default 4),
+``engines`` (plain engine processes, default 1), ``threads`` / ``threads_batch`` / ``wait_policy`` (default:
+``engine.threads`` — the tuned plan, else cores − 1 with passive waiting), ``http_threads`` (default
+max(64, 8 × parallel): every waiting request holds one of llama-server's HTTP threads, and when they are
+all taken even ``/health`` waits), ``speculative`` (``off`` | ``on`` | ``auto``, or a mapping with ``mode``,
+``type`` and the n-gram sizes), ``prompt_cache`` (placement, ``--cache-reuse``, saved hot slots),
+``binary`` (a llama-server to use instead of the cached build), ``extra_args``, ``tools`` (``auto`` |
+``native`` | ``emulated``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from openmaas.backends import tool_emulation
-from openmaas.backends.base import Backend, Params, Payload
-from openmaas.backends.http import HTTPProvider
-from openmaas.backends.openai_compat import OpenAICompatBackend
-from openmaas.engine import build
+from openmaas.backends.base import Backend, Params, Payload, Placement
+from openmaas.backends.llamacpp_engine import LlamaCppEngine
+from openmaas.engine import build, placement, threads
+from openmaas.engine.adapt import LoadWatch
 from openmaas.engine.models import resolve_model_path
+from openmaas.engine.slots import SlotStore, fingerprint
 from openmaas.engine.supervisor import LlamaServerProcess
 from openmaas.errors import UpstreamUnavailable
 from openmaas.settings import Deployment
@@ -49,11 +55,56 @@ def engine_binary(binary: str | None) -> Path:
     return path
 
 
+class SpeculativeParams(Params):
+    """N-gram speculative decoding (no draft model): ``off``, ``on`` (every engine) or ``auto`` (a separate
+    speculative engine for copy-heavy requests, ``engine.placement.copy_heavy``)."""
+
+    mode: Literal["off", "on", "auto"] = "off"
+    type: Literal["ngram-mod", "ngram-simple", "ngram-map-k", "ngram-map-k4v"] = "ngram-mod"
+    n_match: int | None = Field(default=None, ge=1)  # ngram-mod (engine defaults 24 / 48 / 64)
+    n_min: int | None = Field(default=None, ge=1)
+    n_max: int | None = Field(default=None, ge=1)
+    size_n: int | None = Field(default=None, ge=1)  # ngram-simple / map-k (12 / 48 / 1)
+    size_m: int | None = Field(default=None, ge=1)
+    min_hits: int | None = Field(default=None, ge=1)
+    engines: int = Field(default=1, ge=1, le=16)  # auto: speculative processes beside the plain ones
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"mode": data} if isinstance(data, str) else data
+
+    def args(self) -> list[str]:
+        args = ["--spec-type", self.type]
+        family = "mod" if self.type == "ngram-mod" else self.type.removeprefix("ngram-")
+        for name in ("n_match", "n_min", "n_max", "size_n", "size_m", "min_hits"):
+            value = getattr(self, name)
+            if value is not None:
+                args += [f"--spec-ngram-{family}-{name.replace('_', '-')}", str(value)]
+        return args
+
+
+class PromptCacheParams(Params):
+    placement: Literal["prefix", "least_loaded"] = "prefix"  # across engine processes
+    queue: int = Field(default=4, ge=0)  # waiting requests an engine that holds a prefix may take beyond its slots
+    cache_reuse: int = Field(default=256, ge=0)  # --cache-reuse: shifted chunks of ≥ N tokens are reused (0: off)
+    save_slots: bool = True  # hot prefixes survive restarts (engine.slots)
+    save_budget_mib: int = Field(default=1024, ge=0)
+    save_min_tokens: int = Field(default=512, ge=1)
+    save_interval: float = Field(default=30.0, gt=0)
+
+
 class LlamaCppParams(Params):
     model_path: str = "builtin:smollm2-135m"
     parallel: int = Field(default=4, ge=1, le=256)
+    engines: int = Field(default=1, ge=1, le=16)
     threads: int | None = Field(default=None, ge=1)
+    threads_batch: int | None = Field(default=None, ge=1)
+    threads_contended: int | None = Field(default=None, ge=1)  # decode threads while the host is contended
+    wait_policy: Literal["active", "passive"] | None = None
     http_threads: int | None = Field(default=None, ge=1)
+    speculative: SpeculativeParams = Field(default_factory=SpeculativeParams)
+    prompt_cache: PromptCacheParams = Field(default_factory=PromptCacheParams)
     binary: str | None = None
     extra_args: list[str] = Field(default_factory=list)
     tools: Literal["auto", "native", "emulated"] = "auto"
@@ -71,13 +122,30 @@ class LlamaCppBackend(Backend):
         super().__init__(deployment)
         self.data_dir = Path(data_dir or Path.home() / ".local/share/openmaas")
         self.params = self.typed_params(LlamaCppParams)
-        self.process: LlamaServerProcess | None = None
-        self.http: OpenAICompatBackend | None = None
-        self.root: HTTPProvider | None = None  # the engine's own endpoints (/tokenize, /apply-template)
-        self.native_tools = self.params.tools == "native"
-        self.props: dict[str, Any] = {}
+        self.engines: list[LlamaCppEngine] = []
+        self.placer = placement.Placer(queue=self.params.prompt_cache.queue)
+        spec = self.params.speculative
+        plain = self.params.engines
+        extra = spec.engines if spec.mode == "auto" else 0
+        self.kinds = [spec.mode == "on"] * plain + [True] * extra  # speculative or not, per engine
+        self.plain = [i for i, s in enumerate(self.kinds) if not s] or list(range(len(self.kinds)))
+        self.fast_copy = [i for i, s in enumerate(self.kinds) if s] or self.plain
+        self.thread_plan = threads.resolve(
+            self.params.threads,
+            self.params.threads_batch,
+            self.params.wait_policy,
+            self.data_dir,
+            engines=len(self.kinds),
+            contended=self.params.threads_contended,
+        )
+        self.load = LoadWatch()
+        self._tasks: list[asyncio.Task[None]] = []
 
-    def engine_args(self, model_path: Path) -> list[str]:
+    @property
+    def slot_folder(self) -> Path:
+        return self.data_dir / "slots"
+
+    def engine_args(self, model_path: Path, speculative: bool = False, contended: bool = False) -> list[str]:
         parallel = self.params.parallel
         args = [
             "-m",
@@ -93,100 +161,149 @@ class LlamaCppBackend(Backend):
             "--metrics",
         ]
         http_threads = self.params.http_threads or max(64, 8 * parallel)
-        args += ["--threads-http", str(http_threads)]
-        threads = self.params.threads
-        if threads:
-            args += ["--threads", str(threads)]
+        args += ["--threads-http", str(http_threads), *self.thread_plan.args(contended)]
+        cache = self.params.prompt_cache
+        if cache.cache_reuse:
+            args += ["--cache-reuse", str(cache.cache_reuse)]
+        if cache.save_slots:
+            args += ["--slot-save-path", str(self.slot_folder)]
+        if speculative:
+            args += self.params.speculative.args()
         args += self.params.extra_args
         return args
 
     async def start(self) -> None:
         model_path = resolve_model_path(self.params.model_path)
-        self.process = LlamaServerProcess(
-            self.deployment.name,
-            engine_binary(self.params.binary),
-            self.engine_args(model_path),
-            self.data_dir / "logs" / f"engine-{self.deployment.name}.log",
-        )
-        await self.process.start()
-        self.http = OpenAICompatBackend(self.deployment, base_url=self.process.base_url + "/v1")
-        self.root = HTTPProvider(self.deployment, self.process.base_url, {})
-        self.props = await self.process.get_json("/props")
-        caps = self.props.get("chat_template_caps") or {}
-        mode = self.params.tools
-        self.native_tools = mode == "native" or (mode == "auto" and bool(caps.get("supports_tools")))
-        log.info(
-            "engine %s ready (tools: %s)",
-            self.deployment.name,
-            "native" if self.native_tools else "constrained decoding",
-        )
+        binary = engine_binary(self.params.binary)
+        cache = self.params.prompt_cache
+        for index, speculative in enumerate(self.kinds):
+            name = f"{self.deployment.name}-e{index}"
+            store = None
+            if cache.save_slots:
+                store = SlotStore(
+                    self.slot_folder,
+                    name,
+                    fingerprint(model_path, binary, self.deployment.context_length),
+                    self.params.parallel,
+                    budget_bytes=cache.save_budget_mib * 1024 * 1024,
+                    min_tokens=cache.save_min_tokens,
+                    interval=cache.save_interval,
+                )
+            process = LlamaServerProcess(
+                name if len(self.kinds) > 1 else self.deployment.name,
+                binary,
+                self.engine_args(model_path, speculative),
+                self.data_dir / "logs" / f"engine-{name if len(self.kinds) > 1 else self.deployment.name}.log",
+                env=self.thread_plan.env(),
+                on_ready=self._restorer(index, store),
+            )
+            engine = LlamaCppEngine(
+                self.deployment,
+                index,
+                process,
+                slots=self.params.parallel,
+                speculative=speculative,
+                tools=self.params.tools,
+                store=store,
+                args_for=self._args_for(model_path, speculative),
+            )
+            self.engines.append(engine)
+        await asyncio.gather(*(e.start() for e in self.engines))
+        log.info("deployment %s: %s engine(s), threads %s", self.deployment.name, len(self.engines), self.thread_plan)
+        if cache.save_slots:
+            self._tasks.append(asyncio.create_task(self._save_hot(), name=f"slots-{self.deployment.name}"))
+        if self.thread_plan.adaptive:
+            self._tasks.append(asyncio.create_task(self.load.run(self.engines), name=f"load-{self.deployment.name}"))
+
+    def _args_for(self, model_path: Path, speculative: bool) -> Any:
+        def args(contended: bool) -> list[str]:
+            return self.engine_args(model_path, speculative, contended)
+
+        return args
+
+    def _restorer(self, index: int, store: SlotStore | None) -> Any:
+        async def ready() -> None:
+            self.placer.forget(index)  # a (re)started engine holds nothing until it restores
+            if store is not None:
+                engine = self.engines[index] if index < len(self.engines) else None
+                process = engine.process if engine is not None else None
+                if process is not None:
+                    await store.restore(process)
+
+        return ready
+
+    async def _save_hot(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, self.params.prompt_cache.save_interval))
+            for engine in self.engines:
+                if engine.store is not None and engine.store.due():
+                    try:
+                        await engine.save_slots()
+                    except Exception:
+                        log.exception("engine %s: saving hot slots failed", engine.label)
 
     async def close(self) -> None:
-        if self.http is not None:
-            await self.http.close()
-        if self.root is not None:
-            await self.root.close()
-        if self.process is not None:
-            await self.process.stop()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(e.close() for e in self.engines), return_exceptions=True)
 
     async def health(self) -> bool:
-        return self.process is not None and self.process.ready
+        return any(e.process.ready for e in self.engines)
 
-    def _engine(self) -> OpenAICompatBackend:
-        if self.http is None or self.process is None or not self.process.ready:
+    @property
+    def native_tools(self) -> bool:
+        return bool(self.engines) and self.engines[0].native_tools
+
+    @property
+    def props(self) -> dict[str, Any]:
+        return self.engines[0].props if self.engines else {}
+
+    def place(self, payload: Payload) -> Placement:
+        engines = self.engines
+        if not engines:
+            raise UpstreamUnavailable(f"local engine for '{self.deployment.name}' is not started")
+        if len(engines) == 1:
+            return Placement(engines[0], None)
+        copy = self.fast_copy is not self.plain and placement.copy_heavy(payload)
+        eligible = [i for i in (self.fast_copy if copy else self.plain) if engines[i].process.ready] or [
+            i for i in range(len(engines)) if engines[i].process.ready
+        ]
+        if not eligible:
             raise UpstreamUnavailable(f"local engine for '{self.deployment.name}' is not ready")
-        return self.http
+        if self.params.prompt_cache.placement == "prefix":
+            choice = self.placer.choose(engines, eligible, placement.prefix_keys(payload))
+            label = f"{engines[choice.index].label}: {choice.reason}"
+            if choice.matched:
+                label += f", {choice.matched} prefix level(s) held"
+            return Placement(engines[choice.index], label)
+        index = self.placer.least_loaded(engines, eligible)
+        return Placement(engines[index], f"{engines[index].label}: least_loaded")
+
+    def _any(self) -> LlamaCppEngine:
+        for engine in self.engines:
+            if engine.process.ready:
+                return engine
+        raise UpstreamUnavailable(f"local engine for '{self.deployment.name}' is not ready")
 
     async def chat(self, payload: Payload) -> Payload:
-        engine = self._engine()
-        if tool_emulation.wants_tools(payload) and not self.native_tools:
-            return tool_emulation.convert_response(await engine.chat(tool_emulation.to_constrained(payload)))
-        return await engine.chat(_without_unused_tools(payload))
+        return await self.place(payload).backend.chat(payload)
 
-    async def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
-        engine = self._engine()
-        if tool_emulation.wants_tools(payload) and not self.native_tools:
-            # Constrained JSON can only be converted once complete: the answer is
-            # generated first, then delivered as the chunks OpenAI would send.
-            whole = {k: v for k, v in payload.items() if k not in ("stream", "stream_options")}
-            response = await self.chat(whole)
-            for chunk in tool_emulation.as_chunks(response):
-                yield chunk
-            return
-        async for chunk in engine.chat_stream(_without_unused_tools(payload)):
-            yield chunk
+    def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        return self.place(payload).backend.chat_stream(payload)
 
     async def complete(self, payload: Payload) -> Payload:
-        return await self._engine().complete(payload)
+        return await self.place(payload).backend.complete(payload)
 
     def complete_stream(self, payload: Payload) -> AsyncIterator[Payload]:
-        return self._engine().complete_stream(payload)
+        return self.place(payload).backend.complete_stream(payload)
 
     async def embed(self, payload: Payload) -> Payload:
-        if not self.deployment.capabilities.embeddings:
-            return await super().embed(payload)
-        return await self._engine().embed(payload)
+        return await self._any().embed(payload)
 
     async def count_tokens(self, text: str) -> int | None:
-        self._engine()
-        assert self.root is not None
-        body = await self.root.post_json("/tokenize", {"content": text, "add_special": False})
-        return len(body.get("tokens") or [])
+        return await self._any().count_tokens(text)
 
     async def count_prompt_tokens(self, payload: Payload) -> int | None:
-        self._engine()
-        assert self.root is not None
-        if "messages" in payload:
-            rendered = await self.root.post_json("/apply-template", {"messages": payload["messages"]})
-            text = str(rendered.get("prompt", ""))
-        else:
-            prompt = payload.get("prompt", payload.get("input")) or ""
-            text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
-        body = await self.root.post_json("/tokenize", {"content": text, "add_special": True, "parse_special": True})
-        return len(body.get("tokens") or [])
-
-
-def _without_unused_tools(payload: Payload) -> Payload:
-    if payload.get("tools") and payload.get("tool_choice") == "none":
-        return {k: v for k, v in payload.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")}
-    return payload
+        return await self._any().count_prompt_tokens(payload)

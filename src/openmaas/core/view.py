@@ -113,6 +113,14 @@ def completion_text(result: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def cached_tokens(usage: Any) -> int:
+    """Prompt tokens an OpenAI-shaped usage says were served from the prompt cache (0 when it says nothing)."""
+    if not isinstance(usage, dict):
+        return 0
+    details = usage.get("prompt_tokens_details")
+    return int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+
+
 def reported_usage(result: dict[str, Any]) -> tuple[int, int] | None:
     """(prompt, completion) tokens a result (or a stream's usage chunk) reports, or None when it has none."""
     usage = result.get("usage")

@@ -38,6 +38,10 @@ CMAKE_FLAGS = (
     "-DLLAMA_USE_PREBUILT_UI=OFF",
     "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_CURL=OFF",
+    # ggml's own thread pool instead of OpenMP: OpenMP workers spin and collapse beside any other load
+    # (decode 100 → 32 tokens/s with one busy core at 2 threads, 60 at 1), ggml's pool measured 118 idle
+    # and 76 loaded at 1 thread, and it takes --poll and --prio (docs/benchmarks.md, thread policy).
+    "-DGGML_OPENMP=OFF",
     # No AMX kernels even where the CPU has AMX: in VMs and containers the kernel often withholds the
     # AMX tile state (arch_prctl XCOMP_PERM), and ggml's AMX matmul then segfaults at the first decode
     # (seen on a Sapphire Rapids VM). Explicit -mno-* flags win over -march=native whatever their order.

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,11 @@ class LlamaServerProcess:
         health_interval: float = 5.0,
         max_health_failures: int = 3,
         health_timeout: float = 2.0,
+        env: dict[str, str] | None = None,
+        on_ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``env``: added to the gateway's environment (e.g. ``OMP_WAIT_POLICY``); ``on_ready``: run after
+        every start and restart once the engine answers (restoring saved slots), its failures logged."""
         self.name = name
         self.binary = binary
         self.args = args
@@ -54,12 +59,15 @@ class LlamaServerProcess:
         self.health_interval = health_interval
         self.max_health_failures = max_health_failures
         self.health_timeout = health_timeout
+        self.env = env or {}
+        self.on_ready = on_ready
         self.busy_checks = 0  # health checks that timed out while the engine was working
         self.port = 0
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
+        self._relaunching = False
         self._ready = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
 
@@ -95,6 +103,7 @@ class LlamaServerProcess:
                 stdout=out,
                 stderr=out,
                 stdin=asyncio.subprocess.DEVNULL,
+                env={**os.environ, **self.env} if self.env else None,
             )
         log.info("engine %s: started pid %s on port %s", self.name, self._proc.pid, self.port)
         await self._wait_ready()
@@ -110,6 +119,11 @@ class LlamaServerProcess:
                     f"engine '{self.name}' exited with code {self._proc.returncode}; see {self.log_path}"
                 )
             if await self._healthy():
+                if self.on_ready is not None:
+                    try:
+                        await self.on_ready()
+                    except Exception:  # a hook never keeps a working engine from serving
+                        log.exception("engine %s: start-up hook failed", self.name)
                 self._ready.set()
                 return
             await asyncio.sleep(delay)
@@ -139,12 +153,23 @@ class LlamaServerProcess:
         except (OSError, ValueError, IndexError):
             return None
 
-    async def get_json(self, path: str) -> dict[str, Any]:
+    async def get_json(self, path: str) -> Any:
         assert self._session is not None
         async with self._session.get(self.base_url + path, timeout=aiohttp.ClientTimeout(total=10)) as resp:
             resp.raise_for_status()
-            data = await resp.json(content_type=None)
-            return data if isinstance(data, dict) else {}
+            return await resp.json(content_type=None)
+
+    async def post_json(self, path: str, body: dict[str, Any], timeout: float = 60.0) -> tuple[int, Any]:
+        """(status, parsed body or None) of a POST to the engine's own API (slot save and restore)."""
+        assert self._session is not None
+        async with self._session.post(
+            self.base_url + path, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
+            try:
+                data = await resp.json(content_type=None)
+            except ValueError:
+                data = None
+            return resp.status, data
 
     async def _supervise(self) -> None:
         failures = 0
@@ -158,6 +183,9 @@ class LlamaServerProcess:
                 exited = True
             if self._stopping:
                 return
+            if self._relaunching or (exited and self._proc.returncode is None):
+                await asyncio.sleep(0.05)  # a planned relaunch owns the process
+                continue
             if not exited:
                 state = await self._health()
                 used, cpu = cpu, self._cpu_seconds()
@@ -184,6 +212,16 @@ class LlamaServerProcess:
             except EngineFailed as exc:
                 log.error("engine %s: restart failed: %s", self.name, exc)
             cpu = self._cpu_seconds()
+
+    async def relaunch(self, args: list[str]) -> None:
+        """Restart on purpose with new arguments (same port): not a failure, no backoff."""
+        self.args = args
+        self._relaunching = True
+        try:
+            await self._terminate()
+            await self._spawn()
+        finally:
+            self._relaunching = False
 
     async def wait_ready(self, timeout: float) -> bool:
         try:

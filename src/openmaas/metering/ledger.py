@@ -54,6 +54,7 @@ class UsageEvent(NamedTuple):
     day: str
     degraded: bool = False
     route: str | None = None
+    cached_tokens: int | None = 0
 
 
 @dataclass(slots=True)

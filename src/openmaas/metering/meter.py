@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import func, select
 
@@ -28,6 +28,12 @@ from openmaas.store.schema import usage_events
 Header = tuple[bytes, bytes]
 
 
+class RouteRecord(Protocol):
+    """What the ledger stores of a route decision (``routing.decision.RouteDecision``)."""
+
+    def to_json(self, cached_tokens: int | None = None) -> str: ...
+
+
 @dataclass(slots=True)
 class Ticket:
     id: str
@@ -43,7 +49,7 @@ class Ticket:
     quotas: list[tuple[Quota, int]] = field(default_factory=list)
     headers: list[Header] = field(default_factory=list)  # x-ratelimit-*, encoded for the response
     route_reason: str = ""
-    route: str | None = None
+    route: RouteRecord | None = None  # the route decision, serialised when the row is written
     degraded: bool = False
     first_token_at: float | None = None
     finished: bool = False
@@ -69,6 +75,7 @@ class Outcome:
     error_code: str | None = None
     interrupted: bool = False
     cost_nanos: int | None = None  # set when the request used several deployments (test-time compute)
+    cached_tokens: int = 0  # prompt tokens the upstream served from its prompt cache (part of prompt_tokens)
 
 
 _HEADER_NAMES = {
@@ -314,7 +321,8 @@ class Metering:
             ticket.wall_start,
             ticket.day,
             ticket.degraded,
-            ticket.route,
+            None if ticket.route is None else ticket.route.to_json(outcome.cached_tokens),
+            outcome.cached_tokens,
         )
         if not ticket.buckets and not ticket.quotas:
             return event, None

@@ -7,7 +7,7 @@ an estimate used, and the event says so (``usage_source = "estimate"``).
 from __future__ import annotations
 
 from openmaas.backends.base import Backend, Payload
-from openmaas.core.view import PromptView, completion_text, reported_usage
+from openmaas.core.view import PromptView, cached_tokens, completion_text, reported_usage
 from openmaas.metering.meter import Outcome
 from openmaas.metering.pricing import estimate_prompt_tokens
 
@@ -22,7 +22,7 @@ async def _prompt_tokens(backend: Backend, payload: Payload) -> tuple[int, str]:
 async def from_response(backend: Backend, payload: Payload, result: Payload) -> Outcome:
     reported = reported_usage(result)
     if reported is not None:
-        return Outcome(*reported, "upstream")
+        return Outcome(*reported, "upstream", cached_tokens=cached_tokens(result.get("usage")))
     prompt, source = await _prompt_tokens(backend, payload)
     counted = await backend.count_tokens(completion_text(result))
     if counted is None:
@@ -36,7 +36,7 @@ async def from_partial_stream(
     """What a stream that ended early actually produced."""
     reported = reported_usage({"usage": usage})
     if reported is not None:
-        return Outcome(*reported, "upstream")
+        return Outcome(*reported, "upstream", cached_tokens=cached_tokens(usage))
     prompt, source = await _prompt_tokens(backend, payload)
     counted = await backend.count_tokens(text) if text else 0
     if counted is None:

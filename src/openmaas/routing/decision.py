@@ -32,6 +32,7 @@ class Attempt:
     outcome: str  # "ok", or the error code that ended it
     ms: float
     masked: bool = False
+    placement: str | None = None  # where within the deployment it ran, e.g. "engine 1 (prefix 2,048 chars)"
 
 
 @dataclass
@@ -88,7 +89,7 @@ class RouteDecision:
         """One line for ``usage_events.route_reason`` (``header``: ``header()``, when already made)."""
         return (header if header is not None else self.header())[:500]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, cached_tokens: int | None = None) -> dict[str, Any]:
         """The whole decision, for the ledger. Candidates and attempts stay dataclasses: orjson
         serialises those natively, far cheaper than ``dataclasses.asdict`` (which deep-copies)."""
         return {
@@ -111,7 +112,10 @@ class RouteDecision:
             "degraded": self.degraded,
             "masked": self.masked,
             "data_went_to": self.data_went_to(),
+            "cached_tokens": cached_tokens,
         }
 
-    def to_json(self) -> str:
-        return orjson.dumps(self.to_dict()).decode()
+    def to_json(self, cached_tokens: int | None = None) -> str:
+        """``cached_tokens``: of the prompt, what the deployment served from its prompt cache (known once
+        the request settled)."""
+        return orjson.dumps(self.to_dict(cached_tokens)).decode()

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from openmaas.auth.principal import Principal
@@ -168,8 +168,13 @@ class Router:
                 started = time.perf_counter()
                 record = Attempt(candidate.name, candidate.locality, "ok", 0.0, restorer is not None)
                 decision.attempts.append(record)
+                placed = target
                 try:
-                    result = await call(target, payload)
+                    placement = target.backend.place(payload)
+                    if placement.backend is not target.backend:
+                        placed = replace(target, backend=placement.backend)
+                    record.placement = placement.label
+                    result = await call(placed, payload)
                 except OpenMaaSError as exc:
                     record.ms = round((time.perf_counter() - started) * 1000, 1)
                     record.outcome = exc.code or type(exc).__name__
@@ -199,7 +204,7 @@ class Router:
                 # because privacy dropped the cloud targets)
                 cloud_down = upstream_failed or any(c.reason == "circuit_open" for c in decision.candidates)
                 decision.degraded = candidate.role == "degrade" and cloud_down
-                return result, Served(target, payload, restorer)
+                return result, Served(placed, payload, restorer)
         if last is not None:
             raise last
         raise ServiceUnavailable(

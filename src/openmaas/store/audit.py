@@ -25,6 +25,7 @@ FIELDS = (
     "degraded",
     "prompt_tokens",
     "completion_tokens",
+    "cached_tokens",
     "cost_nanos",
     "created_at",
     "route_reason",
@@ -77,9 +78,14 @@ def describe(event: dict[str, Any]) -> list[str]:
         lines.append("  attempts:")
         for a in route["attempts"]:
             lines.append(
-                f"    {a['deployment']:<24} {a['outcome']:<24} {a['ms']} ms" + ("  masked" if a["masked"] else "")
+                f"    {a['deployment']:<24} {a['outcome']:<24} {a['ms']} ms"
+                + ("  masked" if a["masked"] else "")
+                + (f"  on {a['placement']}" if a.get("placement") else "")
             )
+    cached = event.get("cached_tokens")
     lines.append(
-        f"  tokens       {event['prompt_tokens']} in / {event['completion_tokens']} out, ${event['cost_usd']:.6f}"
+        f"  tokens       {event['prompt_tokens']} in"
+        + (f" ({cached} from the prompt cache)" if cached else "")
+        + f" / {event['completion_tokens']} out, ${event['cost_usd']:.6f}"
     )
     return lines

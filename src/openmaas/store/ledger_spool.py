@@ -320,7 +320,8 @@ def parse(data: bytes, path: Path) -> list[list[object]] | None:
             path.rename(corrupt)
             log.error("ledger spool %s: line %d unreadable; file kept as %s", path.name, number, corrupt.name)
             return None
-    return rows
+    width = len(COLUMNS)  # a spool written by an older version lacks the columns added since: null
+    return [row + [None] * (width - len(row)) if len(row) < width else row for row in rows]
 
 
 def recover(db_path: str, folder: Path | None = None) -> int:

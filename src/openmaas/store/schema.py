@@ -99,6 +99,8 @@ usage_events = Table(
     Column("day", String(10), nullable=False),  # UTC date of created_at (reports filter on created_at)
     Column("degraded", Boolean, nullable=False, default=False),  # served by a local stand-in for the cloud
     Column("route", Text),  # the route decision as JSON: candidates, reasons, attempts, privacy class
+    # of prompt_tokens, those the upstream served from its prompt cache (null: rows from before 0008)
+    Column("cached_tokens", Integer),
     Index("ix_usage_events_key_created", "key_id", "created_at"),
     Index("ix_usage_events_tenant_created", "tenant_id", "created_at"),
 )

@@ -1,0 +1,203 @@
+"""One supervised ``llama-server`` process of a local deployment, as a backend.
+
+``backends.llamacpp`` runs one or more of these per deployment and places each request on one. The
+engine talks to its process with the same OpenAI-compatible code as any upstream; when the model's
+template has no tool support (SmolLM2's has none), tools are served by constrained decoding
+(``backends.tool_emulation``). It counts its requests in flight (placement reads them) and tells its
+slot store when a long cached prefix was reused (hot prefixes are saved to disk).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from openmaas.backends import tool_emulation
+from openmaas.backends.base import Backend, Payload
+from openmaas.backends.http import HTTPProvider
+from openmaas.backends.openai_compat import OpenAICompatBackend
+from openmaas.core.view import cached_tokens
+from openmaas.engine.slots import SlotStore
+from openmaas.engine.supervisor import LlamaServerProcess
+from openmaas.errors import UpstreamUnavailable
+from openmaas.settings import Deployment
+
+log = logging.getLogger("openmaas.engine")
+
+
+class LlamaCppEngine(Backend):
+    accepts_grammar = True
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        index: int,
+        process: LlamaServerProcess,
+        *,
+        slots: int,
+        speculative: bool,
+        tools: str,
+        store: SlotStore | None = None,
+        args_for: Callable[[bool], list[str]] | None = None,
+    ) -> None:
+        """``args_for(contended)``: the engine's arguments for the calm or the contended thread count
+        (``engine.threads``; None: it never switches)."""
+        super().__init__(deployment)
+        self.index = index
+        self.process = process
+        self.capacity = slots
+        self.speculative = speculative
+        self.tools = tools
+        self.store = store
+        self.inflight = 0
+        self.contended = False
+        self.args_for = args_for
+        self.http: OpenAICompatBackend | None = None
+        self.root: HTTPProvider | None = None  # the engine's own endpoints (/tokenize, /apply-template)
+        self.native_tools = tools == "native"
+        self.props: dict[str, Any] = {}
+
+    @property
+    def label(self) -> str:
+        return f"engine {self.index}" + (" (speculative)" if self.speculative else "")
+
+    async def start(self) -> None:
+        await self.process.start()
+        self.http = OpenAICompatBackend(self.deployment, base_url=self.process.base_url + "/v1")
+        self.root = HTTPProvider(self.deployment, self.process.base_url, {})
+        props = await self.process.get_json("/props")
+        self.props = props if isinstance(props, dict) else {}
+        caps = self.props.get("chat_template_caps") or {}
+        self.native_tools = self.tools == "native" or (self.tools == "auto" and bool(caps.get("supports_tools")))
+        log.info(
+            "engine %s/%s ready (tools: %s%s)",
+            self.deployment.name,
+            self.index,
+            "native" if self.native_tools else "constrained decoding",
+            ", n-gram speculation" if self.speculative else "",
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    async def switch(self, contended: bool) -> None:
+        """Relaunch with the other thread count (``engine.adapt``; only called while nothing is in flight),
+        hot slots saved first and restored by the start-up hook."""
+        if self.args_for is None:
+            self.contended = contended
+            return
+        await self.save_slots()
+        state = "contended" if contended else "calm"
+        log.info("engine %s/%s: switching to the %s thread count", self.deployment.name, self.index, state)
+        await self.process.relaunch(self.args_for(contended))
+        self.contended = contended
+
+    async def save_slots(self) -> int:
+        if self.store is None or not self.process.ready:
+            return 0
+        return await self.store.save(self.process)
+
+    async def close(self) -> None:
+        if self.store is not None and self.process.ready:
+            try:
+                await self.store.save(self.process)
+            except Exception:  # stopping never fails on a save
+                log.exception("engine %s/%s: saving slots at stop failed", self.deployment.name, self.index)
+        if self.http is not None:
+            await self.http.close()
+        if self.root is not None:
+            await self.root.close()
+        await self.process.stop()
+
+    async def health(self) -> bool:
+        return self.process.ready
+
+    def _engine(self) -> OpenAICompatBackend:
+        if self.http is None or not self.process.ready:
+            raise UpstreamUnavailable(f"local engine for '{self.deployment.name}' is not ready")
+        return self.http
+
+    def _seen(self, usage: Any) -> None:
+        if self.store is not None:
+            self.store.note_cached(cached_tokens(usage))
+
+    async def chat(self, payload: Payload) -> Payload:
+        engine = self._engine()
+        self.inflight += 1
+        try:
+            if tool_emulation.wants_tools(payload) and not self.native_tools:
+                result = tool_emulation.convert_response(await engine.chat(tool_emulation.to_constrained(payload)))
+            else:
+                result = await engine.chat(_without_unused_tools(payload))
+        finally:
+            self.inflight -= 1
+        self._seen(result.get("usage"))
+        return result
+
+    async def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        engine = self._engine()
+        if tool_emulation.wants_tools(payload) and not self.native_tools:
+            # Constrained JSON can only be converted once complete: the answer is
+            # generated first, then delivered as the chunks OpenAI would send.
+            whole = {k: v for k, v in payload.items() if k not in ("stream", "stream_options")}
+            response = await self.chat(whole)
+            for chunk in tool_emulation.as_chunks(response):
+                yield chunk
+            return
+        self.inflight += 1
+        try:
+            async for chunk in engine.chat_stream(_without_unused_tools(payload)):
+                if not chunk.get("choices") and chunk.get("usage"):
+                    self._seen(chunk["usage"])
+                yield chunk
+        finally:
+            self.inflight -= 1
+
+    async def complete(self, payload: Payload) -> Payload:
+        self.inflight += 1
+        try:
+            result = await self._engine().complete(payload)
+        finally:
+            self.inflight -= 1
+        self._seen(result.get("usage"))
+        return result
+
+    async def complete_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        engine = self._engine()
+        self.inflight += 1
+        try:
+            async for chunk in engine.complete_stream(payload):
+                yield chunk
+        finally:
+            self.inflight -= 1
+
+    async def embed(self, payload: Payload) -> Payload:
+        if not self.deployment.capabilities.embeddings:
+            return await super().embed(payload)
+        return await self._engine().embed(payload)
+
+    async def count_tokens(self, text: str) -> int | None:
+        self._engine()
+        assert self.root is not None
+        body = await self.root.post_json("/tokenize", {"content": text, "add_special": False})
+        return len(body.get("tokens") or [])
+
+    async def count_prompt_tokens(self, payload: Payload) -> int | None:
+        self._engine()
+        assert self.root is not None
+        if "messages" in payload:
+            rendered = await self.root.post_json("/apply-template", {"messages": payload["messages"]})
+            text = str(rendered.get("prompt", ""))
+        else:
+            prompt = payload.get("prompt", payload.get("input")) or ""
+            text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+        body = await self.root.post_json("/tokenize", {"content": text, "add_special": True, "parse_special": True})
+        return len(body.get("tokens") or [])
+
+
+def _without_unused_tools(payload: Payload) -> Payload:
+    if payload.get("tools") and payload.get("tool_choice") == "none":
+        return {k: v for k, v in payload.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")}
+    return payload
