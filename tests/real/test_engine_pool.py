@@ -27,12 +27,12 @@ PARAGRAPH = (
     "The gateway authenticates the key, checks the budget, classifies the privacy of the prompt, "
     "chooses a deployment, calls the backend and records the usage in the ledger exactly once. "
 )
-CODE = '''def total(items):
+CODE = """def total(items):
     result = 0
     for item in items:
         result = result + item.price * item.count
     return result
-'''
+"""
 
 
 def deployment(name: str, **params: Any) -> Deployment:

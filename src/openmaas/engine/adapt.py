@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -57,9 +57,19 @@ class Adaptable(Protocol):
 
 class LoadWatch:
     def __init__(
-        self, *, interval: float = 1.0, high: float = 0.6, low: float = 0.3, rise: int = 2, fall: int = 5
+        self,
+        *,
+        interval: float = 1.0,
+        high: float = 0.6,
+        low: float = 0.3,
+        rise: int = 2,
+        fall: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+        busy: Callable[[], float | None] = host_busy_seconds,
     ) -> None:
+        """``clock`` and ``busy`` (the host's busy CPU seconds so far): injectable for tests."""
         self.interval, self.high, self.low, self.rise, self.fall = interval, high, low, rise, fall
+        self.clock, self.busy = clock, busy
         self.contended = False
         self.others = 0.0  # cores other processes used in the last sample
         self._streak = 0
@@ -67,8 +77,8 @@ class LoadWatch:
 
     def sample(self, engine_seconds: float) -> bool:
         """Take one sample (the engines' CPU seconds so far); returns whether the host is contended."""
-        busy = host_busy_seconds()
-        now = time.monotonic()
+        busy = self.busy()
+        now = self.clock()
         if busy is None:
             return self.contended
         if self._last is not None:

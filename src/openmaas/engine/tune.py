@@ -79,7 +79,7 @@ class Load:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.procs: list[multiprocessing.Process] = []
+        self.procs: list[multiprocessing.process.BaseProcess] = []
 
     def __enter__(self) -> Load:
         for _ in range(self.n):

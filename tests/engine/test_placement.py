@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openmaas.engine.placement import Placer, copy_heavy, prefix_keys
+
+
+@dataclass
+class Engine:
+    inflight: int = 0
+    capacity: int = 4
+    speculative: bool = False
+
+
+SYSTEM = {"role": "system", "content": "You are the harbour office assistant."}
+
+
+def chat(*turns: str) -> dict[str, object]:
+    roles = ["user", "assistant"]
+    return {"messages": [SYSTEM, *({"role": roles[i % 2], "content": t} for i, t in enumerate(turns))]}
+
+
+def test_prefix_keys_grow_with_the_conversation_and_start_at_the_system_block() -> None:
+    one, two = prefix_keys(chat("Where is berth 7?")), prefix_keys(chat("Where is berth 7?", "North.", "And 9?"))
+    assert len(one) == 2 and len(two) == 4
+    assert two[:2] == one  # turn 2 shares turn 1's prefixes
+    assert prefix_keys(chat("Another question"))[0] == one[0] and prefix_keys(chat("x"))[1] != one[1]
+    text = prefix_keys({"prompt": "a" * 3000})
+    assert len(text) == 3 and prefix_keys({"prompt": "a" * 2048 + "b"})[:2] == text[:2]
+
+
+def test_a_follow_up_goes_where_its_prefix_is_unless_that_engine_is_overloaded() -> None:
+    engines = [Engine(), Engine()]
+    placer = Placer(queue=1)
+    first = placer.choose(engines, [0, 1], prefix_keys(chat("Where is berth 7?")))
+    assert first.reason == "least_loaded"
+    follow = placer.choose(engines, [0, 1], prefix_keys(chat("Where is berth 7?", "North.", "And 9?")))
+    assert (follow.index, follow.reason, follow.matched) == (first.index, "prefix", 2)
+    engines[first.index].inflight = 5  # 4 slots + 1 queued: full
+    busy = placer.choose(engines, [0, 1], prefix_keys(chat("Where is berth 7?", "North.", "And 10?")))
+    assert busy.index != first.index and busy.reason == "prefix_busy"
+
+
+def test_new_conversations_without_a_shared_prefix_spread_and_a_restart_forgets() -> None:
+    engines = [Engine(), Engine()]
+    placer = Placer()
+    chosen = {
+        placer.choose(engines, [0, 1], prefix_keys({"messages": [{"role": "user", "content": q}]})).index for q in "ab"
+    }
+    assert chosen == {0, 1}
+    keys = prefix_keys(chat("Where is berth 7?"))
+    index = placer.choose(engines, [0, 1], keys).index
+    placer.forget(index)
+    assert placer.choose(engines, [1 - index], keys).reason == "only"
+    assert Placer(max_keys=3).choose(engines, [0, 1], prefix_keys(chat("a", "b", "c", "d"))).index in (0, 1)
+
+
+def test_copy_heavy_requests_are_grounded_extraction_or_edits_of_pasted_text() -> None:
+    code = "```python\ndef f(x):\n    return x + 1\n```"
+    assert copy_heavy({"messages": [{"role": "user", "content": "Rename x to value:\n" + code}]})
+    assert copy_heavy({"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_schema"}})
+    grounded = {"role": "system", "content": "Answer from the sources.\n\nSources:\n\n[1] Pier (a.md)\ntext"}
+    assert copy_heavy({"messages": [grounded, {"role": "user", "content": "Where is the pier?"}]})
+    assert copy_heavy({"messages": [{"role": "user", "content": "请修改这段文字：" + "港口办公室的规定。" * 40}]})
+    assert not copy_heavy({"messages": [{"role": "user", "content": "Write a poem about the sea."}]})
+    assert not copy_heavy({"messages": [{"role": "user", "content": "Explain this:\n" + code}]})  # no edit asked
+    assert not copy_heavy({"messages": [{"role": "user", "content": "Fix my mood, please."}]})  # nothing pasted
