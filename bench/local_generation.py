@@ -89,7 +89,9 @@ def main() -> None:
                         "backend": "llamacpp",
                         "locality": "local",
                         "context_length": 2048,
-                        "params": {"model_path": "builtin:smollm2-135m", "parallel": 8},
+                        # the engine is also driven directly here, where the gateway cannot see its
+                        # requests: a fixed thread count, so it never relaunches under them
+                        "params": {"model_path": "builtin:smollm2-135m", "parallel": 8, "threads": 2},
                     }
                 ],
                 "aliases": {},

@@ -9,6 +9,7 @@ redacted from anything quoted back.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +28,8 @@ from openmaas.errors import (
     redact,
 )
 from openmaas.settings import Deployment
+
+log = logging.getLogger("openmaas.upstream")
 
 
 def resolve_api_key(api_key_env: str | None, api_key: str | None) -> str | None:
@@ -66,14 +69,19 @@ class HTTPProvider:
             await self._session.close()
             self._session = None
 
+    async def _post(self, path: str, data: bytes, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+        """POST, once more on a fresh connection when the pooled one was already closing while the
+        request was written (the peer closed an idle keep-alive connection: it never got the request,
+        so sending it again cannot run it twice)."""
+        try:
+            return await self.session.post(self.base_url + path, data=data, headers=self.headers, timeout=timeout)
+        except aiohttp.ClientOSError:
+            log.debug("upstream %s: pooled connection was closing; sending on a new one", self.name)
+            return await self.session.post(self.base_url + path, data=data, headers=self.headers, timeout=timeout)
+
     async def post_json(self, path: str, body: dict[str, Any]) -> Any:
         try:
-            async with self.session.post(
-                self.base_url + path,
-                data=orjson.dumps(body),
-                headers=self.headers,
-                timeout=self.unary_timeout,
-            ) as resp:
+            async with await self._post(path, orjson.dumps(body), self.unary_timeout) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise self.http_error(resp.status, raw)
@@ -104,12 +112,7 @@ class HTTPProvider:
     async def stream_sse(self, path: str, body: dict[str, Any]) -> AsyncIterator[tuple[str | None, bytes]]:
         """POST and yield ``(event, data)`` for each server-sent event."""
         try:
-            async with self.session.post(
-                self.base_url + path,
-                data=orjson.dumps(body),
-                headers=self.headers,
-                timeout=self.timeout,
-            ) as resp:
+            async with await self._post(path, orjson.dumps(body), self.timeout) as resp:
                 if resp.status >= 400:
                     raise self.http_error(resp.status, await resp.read())
                 event: str | None = None

@@ -165,7 +165,7 @@ class LlamaCppBackend(Backend):
         cache = self.params.prompt_cache
         if cache.cache_reuse:
             args += ["--cache-reuse", str(cache.cache_reuse)]
-        if cache.save_slots:
+        if cache.save_slots or cache.placement == "prefix":  # saved hot slots; slot copies (SlotMap.donor)
             args += ["--slot-save-path", str(self.slot_folder)]
         if speculative:
             args += self.params.speculative.args()
@@ -176,6 +176,7 @@ class LlamaCppBackend(Backend):
         model_path = resolve_model_path(self.params.model_path)
         binary = engine_binary(self.params.binary)
         cache = self.params.prompt_cache
+        self.slot_folder.mkdir(parents=True, exist_ok=True)
         for index, speculative in enumerate(self.kinds):
             name = f"{self.deployment.name}-e{index}"
             store = None
@@ -206,6 +207,8 @@ class LlamaCppBackend(Backend):
                 tools=self.params.tools,
                 store=store,
                 args_for=self._args_for(model_path, speculative),
+                pin_slots=cache.placement == "prefix",
+                copy_slots=cache.placement == "prefix",
             )
             self.engines.append(engine)
         await asyncio.gather(*(e.start() for e in self.engines))
@@ -223,12 +226,16 @@ class LlamaCppBackend(Backend):
 
     def _restorer(self, index: int, store: SlotStore | None) -> Any:
         async def ready() -> None:
-            self.placer.forget(index)  # a (re)started engine holds nothing until it restores
-            if store is not None:
-                engine = self.engines[index] if index < len(self.engines) else None
-                process = engine.process if engine is not None else None
-                if process is not None:
-                    await store.restore(process)
+            """A (re)started engine holds what it restored (slot N's file goes back into slot N, where the
+            maps say it was), or nothing."""
+            engine = self.engines[index] if index < len(self.engines) else None
+            restored = 0
+            if store is not None and engine is not None:
+                restored = await store.restore(engine.process)
+            if not restored:
+                self.placer.forget(index)
+                if engine is not None and engine.slot_map is not None:
+                    engine.slot_map.clear()
 
         return ready
 

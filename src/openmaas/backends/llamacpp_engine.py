@@ -9,6 +9,7 @@ slot store when a long cached prefix was reused (hot prefixes are saved to disk)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,6 +19,7 @@ from openmaas.backends.base import Backend, Payload
 from openmaas.backends.http import HTTPProvider
 from openmaas.backends.openai_compat import OpenAICompatBackend
 from openmaas.core.view import cached_tokens
+from openmaas.engine.placement import SlotMap, prefix_keys
 from openmaas.engine.slots import SlotStore
 from openmaas.engine.supervisor import LlamaServerProcess
 from openmaas.errors import UpstreamUnavailable
@@ -40,6 +42,8 @@ class LlamaCppEngine(Backend):
         tools: str,
         store: SlotStore | None = None,
         args_for: Callable[[bool], list[str]] | None = None,
+        pin_slots: bool = True,
+        copy_slots: bool = False,
     ) -> None:
         """``args_for(contended)``: the engine's arguments for the calm or the contended thread count
         (``engine.threads``; None: it never switches)."""
@@ -51,7 +55,11 @@ class LlamaCppEngine(Backend):
         self.tools = tools
         self.store = store
         self.inflight = 0
+        self.slot_map = SlotMap(slots) if pin_slots else None
+        self.copy_slots = copy_slots  # the engine runs with --slot-save-path
         self.contended = False
+        self._steady = asyncio.Event()  # cleared while the engine relaunches with another thread count
+        self._steady.set()
         self.args_for = args_for
         self.http: OpenAICompatBackend | None = None
         self.root: HTTPProvider | None = None  # the engine's own endpoints (/tokenize, /apply-template)
@@ -88,11 +96,53 @@ class LlamaCppEngine(Backend):
         if self.args_for is None:
             self.contended = contended
             return
-        await self.save_slots()
-        state = "contended" if contended else "calm"
-        log.info("engine %s/%s: switching to the %s thread count", self.deployment.name, self.index, state)
-        await self.process.relaunch(self.args_for(contended))
-        self.contended = contended
+        self._steady.clear()  # requests arriving from here wait for the relaunch
+        try:
+            await self.save_slots()
+            if self.inflight:  # one slipped in while the slots were saved: try again later
+                return
+            state = "contended" if contended else "calm"
+            log.info("engine %s/%s: switching to the %s thread count", self.deployment.name, self.index, state)
+            await self.process.relaunch(self.args_for(contended))
+            self.contended = contended
+        finally:
+            self._steady.set()
+
+    async def _enter(self, payload: Payload) -> tuple[OpenAICompatBackend, Payload, int | None]:
+        """Count a request in (placement reads the count), wait while the engine relaunches, and pin it to
+        the slot that holds its prefix (``SlotMap``); ``_leave`` undoes it."""
+        self.inflight += 1
+        try:
+            if not self._steady.is_set():
+                await self._steady.wait()
+            engine = self._engine()
+        except BaseException:
+            self.inflight -= 1
+            raise
+        slot = None
+        if self.slot_map is not None and "id_slot" not in payload:
+            slot, donor = self.slot_map.acquire(prefix_keys(payload))
+            if slot is not None:
+                payload = {**payload, "id_slot": slot}
+                if donor is not None and self.copy_slots:
+                    await self._copy_slot(donor, slot)
+        return engine, payload, slot
+
+    async def _copy_slot(self, source: int, target: int) -> None:
+        """Give ``target`` the prompt ``source`` holds (a request pinned to a slot skips the engine's RAM
+        prompt cache, so a new conversation would otherwise recompute the shared system prompt)."""
+        filename = f"{self.process.name}-copy-{target}.bin"
+        try:
+            status, _ = await self.process.post_json(f"/slots/{source}?action=save", {"filename": filename})
+            if status == 200:
+                await self.process.post_json(f"/slots/{target}?action=restore", {"filename": filename})
+        except Exception as exc:  # a cache miss, never a failed request
+            log.info("engine %s/%s: slot copy failed (%s)", self.deployment.name, self.index, exc)
+
+    def _leave(self, slot: int | None) -> None:
+        self.inflight -= 1
+        if self.slot_map is not None:
+            self.slot_map.release(slot)
 
     async def save_slots(self) -> int:
         if self.store is None or not self.process.ready:
@@ -124,20 +174,18 @@ class LlamaCppEngine(Backend):
             self.store.note_cached(cached_tokens(usage))
 
     async def chat(self, payload: Payload) -> Payload:
-        engine = self._engine()
-        self.inflight += 1
+        engine, payload, slot = await self._enter(payload)
         try:
             if tool_emulation.wants_tools(payload) and not self.native_tools:
                 result = tool_emulation.convert_response(await engine.chat(tool_emulation.to_constrained(payload)))
             else:
                 result = await engine.chat(_without_unused_tools(payload))
         finally:
-            self.inflight -= 1
+            self._leave(slot)
         self._seen(result.get("usage"))
         return result
 
     async def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
-        engine = self._engine()
         if tool_emulation.wants_tools(payload) and not self.native_tools:
             # Constrained JSON can only be converted once complete: the answer is
             # generated first, then delivered as the chunks OpenAI would send.
@@ -146,32 +194,31 @@ class LlamaCppEngine(Backend):
             for chunk in tool_emulation.as_chunks(response):
                 yield chunk
             return
-        self.inflight += 1
+        engine, payload, slot = await self._enter(payload)
         try:
             async for chunk in engine.chat_stream(_without_unused_tools(payload)):
                 if not chunk.get("choices") and chunk.get("usage"):
                     self._seen(chunk["usage"])
                 yield chunk
         finally:
-            self.inflight -= 1
+            self._leave(slot)
 
     async def complete(self, payload: Payload) -> Payload:
-        self.inflight += 1
+        engine, payload, slot = await self._enter(payload)
         try:
-            result = await self._engine().complete(payload)
+            result = await engine.complete(payload)
         finally:
-            self.inflight -= 1
+            self._leave(slot)
         self._seen(result.get("usage"))
         return result
 
     async def complete_stream(self, payload: Payload) -> AsyncIterator[Payload]:
-        engine = self._engine()
-        self.inflight += 1
+        engine, payload, slot = await self._enter(payload)
         try:
             async for chunk in engine.complete_stream(payload):
                 yield chunk
         finally:
-            self.inflight -= 1
+            self._leave(slot)
 
     async def embed(self, payload: Payload) -> Payload:
         if not self.deployment.capabilities.embeddings:

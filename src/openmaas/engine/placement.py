@@ -157,3 +157,64 @@ class Placer:
         """An engine restarted without its cache: it holds nothing any more."""
         for key in [k for k, v in self._holder.items() if v == index]:
             del self._holder[key]
+
+
+class SlotMap:
+    """Which slot of one engine holds which prefix, and which slots are busy: a request goes to the idle
+    slot holding its longest known prefix beyond the first (the system block, shared by many
+    conversations), else to the least recently used idle slot (``id_slot``).
+    Left alone, the engine gives every request the slot most similar to it, so conversations sharing a
+    long system prompt all land on one slot and overwrite each other's history while the other slots sit
+    empty (measured: follow-up turns recomputed their whole history); pinned, each conversation keeps its
+    slot and the shared prefix comes back from the engine's RAM cache when a slot is first used."""
+
+    def __init__(self, slots: int, max_keys: int = 20_000) -> None:
+        self.slots = slots
+        self.max_keys = max_keys
+        self.busy: set[int] = set()
+        self._holder: OrderedDict[int, int] = OrderedDict()  # prefix key → slot
+        self._keys: list[set[int]] = [set() for _ in range(slots)]
+        self._used = [0] * slots
+        self._tick = 0
+
+    def acquire(self, keys: Sequence[int]) -> tuple[int | None, int | None]:
+        """(slot, donor) for a request with these prefix keys. slot: None when every slot is busy (the
+        engine queues it). donor: an idle slot holding the shared first prefix (the system block) when the
+        chosen one does not — copying it over (save and restore: milliseconds) beats recomputing it."""
+        free = [s for s in range(self.slots) if s not in self.busy]
+        if not free:
+            return None, None
+        # the slot holding this conversation up to its newest message continues it; a new conversation
+        # (only a shared prefix such as the system block is known) takes the least recently used slot
+        chosen = next(
+            (s for s in (self._holder.get(k) for k in reversed(keys[1:])) if s is not None and s not in self.busy),
+            None,
+        )
+        if chosen is None:
+            chosen = min(free, key=lambda s: self._used[s])
+        donor = None
+        if keys and keys[0] not in self._keys[chosen]:
+            donor = next((s for s in free if s != chosen and keys[0] in self._keys[s]), None)
+        self.busy.add(chosen)
+        self._tick += 1
+        self._used[chosen] = self._tick
+        for key in self._keys[chosen].difference(keys):  # what the slot held before is overwritten
+            if self._holder.get(key) == chosen:
+                del self._holder[key]
+        self._keys[chosen] = set(keys)
+        for key in keys:
+            self._holder[key] = chosen
+            self._holder.move_to_end(key)
+        while len(self._holder) > self.max_keys:
+            key, slot = self._holder.popitem(last=False)
+            self._keys[slot].discard(key)
+        return chosen, donor
+
+    def release(self, slot: int | None) -> None:
+        if slot is not None:
+            self.busy.discard(slot)
+
+    def clear(self) -> None:
+        """The engine restarted: its slots hold nothing."""
+        self._holder.clear()
+        self._keys = [set() for _ in range(self.slots)]

@@ -8,7 +8,7 @@ calm and ``contended`` while other processes (the gateway's own work included) u
 engine pool switches between them (``engine.adapt``) when an engine is idle, its hot slots saved and
 restored around the switch. ``openmaas engine tune`` measures the host, idle and beside a synthetic
 load, and writes both counts into ``<data_dir>/engine-tune.json``, which every local deployment without
-explicit ``threads`` then uses. Several engine processes of one deployment divide the counts.
+explicit ``threads`` then uses.
 
 ``wait_policy``: how idle worker threads wait — ``active`` polls (``--poll 50``, the engine default),
 ``passive`` sleeps at once (``--poll 0``; ``OMP_WAIT_POLICY=PASSIVE`` for an OpenMP build given as
@@ -107,14 +107,12 @@ def resolve(
     contended: int | None = None,
 ) -> ThreadPlan:
     """A deployment's plan: its own ``threads`` when set (adaptive only if it sets ``contended`` too), else
-    the tuned plan, else the default; those are per host, so several engine processes divide them."""
+    the tuned plan, else the default. Every engine process of a pool gets the whole plan: the engines of
+    one deployment are rarely busy together (a plain and a speculative one take different requests), and
+    dividing the cores would cost the single busy one a third of its speed (2 → 1 threads: 118 → 76)."""
     if threads is not None:
         return ThreadPlan(threads, threads_batch or threads, wait_policy, contended, "params")
     base = load_tuned(data_dir) or default_plan(cores())
-    if engines > 1:
-        share = max(1, base.threads // engines)
-        low = max(1, base.contended // engines) if base.contended else None
-        base = replace(base, threads=share, threads_batch=max(1, base.threads_batch // engines), contended=low)
     return replace(
         base,
         threads_batch=threads_batch or base.threads_batch,

@@ -1,0 +1,272 @@
+"""The local engine pool against its own baselines, in one run: threads, speculation, placement, restarts.
+
+Every part drives real ``llama-server`` processes (SmolLM2-135M Q4_1) through the gateway's engine pool
+(``backends.llamacpp``) in this process; the competing load is generated here (``engine.tune.Load``: one
+pure-Python busy process).
+
+- ``threads``: single-stream greedy decode tokens/s (96 tokens, median of 3 after a warm-up), idle and
+  beside one busy core, for the old default (every core, never switching) and the new one (every core
+  while calm, ``contended`` threads once the load watch sees the host contended — measured after it
+  switched). Ratios: loaded / idle, and idle / best idle.
+- ``speculative``: decode tokens/s (the engine's ``timings.predicted_per_second``) on a copy-heavy set —
+  answers grounded in sources from the project's RAG evaluation corpus (Python docs, first two chunks of
+  each question's relevant page), code edits — and a free-writing set, with ``speculative`` off, on and
+  auto; outputs at temperature 0 are compared with off's.
+- ``placement``: 2 engines × 4 slots, a ~2,000-token system prompt shared by 4 conversations of 5 turns
+  (turns interleaved across conversations), time to first token per turn, placement ``prefix`` vs
+  ``least_loaded``.
+- ``restart``: time to first token of the first request after an engine restart, with and without the
+  saved slots restored.
+
+Usage: python bench/local_engine.py [--parts threads,speculative,placement,restart]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS
+
+from openmaas.backends.llamacpp import LlamaCppBackend
+from openmaas.backends.llamacpp_engine import LlamaCppEngine
+from openmaas.core.view import cached_tokens
+from openmaas.engine.tune import Load, decode_rate
+from openmaas.settings import Deployment
+
+CODE = """import json
+
+
+def load(path):
+    data = json.load(open(path))
+    result = []
+    for item in data["items"]:
+        if item["price"] > 0:
+            result.append({"name": item["name"], "price": item["price"] * 1.2})
+    return result
+"""
+EDITS = [
+    "Rename the variable result to rows in this code and return the whole code:",
+    "Add a docstring to the function in this code and return the whole code:",
+    "Rewrite this code to use a list comprehension and return the whole code:",
+]
+FREE = [
+    "Write a short story about a lighthouse keeper.",
+    "Describe a walk through a forest in autumn.",
+    "Write a poem about the city at night.",
+]
+
+
+# the comparisons of speculation and placement hold the thread count still (the threads part measures it)
+FIXED: dict[str, Any] = {"threads": 2}
+
+
+def pool(tmp: Path, name: str, **params: Any) -> LlamaCppBackend:
+    deployment = Deployment(name=name, backend="llamacpp", locality="local", context_length=4096, params=params)
+    return LlamaCppBackend(deployment, data_dir=tmp)
+
+
+def grounded_prompts(limit: int = 6) -> list[dict[str, Any]]:
+    from openmaas.rag.chunking import chunk
+    from openmaas.rag.context import source_block, system_message
+    from openmaas.rag.evaluate import default_questions, install_corpus
+    from openmaas.rag.parsing import parse
+
+    root = Path("/usr/share/doc/python3/html")
+    if not root.is_dir():
+        install_corpus(print)
+    from collections import Counter
+
+    prompts = []
+    for q in default_questions()["questions"]:
+        path = root / q["relevant"][0]
+        if not path.is_file():
+            continue
+        parsed = parse(path.read_bytes(), path.name)
+        chunks = chunk(parsed.text, parsed.title, Counter())[:2]
+        blocks = [
+            source_block(i + 1, {"title": parsed.title, "heading": c.heading, "filename": path.name, "text": c.text})
+            for i, c in enumerate(chunks)
+        ]
+        messages = [{"role": "system", "content": system_message(blocks)}, {"role": "user", "content": q["question"]}]
+        prompts.append({"messages": messages})
+        if len(prompts) == limit:
+            break
+    return prompts
+
+
+def body(messages: list[dict[str, Any]], tokens: int = 128) -> dict[str, Any]:
+    return {"model": "m", "messages": messages, "max_tokens": tokens, "temperature": 0}
+
+
+async def part_threads(tmp: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for label, params in (("old default", {"threads": 2}), ("new default", {})):
+        backend = pool(tmp, "threads", parallel=1, **params)
+        await backend.start()
+        try:
+            [engine] = backend.engines
+            backend.load.interval = 0.5
+            idle = await decode_rate(engine.process.base_url, 3, 96)
+            with Load(1):
+                for _ in range(100):  # the new default switches once it sees the load (old: never)
+                    if engine.contended or not backend.thread_plan.adaptive:
+                        break
+                    await asyncio.sleep(0.1)
+                await engine.process.wait_ready(30)
+                loaded = await decode_rate(engine.process.base_url, 3, 96)
+            out[label] = {"plan": backend.thread_plan.to_json(), "idle": round(idle, 1), "loaded": round(loaded, 1)}
+        finally:
+            await backend.close()
+    best_idle = max(v["idle"] for v in out.values())
+    for v in out.values():
+        v["loaded_over_idle"] = round(v["loaded"] / v["idle"], 2)
+        v["idle_over_best_idle"] = round(v["idle"] / best_idle, 2)
+    return out
+
+
+async def rates(engine: LlamaCppEngine, prompts: list[dict[str, Any]]) -> tuple[list[float], list[str]]:
+    speeds, texts = [], []
+    for p in prompts:
+        result = await engine.chat(dict(p))
+        speeds.append(float(result["timings"]["predicted_per_second"]))
+        texts.append(result["choices"][0]["message"]["content"])
+    return speeds, texts
+
+
+async def part_speculative(tmp: Path) -> dict[str, Any]:
+    copy = [body(p["messages"]) for p in grounded_prompts()]
+    copy += [body([{"role": "user", "content": f"{e}\n```python\n{CODE}```"}], 160) for e in EDITS]
+    free = [body([{"role": "user", "content": f}]) for f in FREE]
+    out: dict[str, Any] = {"copy_heavy_requests": len(copy), "free_requests": len(free)}
+    baseline: dict[str, list[str]] = {}
+    for mode in ("off", "on", "auto"):
+        backend = pool(tmp, f"spec-{mode}", parallel=1, speculative=mode, prompt_cache={"save_slots": False}, **FIXED)
+        await backend.start()
+        try:
+            row: dict[str, Any] = {}
+            for name, prompts in (("copy_heavy", copy), ("free", free)):
+                await backend.place(dict(prompts[0])).backend.chat(dict(prompts[0]))  # warm-up
+                speeds, texts = [], []
+                for p in prompts:
+                    engine = backend.place(dict(p)).backend
+                    assert isinstance(engine, LlamaCppEngine)
+                    s, t = await rates(engine, [p])
+                    speeds += s
+                    texts += t
+                row[name] = round(statistics.mean(speeds), 1)
+                if mode == "off":
+                    baseline[name] = texts
+                else:
+                    row[f"{name}_identical"] = sum(a == b for a, b in zip(texts, baseline[name], strict=True))
+            out[mode] = row
+        finally:
+            await backend.close()
+    for mode in ("on", "auto"):
+        for name in ("copy_heavy", "free"):
+            out[mode][f"{name}_vs_off"] = round(out[mode][name] / out["off"][name], 3)
+    return out
+
+
+async def ttft(engine: LlamaCppEngine, payload: dict[str, Any]) -> tuple[float, str, int]:
+    started = time.perf_counter()
+    first = None
+    text, cached = [], 0
+    async for chunk in engine.chat_stream(dict(payload, stream=True, stream_options={"include_usage": True})):
+        for choice in chunk.get("choices") or []:
+            piece = (choice.get("delta") or {}).get("content")
+            if piece:
+                first = first or time.perf_counter()
+                text.append(piece)
+        if chunk.get("usage"):
+            cached = cached_tokens(chunk["usage"])
+    return ((first or time.perf_counter()) - started) * 1000, "".join(text), cached
+
+
+SYSTEM = " ".join(
+    f"Rule {i}: the harbour office assistant answers in one sentence, names berth {i}, its pier and the tide."
+    for i in range(95)
+)  # ~2,000 tokens
+
+
+async def part_placement(tmp: Path, conversations: int = 4, turns: int = 5) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mode in ("least_loaded", "prefix"):
+        backend = pool(
+            tmp, f"place-{mode}", parallel=4, engines=2, prompt_cache={"placement": mode, "save_slots": False}, **FIXED
+        )
+        await backend.start()
+        try:
+            history = [[{"role": "system", "content": SYSTEM}] for _ in range(conversations)]
+            by_turn: list[list[float]] = [[] for _ in range(turns)]
+            cached: list[list[int]] = [[] for _ in range(turns)]
+            for turn in range(turns):
+                for c in range(conversations):
+                    history[c].append({"role": "user", "content": f"Conversation {c}: where is berth {turn * 7 + c}?"})
+                    payload = body(history[c], 16)
+                    engine = backend.place(payload).backend
+                    assert isinstance(engine, LlamaCppEngine)
+                    ms, text, hit = await ttft(engine, payload)
+                    history[c].append({"role": "assistant", "content": text})
+                    by_turn[turn].append(ms)
+                    cached[turn].append(hit)
+            first = statistics.mean(by_turn[0])
+            later = [statistics.mean(t) for t in by_turn[1:]]
+            out[mode] = {
+                "ttft_ms_per_turn": [round(statistics.mean(t), 1) for t in by_turn],
+                "cached_tokens_per_turn": [round(statistics.mean(c)) for c in cached],
+                "follow_up_over_first": round(statistics.mean(later) / first, 3),
+            }
+        finally:
+            await backend.close()
+    return out
+
+
+async def part_restart(tmp: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    payload = body([{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Where is berth 3?"}], 8)
+    for label, save in (("without saved slots", False), ("with restored slots", True)):
+        backend = pool(tmp, f"restart-{int(save)}", parallel=2, prompt_cache={"save_slots": save})
+        await backend.start()
+        try:
+            [engine] = backend.engines
+            cold, _, _ = await ttft(engine, payload)
+            if save:
+                await engine.save_slots()
+            await engine.process.relaunch(engine.process.args)
+            after, _, hit = await ttft(engine, payload)
+            out[label] = {"first_ttft_ms": round(cold, 1), "after_restart_ttft_ms": round(after, 1), "cached": hit}
+        finally:
+            await backend.close()
+    out["ratio"] = round(
+        out["with restored slots"]["after_restart_ttft_ms"] / out["without saved slots"]["after_restart_ttft_ms"], 3
+    )
+    return out
+
+
+async def main(parts: list[str]) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="openmaas-bench-engine-") as tmp:
+        for part in parts:
+            started = time.perf_counter()
+            report[part] = await globals()[f"part_{part}"](Path(tmp))
+            report[part]["seconds"] = round(time.perf_counter() - started, 1)
+            print(part, json.dumps(report[part], indent=1), flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--parts", default="threads,speculative,placement,restart")
+    args = parser.parse_args()
+    result = asyncio.run(main(args.parts.split(",")))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "local_engine.json").write_text(json.dumps(result, indent=2))
