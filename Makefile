@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python bench/metering_overhead.py
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/local_generation.py
+	$(BIN)/python bench/local_engine.py
 	$(BIN)/python bench/embeddings.py
 	$(BIN)/python bench/dialects.py
 	$(BIN)/python bench/claude_code_ttft.py

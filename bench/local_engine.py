@@ -83,15 +83,13 @@ def grounded_prompts(limit: int = 6) -> list[dict[str, Any]]:
     root = Path("/usr/share/doc/python3/html")
     if not root.is_dir():
         install_corpus(print)
-    from collections import Counter
-
     prompts = []
     for q in default_questions()["questions"]:
         path = root / q["relevant"][0]
         if not path.is_file():
             continue
         parsed = parse(path.read_bytes(), path.name)
-        chunks = chunk(parsed.text, parsed.title, Counter())[:2]
+        chunks = chunk(parsed.text, parsed.title, lambda text: len(text.split()))[:2]  # words ≈ tokens
         blocks = [
             source_block(i + 1, {"title": parsed.title, "heading": c.heading, "filename": path.name, "text": c.text})
             for i, c in enumerate(chunks)

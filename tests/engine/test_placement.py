@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from openmaas.engine.placement import Placer, copy_heavy, prefix_keys
+from openmaas.engine.placement import Placer, SlotMap, copy_heavy, prefix_keys
 
 
 @dataclass
@@ -65,3 +65,21 @@ def test_copy_heavy_requests_are_grounded_extraction_or_edits_of_pasted_text() -
     assert not copy_heavy({"messages": [{"role": "user", "content": "Write a poem about the sea."}]})
     assert not copy_heavy({"messages": [{"role": "user", "content": "Explain this:\n" + code}]})  # no edit asked
     assert not copy_heavy({"messages": [{"role": "user", "content": "Fix my mood, please."}]})  # nothing pasted
+
+
+def test_slots_keep_their_conversation_and_a_new_one_gets_the_shared_prefix_copied() -> None:
+    slots = SlotMap(3)
+    c0 = prefix_keys(chat("Where is berth 7?"))
+    assert slots.acquire(c0) == (0, None)  # nothing held anywhere: the least recently used slot
+    slots.release(0)
+    c1 = prefix_keys(chat("Where is berth 9?"))
+    assert slots.acquire(c1) == (1, 0)  # a new conversation: its own slot, the system block copied from 0
+    slots.release(1)
+    follow = prefix_keys(chat("Where is berth 7?", "North pier.", "And the tide?"))
+    assert slots.acquire(follow) == (0, None)  # the conversation continues where it is
+    assert slots.acquire(prefix_keys(chat("Where is berth 7?", "North pier.", "Again?"))) == (2, 1)  # 0 is busy
+    assert slots.acquire(c1) == (1, None)
+    assert slots.acquire(c0) == (None, None)  # all busy: the engine queues it
+    slots.release(2)
+    slots.clear()
+    assert slots.acquire(c1)[1] is None  # after a restart nothing is held
