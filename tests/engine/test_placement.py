@@ -75,6 +75,11 @@ def test_slots_keep_their_conversation_and_a_new_one_gets_the_shared_prefix_copi
     c1 = prefix_keys(chat("Where is berth 9?"))
     assert slots.acquire(c1) == (1, 0)  # a new conversation: its own slot, the system block copied from 0
     slots.release(1)
+    one_off = prefix_keys({"messages": [{"role": "user", "content": "hello"}]})
+    assert slots.acquire(one_off) == (2, 1)  # a slot's first use starts from the latest used slot
+    slots.release(2)
+    slots.acquire(c1)
+    slots.release(1)
     follow = prefix_keys(chat("Where is berth 7?", "North pier.", "And the tide?"))
     assert slots.acquire(follow) == (0, None)  # the conversation continues where it is
     assert slots.acquire(prefix_keys(chat("Where is berth 7?", "North pier.", "Again?"))) == (2, 1)  # 0 is busy

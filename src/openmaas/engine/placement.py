@@ -195,6 +195,11 @@ class SlotMap:
         donor = None
         if keys and keys[0] not in self._keys[chosen]:
             donor = next((s for s in free if s != chosen and keys[0] in self._keys[s]), None)
+        if donor is None and self._used[chosen] == 0:
+            # a slot's first use: start from the most recently used idle slot, whose prompt shares at least
+            # the chat template's leading tokens (the rest is overwritten); at most once per slot
+            used = [s for s in free if s != chosen and self._used[s]]
+            donor = max(used, key=lambda s: self._used[s]) if used else None
         self.busy.add(chosen)
         self._tick += 1
         self._used[chosen] = self._tick
