@@ -4,7 +4,10 @@ prefix placement across two engines, hot slots that survive a restart, a corrupt
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,10 @@ def ask(content: str, system: str | None = None, max_tokens: int = 48) -> dict[s
     return {"model": "pool", "messages": messages, "max_tokens": max_tokens, "temperature": 0}
 
 
+def pgrep(pattern: str) -> list[str]:
+    return subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True).stdout.split()
+
+
 def engine_threads(engine: LlamaCppEngine) -> list[int]:
     return [int(n) for n in re.findall(r"n_threads = (\d+)", engine.process.log_path.read_text())]
 
@@ -88,6 +95,22 @@ async def test_a_contended_host_switches_an_idle_engine_to_fewer_threads_and_bac
             break
         await asyncio.sleep(0.1)
     assert not engine.contended and engine_threads(engine)[-1] == 2
+
+
+@pytest.mark.parametrize("pool", [{"threads": 2, "threads_contended": 1}], indirect=True)
+async def test_a_switch_while_the_engine_is_down_leaves_the_restart_to_the_supervisor(pool: LlamaCppBackend) -> None:
+    [engine] = pool.engines
+    port, old = engine.process.port, engine.process.pid
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    await asyncio.sleep(0.3)  # reaped: the supervisor is restarting it
+    await engine.switch(True)  # the load watch firing now must not start a second process
+    assert await engine.process.wait_ready(60)
+    await asyncio.sleep(1.0)
+    alive = pgrep(f"--port {port}")
+    assert len(alive) == 1 and int(alive[0]) != old and not engine.contended
+    result = await pool.chat(ask("Say hello."))
+    assert result["choices"][0]["message"]["content"]
 
 
 @pytest.mark.parametrize("pool", [{"speculative": "auto"}], indirect=True)

@@ -96,6 +96,8 @@ class LlamaCppEngine(Backend):
         if self.args_for is None:
             self.contended = contended
             return
+        if not self.process.ready:  # down or restarting: the supervisor owns it now
+            return
         self._steady.clear()  # requests arriving from here wait for the relaunch
         try:
             await self.save_slots()

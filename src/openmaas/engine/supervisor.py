@@ -68,6 +68,7 @@ class LlamaServerProcess:
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
         self._relaunching = False
+        self._lifecycle = asyncio.Lock()
         self._ready = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
 
@@ -206,22 +207,34 @@ class LlamaServerProcess:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
             failures = 0
-            self.restarts += 1
-            try:
-                await self._spawn()
-            except EngineFailed as exc:
-                log.error("engine %s: restart failed: %s", self.name, exc)
+            async with self._lifecycle:  # one (re)start at a time: never two processes on one port
+                if self._stopping:
+                    return
+                if self._proc is not None and self._proc.returncode is None:
+                    continue  # a relaunch already replaced the process
+                self.restarts += 1
+                try:
+                    await self._spawn()
+                except EngineFailed as exc:
+                    log.error("engine %s: restart failed: %s", self.name, exc)
             cpu = self._cpu_seconds()
 
     async def relaunch(self, args: list[str]) -> None:
-        """Restart on purpose with new arguments (same port): not a failure, no backoff."""
+        """Restart on purpose with new arguments (same port): not a failure, no backoff. A process that
+        is down (the supervisor is restarting it) is left to the supervisor, which then uses ``args``."""
         self.args = args
-        self._relaunching = True
-        try:
-            await self._terminate()
-            await self._spawn()
-        finally:
-            self._relaunching = False
+        async with self._lifecycle:
+            if self._stopping or self._proc is None or self._proc.returncode is not None:
+                return
+            self._relaunching = True
+            try:
+                await self._terminate()
+                await self._spawn()
+            except EngineFailed as exc:
+                log.error("engine %s: relaunch failed: %s", self.name, exc)
+                await self._terminate()  # the supervisor sees the exit and restarts it
+            finally:
+                self._relaunching = False
 
     async def wait_ready(self, timeout: float) -> bool:
         try:
@@ -234,7 +247,8 @@ class LlamaServerProcess:
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return
-        proc.terminate()
+        with contextlib.suppress(ProcessLookupError):  # it died and is not reaped yet
+            proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), timeout=5)
         except TimeoutError:
