@@ -274,9 +274,8 @@ class LlamaCppBackend(Backend):
         if len(engines) == 1:
             return Placement(engines[0], None)
         copy = self.fast_copy is not self.plain and placement.copy_heavy(payload)
-        eligible = [i for i in (self.fast_copy if copy else self.plain) if engines[i].process.ready] or [
-            i for i in range(len(engines)) if engines[i].process.ready
-        ]
+        up = [i for i in range(len(engines)) if engines[i].process.ready or engines[i].switching]
+        eligible = [i for i in (self.fast_copy if copy else self.plain) if i in up] or up
         if not eligible:
             raise UpstreamUnavailable(f"local engine for '{self.deployment.name}' is not ready")
         if self.params.prompt_cache.placement == "prefix":
@@ -289,8 +288,12 @@ class LlamaCppBackend(Backend):
         return Placement(engines[index], f"{engines[index].label}: least_loaded")
 
     def _any(self) -> LlamaCppEngine:
+        """A ready engine, else one relaunching for a thread switch (the call waits for it)."""
         for engine in self.engines:
             if engine.process.ready:
+                return engine
+        for engine in self.engines:
+            if engine.switching:
                 return engine
         raise UpstreamUnavailable(f"local engine for '{self.deployment.name}' is not ready")
 

@@ -87,6 +87,11 @@ class LlamaCppEngine(Backend):
         )
 
     @property
+    def switching(self) -> bool:
+        """Relaunching for a thread switch: requests wait for it rather than fail."""
+        return not self._steady.is_set()
+
+    @property
     def pid(self) -> int | None:
         return self.process.pid
 
@@ -140,6 +145,12 @@ class LlamaCppEngine(Backend):
                 await self.process.post_json(f"/slots/{target}?action=restore", {"filename": filename})
         except Exception as exc:  # a cache miss, never a failed request
             log.info("engine %s/%s: slot copy failed (%s)", self.deployment.name, self.index, exc)
+
+    async def _steady_engine(self) -> OpenAICompatBackend:
+        """The engine's client once any relaunch for a thread switch is over (token counts, embeddings)."""
+        if not self._steady.is_set():
+            await self._steady.wait()
+        return self._engine()
 
     def _leave(self, slot: int | None) -> None:
         self.inflight -= 1
@@ -225,16 +236,16 @@ class LlamaCppEngine(Backend):
     async def embed(self, payload: Payload) -> Payload:
         if not self.deployment.capabilities.embeddings:
             return await super().embed(payload)
-        return await self._engine().embed(payload)
+        return await (await self._steady_engine()).embed(payload)
 
     async def count_tokens(self, text: str) -> int | None:
-        self._engine()
+        await self._steady_engine()
         assert self.root is not None
         body = await self.root.post_json("/tokenize", {"content": text, "add_special": False})
         return len(body.get("tokens") or [])
 
     async def count_prompt_tokens(self, payload: Payload) -> int | None:
-        self._engine()
+        await self._steady_engine()
         assert self.root is not None
         if "messages" in payload:
             rendered = await self.root.post_json("/apply-template", {"messages": payload["messages"]})
