@@ -257,7 +257,7 @@ class LlamaCppBackend(Backend):
         await asyncio.gather(*(e.close() for e in self.engines), return_exceptions=True)
 
     async def health(self) -> bool:
-        return any(e.process.ready for e in self.engines)
+        return any(e.process.ready or e.switching for e in self.engines)
 
     @property
     def native_tools(self) -> bool:
