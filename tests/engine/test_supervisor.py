@@ -100,3 +100,46 @@ async def test_a_silent_health_check_restarts_a_hung_engine_but_not_a_busy_one(
             assert proc.busy_checks >= 3 and proc.ready
     finally:
         await proc.stop()
+
+
+PARENT = textwrap.dedent("""
+    import asyncio, sys
+    from pathlib import Path
+    from openmaas.engine.supervisor import LlamaServerProcess
+    async def main():
+        proc = LlamaServerProcess("t", Path(sys.executable), [sys.argv[1]], Path(sys.argv[2]))
+        await proc.start()
+        print(proc.pid, flush=True)
+        await asyncio.sleep(60)
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+async def test_an_engine_does_not_outlive_a_gateway_killed_with_sigkill(tmp_path: Path) -> None:
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        PARENT,
+        str(_script(tmp_path, FAKE_ENGINE)),
+        str(tmp_path / "engine.log"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert parent.stdout is not None
+    engine_pid = int((await asyncio.wait_for(parent.stdout.readline(), 30)).strip())
+    assert alive(engine_pid)
+    parent.kill()
+    await parent.wait()
+    for _ in range(100):
+        if not alive(engine_pid):
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail("the engine outlived its gateway")
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its new parent to reap it counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,17 @@ from typing import Any
 import aiohttp
 
 log = logging.getLogger("openmaas.engine")
+
+
+def _die_with_parent() -> None:
+    """In the engine's process before exec: SIGTERM when the gateway dies, even by SIGKILL (Linux), so an
+    engine never outlives its supervisor holding a port, memory and slots."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -105,6 +118,7 @@ class LlamaServerProcess:
                 stderr=out,
                 stdin=asyncio.subprocess.DEVNULL,
                 env={**os.environ, **self.env} if self.env else None,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         log.info("engine %s: started pid %s on port %s", self.name, self._proc.pid, self.port)
         await self._wait_ready()
