@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from openmaas.engine.supervisor import cpu_seconds
+
 log = logging.getLogger("openmaas.engine")
 
 
@@ -30,16 +32,6 @@ def host_busy_seconds() -> float | None:
         return None
     idle = values[3] + (values[4] if len(values) > 4 else 0)
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def process_seconds(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 class Adaptable(Protocol):
@@ -97,7 +89,7 @@ class LoadWatch:
     async def run(self, engines: Sequence[Adaptable]) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            contended = self.sample(sum(process_seconds(e.pid) for e in engines))
+            contended = self.sample(sum(cpu_seconds(e.pid) or 0.0 for e in engines))
             for engine in engines:
                 if engine.contended != contended and engine.inflight == 0:
                     await engine.switch(contended)

@@ -43,6 +43,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU a process used so far (Linux), or None when unknown."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class EngineFailed(RuntimeError):
     pass
 
@@ -161,12 +172,7 @@ class LlamaServerProcess:
             return "error"
 
     def _cpu_seconds(self) -> float | None:
-        """User + system CPU of the engine so far (Linux), or None when unknown."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return None
+        return cpu_seconds(self.pid)
 
     async def get_json(self, path: str) -> Any:
         assert self._session is not None
