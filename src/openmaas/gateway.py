@@ -54,6 +54,7 @@ class Call:
     body_bytes: int | None = None
     surface: str = "chat"  # the API the request came in through (ledger ``endpoint``): chat, messages, responses
     privacy: str | None = None  # the privacy class routing gave the request ("public", "sensitive")
+    deployment: str | None = None  # the deployment that served it (set when routed)
     observer: Observer | None = None  # set when the gateway takes the call (``begin``)
     settled: bool = False  # a settle path owns the ending (``Gateway.settle``, or a stream as it ends)
     ended: bool = False
@@ -142,6 +143,7 @@ class Gateway:
         decision = route.decision
         header = call.headers["x-openmaas-route"] = decision.header()
         call.privacy = decision.privacy.label
+        call.deployment = served.target.deployment.name if served is not None else None
         if decision.degraded:
             call.headers["x-openmaas-degraded"] = "true"
         if call.observer is not None:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from openmaas.mcp.config import AgentSettings, McpSettings
+
 if TYPE_CHECKING:
     from openmaas.store.db import Database
 
@@ -308,6 +310,8 @@ class Settings(_Strict):
     # glob → model: a name no deployment or alias has is served by the first matching pattern's target
     model_patterns: dict[str, str] = Field(default_factory=lambda: {"claude-*": "default"})
     dialects: DialectSettings = Field(default_factory=DialectSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
+    agents: AgentSettings = Field(default_factory=AgentSettings)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Settings:

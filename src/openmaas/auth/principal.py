@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from functools import cached_property
 from typing import Any
 
@@ -30,6 +31,9 @@ class Principal:
     tenant_id: str | None
     tenant_name: str = ""
     models: frozenset[str] | None = None  # None: any model
+    # MCP tool name patterns (``server__tool``, fnmatch) the key may use: every scope that sets a list must
+    # allow the tool (key and tenant); None: every tool the gateway serves
+    tools: tuple[tuple[str, ...], ...] = ()
     privacy: str = "allow"
     plan: str | None = None
     features: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +63,9 @@ class Principal:
         if not self.tenant_enabled:
             raise PermissionDenied(f"The tenant '{self.tenant_name}' is disabled.", code="tenant_disabled")
 
+    def may_use_tool(self, name: str) -> bool:
+        return all(any(fnmatchcase(name, pattern) for pattern in scope) for scope in self.tools)
+
     def check_model(self, requested: str, deployment: str) -> None:
         if self.models is not None and requested not in self.models and deployment not in self.models:
             raise PermissionDenied(
@@ -83,6 +90,7 @@ def from_rows(key: dict[str, Any], tenant: dict[str, Any], plan: dict[str, Any] 
         tenant_id=tenant["id"],
         tenant_name=tenant["name"],
         models=models,
+        tools=tuple(tuple(scope) for scope in (tenant.get("tools"), key.get("tools")) if scope is not None),
         privacy=key.get("privacy") or tenant.get("privacy") or "allow",
         plan=plan.get("id"),
         features=dict(plan.get("features") or {}),

@@ -10,7 +10,8 @@ like ``replies``, returned when the request asks for ``logprobs``), ``echo: prom
 whole prompt, every message: shows a test what the model was given), ``greedy_reply`` (the answer
 when the request's temperature is 0), ``script`` (``{"tools": {name: arguments}, "final": text}``: with
 tools offered, call the first offered tool it names until a tool result is in the conversation, then
-answer ``final`` and that result — a deterministic agent for client end-to-end tests).
+answer ``final`` and that result — a deterministic agent for client end-to-end tests; or
+``{"steps": [...]}``: a multi-step agent, see ``_stepped``).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class FakeBackend(Backend):
         """An agent's two turns: call the first offered tool the script names until a tool result is in
         the conversation, then answer the script's final text followed by that result."""
         assert self.script is not None
+        if "steps" in self.script:
+            return self._stepped(messages, self.script["steps"])
         offered = [t["function"]["name"] for t in tools]
         scripted: dict[str, Any] = self.script.get("tools") or {}
         name = next((n for n in offered if n in scripted), None)
@@ -107,6 +110,30 @@ class FakeBackend(Backend):
         arguments = json.dumps(scripted[name])
         call = {"id": "call_script_0", "type": "function", "function": {"name": name, "arguments": arguments}}
         return "", "tool_calls", [call]
+
+    @staticmethod
+    def _stepped(messages: list[dict[str, Any]], steps: list[dict[str, Any]]) -> tuple[str, str, list[Payload] | None]:
+        """A scripted agent of several steps: step N (the Nth assistant turn since the last user message) is
+        ``{"tool_calls": [{"name", "arguments"}...]}`` or ``{"text": …}``; ``{results}`` in a text is every tool
+        result since the last user message, joined by " | "."""
+        since = 0
+        for i, m in enumerate(messages):
+            if m.get("role") == "user":
+                since = i
+        turn = messages[since + 1 :]
+        step = steps[min(sum(1 for m in turn if m.get("role") == "assistant"), len(steps) - 1)]
+        if "tool_calls" in step:
+            calls = [
+                {
+                    "id": f"call_s{len(turn)}_{n}",
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))},
+                }
+                for n, c in enumerate(step["tool_calls"])
+            ]
+            return "", "tool_calls", calls
+        results = " | ".join(_text_of(m.get("content")) for m in turn if m.get("role") == "tool")
+        return str(step.get("text", "")).replace("{results}", results), "stop", None
 
     def _answer(self, payload: Payload, index: int = 0) -> tuple[str, int, str | None, list[dict[str, Any]] | None]:
         messages = payload.get("messages") or []
@@ -133,7 +160,7 @@ class FakeBackend(Backend):
             name = choice["function"]["name"] if isinstance(choice, dict) else tools[0]["function"]["name"]
             tool_calls = [{"id": "call_fake_0", "type": "function", "function": {"name": name, "arguments": "{}"}}]
             finish = "tool_calls"
-        if self.script is not None and tools:
+        if self.script is not None and (tools or "steps" in self.script):
             text, finish, tool_calls = self._scripted(messages, tools)
         fmt = (payload.get("response_format") or {}).get("type")
         if fmt in ("json_object", "json_schema") and tool_calls is None and not self.replies:
@@ -192,8 +219,9 @@ class FakeBackend(Backend):
         yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
         sent = 0
         if tool_calls:
-            delta = {"tool_calls": [{"index": 0, **tool_calls[0]}]}
-            yield {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            for n, tool_call in enumerate(tool_calls):
+                delta = {"tool_calls": [{"index": n, **tool_call}]}
+                yield {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
         else:
             for i, word in enumerate(text.split()):
                 if self.fail_after_tokens is not None and sent >= int(self.fail_after_tokens):

@@ -226,8 +226,33 @@ class Metering:
             prompt, output = prompt * calls, output * calls
         tokens = prompt + output
         nanos = cost_nanos(deployment, prompt, output)
-        buckets = ticket.buckets = [*shape.request_pairs, *[(b, float(tokens)) for b in shape.token_buckets]]
-        quotas = ticket.quotas = [(q, tokens if counts_tokens else nanos) for q, counts_tokens in shape.quotas]
+        ticket.buckets = [*shape.request_pairs, *[(b, float(tokens)) for b in shape.token_buckets]]
+        ticket.quotas = [(q, tokens if counts_tokens else nanos) for q, counts_tokens in shape.quotas]
+        await self._reserve(ticket, shape)
+        return ticket
+
+    async def admit_fixed(
+        self, principal: Principal, request_id: str, endpoint: str, name: str, deployment: Deployment, nanos: int
+    ) -> Ticket:
+        """A call of a known price (a tool call): one request in the request buckets and ``nanos`` against
+        the cost budgets; token buckets and token quotas are not touched."""
+        now = time.time()
+        started = time.perf_counter()
+        if principal.anonymous:
+            return Ticket(self.new_id(), request_id, principal, endpoint, name, deployment, started, now, day_of(now))
+        shape = self._shapes.get(principal.key_id)  # type: ignore[arg-type]
+        if shape is None or shape.principal is not principal or now >= shape.until:
+            shape = self._reshape(principal, now)
+        ticket = Ticket(self.new_id(), request_id, principal, endpoint, name, deployment, started, now, shape.day)
+        if shape.idle:
+            return ticket
+        ticket.buckets = list(shape.request_pairs)
+        ticket.quotas = [(q, nanos) for q, counts_tokens in shape.quotas if not counts_tokens]
+        await self._reserve(ticket, shape)
+        return ticket
+
+    async def _reserve(self, ticket: Ticket, shape: _Shape) -> None:
+        buckets, quotas = ticket.buckets, ticket.quotas
         admission = await self.counters.admit(buckets, quotas)
         seeded = 0
         while admission.unloaded is not None and seeded < len(quotas):
@@ -236,9 +261,8 @@ class Metering:
             admission = await self.counters.admit(buckets, quotas)
         if not admission.ok:
             self._refuse(ticket, admission)
-        if shape.header_plan:
+        if shape.header_plan and len(buckets) == sum(len(ix) for _, ix in shape.header_plan):
             ticket.headers = ratelimit_headers(admission.levels, buckets, shape)
-        return ticket
 
     def _refuse(self, ticket: Ticket, admission: Admission) -> None:
         name = admission.failed or ""

@@ -19,6 +19,11 @@ Privacy = Annotated[
     AfterValidator(valid_policy),
 ]
 
+# MCP tools a key or tenant may use: ``server__tool`` names or fnmatch patterns ("time__*", "*"); [] allows none
+Tools = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_*?\[\]!.-]+$")]],
+    Field(max_length=200, examples=[["time__*", "builtin__python"]]),
+]
 
 # The store's columns bound what may be asked: money in int64 nano-dollars, rates in int32.
 MAX_USD = 1_000_000_000.0
@@ -52,6 +57,7 @@ class TenantFields(_Closed):
     rpm: int | None = Field(default=None, ge=1, le=MAX_RATE)
     tpm: int | None = Field(default=None, ge=1, le=MAX_RATE)
     privacy: Privacy | None = None
+    tools: Tools | None = None
     enabled: bool | None = None
 
 
@@ -63,6 +69,7 @@ class KeyFields(_Closed):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     models: list[str] | None = None
     privacy: Privacy | None = None
+    tools: Tools | None = None
     rpm: int | None = Field(default=None, ge=1, le=MAX_RATE)
     tpm: int | None = Field(default=None, ge=1, le=MAX_RATE)
     budget_usd: float | None = Field(default=None, ge=0, le=MAX_USD)

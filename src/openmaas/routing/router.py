@@ -34,6 +34,7 @@ from openmaas.errors import (
 )
 from openmaas.metering.pricing import estimate_prompt_tokens
 from openmaas.privacy.classify import PrivacyClass, Restorer, Scanned, masked_copy, scan_request
+from openmaas.privacy.policy import Applied
 from openmaas.privacy.policy import apply as apply_policy
 from openmaas.privacy.policy import parse as parse_policy
 from openmaas.privacy.scanner import Scanner
@@ -119,6 +120,21 @@ class Router:
         hints = parse_hints(view.hints)
         decision = self.policy.decide(model, view, privacy, applied.policy, output_limit, hints, applied.rule)
         return Route(decision, scanned, body, view)
+
+    def classify(self, texts: list[str], principal: Principal) -> tuple[PrivacyClass, Applied]:
+        """The privacy class of some texts that are not a model request (tool arguments and tool results), and
+        the policy the caller's spec gives it: the same scanner, classifier and policy as ``route``."""
+        if self.scanner is None:
+            privacy = PrivacyClass("unscanned")
+        else:
+            entities = sorted({f.entity for text in texts for f in self.scanner.scan(text)})
+            categories = self.sensitivity.categories(texts) if self.sensitivity is not None else ()
+            privacy = (
+                PrivacyClass("sensitive", tuple(entities), categories) if entities or categories else PrivacyClass()
+            )
+        spec = principal.privacy_policy if principal.key_id is not None else self.server_policy
+        settings = self.settings.privacy
+        return privacy, apply_policy(spec, privacy, settings.categories, settings.topic_mask)
 
     def payload_for(self, route: Route, target: Target) -> tuple[Payload, Restorer | None]:
         d = route.decision

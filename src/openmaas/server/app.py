@@ -13,12 +13,17 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
+from openmaas.agents.chat import AgentChat
+from openmaas.agents.loop import AgentLoop
 from openmaas.core.execute import Executor
 from openmaas.dialects.anthropic import routes as anthropic
 from openmaas.dialects.responses import routes as responses
 from openmaas.errors import OpenMaaSError
 from openmaas.gateway import Gateway
 from openmaas.lifecycle import Observer
+from openmaas.mcp.builtin import Builtins
+from openmaas.mcp.hub import McpHub
+from openmaas.mcp.server import McpEndpoint
 from openmaas.rag.grounding import Grounding
 from openmaas.routing.registry import Registry
 from openmaas.routing.router import Router
@@ -50,8 +55,14 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
             log.info("knowledge bases are off: the 'rag' extra is not installed (%s)", exc.name)
         else:
             knowledge = KnowledgeBases(KnowledgeStore(services.db), gateway, settings.rag)
+    executor = Executor(gateway)
+    hub = McpHub(settings.mcp, router, services.metering, str(settings.data_dir))
+    if settings.mcp.builtin_tools:
+        hub.add(Builtins(settings.ttc, knowledge))
+    agents = AgentLoop(executor, hub, settings.agents.parallel_tools)
+    endpoint = McpEndpoint(hub, services.keys, settings.mcp.max_listed_tools) if settings.mcp.endpoint else None
     # chat extensions, in the order they are tried: grounding first (its grounded request may use TTC)
-    gateway.extend(Grounding(knowledge), TestTimeCompute())
+    gateway.extend(Grounding(knowledge), TestTimeCompute(), AgentChat(agents, settings.agents))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -59,22 +70,26 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
         try:
             await registry.start()
             await router.start()
+            await hub.start()
             # Everything built so far lives as long as the process: keep it out of the
             # collector's full passes, which otherwise re-scan it on every gen-2 collection.
             gc.freeze()
             try:
-                yield
+                async with endpoint.running() if endpoint is not None else contextlib.nullcontext():
+                    yield
             finally:
+                await hub.close()
                 await router.close()
                 await registry.close()
         finally:
             await services.close()
 
-    executor = Executor(gateway)
     dialects = [
         *anthropic.routes(executor, settings.dialects.anthropic),
-        *responses.routes(executor, ResponseStore(services.db), settings.dialects.responses),
+        *responses.routes(executor, ResponseStore(services.db), settings.dialects.responses, (agents, settings.agents)),
     ]
+    if endpoint is not None:
+        dialects.append(Route("/mcp", endpoint, methods=["GET", "POST", "DELETE"]))
     app = Starlette(
         routes=_hot_first([*routes, *dialects, *kb_routes, *admin_routes]),
         middleware=[Middleware(RequestIdMiddleware)],
@@ -89,6 +104,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
     app.state.openapi = orjson.dumps(openapi.document())
     app.state.gateway = gateway
     app.state.knowledge = knowledge
+    app.state.mcp = hub
     app.state.services = services
     return app
 

@@ -50,6 +50,7 @@ tenants = Table(
     Column("rpm", Integer),
     Column("tpm", Integer),
     Column("privacy", String(200), nullable=False, default="allow"),  # a policy spec (privacy.policy)
+    Column("tools", JSON),  # MCP tool patterns its keys may use (server__tool, fnmatch); null: every tool
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False, index=True),
@@ -65,6 +66,7 @@ api_keys = Table(
     Column("hash", String(64), nullable=False, unique=True),  # sha256 of the whole key
     Column("models", JSON),  # null: every model the tenant's plan allows
     Column("privacy", String(200)),  # null: the tenant's policy
+    Column("tools", JSON),  # MCP tool patterns (server__tool, fnmatch); null: what the tenant allows
     Column("rpm", Integer),
     Column("tpm", Integer),
     Column("budget_nanos", BigInteger),

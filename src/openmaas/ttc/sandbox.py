@@ -119,9 +119,9 @@ def extract_code(text: str) -> str:
     return blocks[-1] if blocks else text
 
 
-def _prepare(code: str, tests: str, root: bool) -> str:
+def _prepare(files: dict[str, str], root: bool) -> str:
     workdir = tempfile.mkdtemp(prefix="openmaas-sandbox-")
-    for name, body in (("candidate.py", code), ("tests.py", tests), ("run.py", _GUARD + _RUNNER)):
+    for name, body in files.items():
         with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
             f.write(body)
     if root:
@@ -129,11 +129,13 @@ def _prepare(code: str, tests: str, root: bool) -> str:
     return workdir
 
 
-async def run_tests(code: str, tests: str, timeout_s: float = 5.0, memory_mb: int = 512) -> SandboxResult:
-    """Run ``tests`` (asserts, ``test_*`` functions, or a HumanEval ``check`` + ``entry_point``) against ``code``."""
+async def _execute(
+    files: dict[str, str], timeout_s: float, memory_mb: int, merge_stderr: bool
+) -> tuple[int | None, bytes]:
+    """Run ``run.py`` among ``files`` in the sandbox: (exit code, or None on timeout; its stdout)."""
     root = os.geteuid() == 0
     unshare = shutil.which("unshare") if root else None
-    workdir = await asyncio.to_thread(_prepare, code, tests, root)
+    workdir = await asyncio.to_thread(_prepare, files, root)
     try:
         argv = [sys.executable, "-I", "-S", "-B", "run.py"]
         if unshare:
@@ -144,7 +146,7 @@ async def run_tests(code: str, tests: str, timeout_s: float = 5.0, memory_mb: in
             env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.DEVNULL,
             preexec_fn=lambda: _limits(max(1, int(timeout_s)), memory_mb),
         )
         try:
@@ -153,13 +155,54 @@ async def run_tests(code: str, tests: str, timeout_s: float = 5.0, memory_mb: in
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
-            return SandboxResult(False, "timeout")
+            return None, b""
         finally:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-        if proc.returncode == 0 and out.strip().endswith(b"SANDBOX-OK"):
-            return SandboxResult(True, "ok")
-        return SandboxResult(False, "failed")
+        return proc.returncode, out
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def run_tests(code: str, tests: str, timeout_s: float = 5.0, memory_mb: int = 512) -> SandboxResult:
+    """Run ``tests`` (asserts, ``test_*`` functions, or a HumanEval ``check`` + ``entry_point``) against ``code``."""
+    files = {"candidate.py": code, "tests.py": tests, "run.py": _GUARD + _RUNNER}
+    code_, out = await _execute(files, timeout_s, memory_mb, merge_stderr=False)
+    if code_ is None:
+        return SandboxResult(False, "timeout")
+    if code_ == 0 and out.strip().endswith(b"SANDBOX-OK"):
+        return SandboxResult(True, "ok")
+    return SandboxResult(False, "failed")
+
+
+_SCRIPT = r"""
+import sys, traceback
+src = open("script.py").read()
+try:
+    exec(compile(src, "script.py", "exec"), {"__name__": "__main__"})
+except SystemExit:
+    raise
+except BaseException:
+    traceback.print_exc(limit=-3)
+    sys.exit(1)
+"""
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    ok: bool
+    output: str  # stdout and stderr, cut at ``max_output`` characters
+    reason: str  # "ok", "error", "timeout"
+
+
+async def run_script(code: str, timeout_s: float = 5.0, memory_mb: int = 512, max_output: int = 16_000) -> ScriptResult:
+    """Run ``code`` as a script in the same sandbox and return what it printed (the built-in ``python`` tool)."""
+    files = {"script.py": code, "run.py": _GUARD + _SCRIPT}
+    status, out = await _execute(files, timeout_s, memory_mb, merge_stderr=True)
+    text = out.decode("utf-8", "replace")
+    if len(text) > max_output:
+        text = text[:max_output] + f"\n[output cut at {max_output} characters]"
+    if status is None:
+        return ScriptResult(False, text + f"\n[timed out after {timeout_s:g} s]", "timeout")
+    return ScriptResult(status == 0, text, "ok" if status == 0 else "error")

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from openmaas.agents.spec import AgentSpec, Pending, hosted_mcp
 from openmaas.core.types import (
     Document,
     Image,
@@ -121,12 +122,64 @@ def to_messages(items: list[Item], notes: list[str]) -> list[Message]:
                 add("user", [Text(f"[{label} output] "), *content])
             else:
                 raise InvalidRequest(f"{at}: a function_call_output item needs 'call_id'", param=at)
+        elif kind == "mcp_call":  # a hosted tool call of an earlier turn: the call and its result
+            name = f"{item.get('server_label')}__{item.get('name')}"
+            error = item.get("error")
+            text = str(item.get("output") or "") if not error else f"Error: {_error_text(error)}"
+            add("assistant", [ToolCall(str(item.get("id")), name, str(item.get("arguments") or "{}"))])
+            add("tool", [ToolResult(str(item.get("id")), [Text(text)], bool(error))])
+        elif kind in ("mcp_list_tools", "mcp_approval_request", "mcp_approval_response"):
+            pass  # the agent loop reads these (``agent_spec``); they are not conversation turns
         elif kind == "reasoning":
             text = "".join(p.get("text", "") for p in item.get("summary") or [] if isinstance(p, dict))
             add("assistant", [Reasoning(text, item.get("encrypted_content"))])
         else:
             notes.append(f"input item type '{kind}' is not served here; ignored")
     return messages
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        content = error.get("content")
+        if isinstance(content, list):
+            return " ".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
+        return str(error.get("message") or error)
+    return str(error)
+
+
+def agent_spec(wire: ResponsesRequest, items: list[Item], history: list[Item]) -> AgentSpec | None:
+    """The hosted MCP tools of the request and the answers to the previous turn's approval requests."""
+    spec = AgentSpec()
+    for i, tool in enumerate(wire.tools or []):
+        if tool.type == "mcp":
+            spec.mcp.append(hosted_mcp(tool.model_dump(exclude_none=True), f"tools.{i}"))
+    asked: dict[str, Item] = {i["id"]: i for i in history if i.get("type") == "mcp_approval_request" and "id" in i}
+    for n, item in enumerate(items):
+        if item.get("type") != "mcp_approval_response":
+            continue
+        ref = item.get("approval_request_id")
+        request = asked.pop(ref, None) if isinstance(ref, str) else None
+        if request is None:
+            raise InvalidRequest(
+                f"input.{n}: approval_request_id '{ref}' names no pending approval request of the previous response",
+                param=f"input.{n}.approval_request_id",
+            )
+        spec.pending.append(
+            Pending(
+                str(ref),
+                str(request.get("server_label")),
+                str(request.get("name")),
+                str(request.get("arguments") or "{}"),
+                item.get("approve") is True,
+                item.get("reason"),
+            )
+        )
+    if spec.pending and not spec.mcp:
+        raise InvalidRequest("mcp_approval_response items need the mcp tools in 'tools' again", param="tools")
+    extra = wire.model_extra or {}
+    if isinstance(extra.get("agent"), dict):
+        spec.asked = extra["agent"]
+    return spec if spec.mcp else None
 
 
 def _tool_choice(wire: ResponsesRequest, names: set[str], notes: list[str]) -> ToolChoice | None:
@@ -151,6 +204,8 @@ def load(wire: ResponsesRequest, items: list[Item], history: list[Item]) -> Requ
     notes: list[str] = []
     tools: list[ToolSpec] = []
     for i, tool in enumerate(wire.tools or []):
+        if tool.type == "mcp":
+            continue  # served by the agent loop (``agent_spec``)
         if tool.type != "function":
             notes.append(f"tool type '{tool.type}' is not served here; ignored")
             continue

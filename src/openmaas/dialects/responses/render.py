@@ -43,7 +43,12 @@ class Shell:
     created_at: int = field(default_factory=lambda: int(time.time()))
 
     def response(
-        self, status: str, output: list[Item], usage: Usage | None, error: dict[str, Any] | None = None
+        self,
+        status: str,
+        output: list[Item],
+        usage: Usage | None,
+        error: dict[str, Any] | None = None,
+        incomplete: str = "max_output_tokens",
     ) -> Item:
         w = self.wire
         fmt = (
@@ -56,7 +61,7 @@ class Shell:
             "status": status,
             "background": bool(w.background),
             "error": error,
-            "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+            "incomplete_details": {"reason": incomplete} if status == "incomplete" else None,
             "instructions": w.instructions,
             "max_output_tokens": w.max_output_tokens,
             "model": self.model,

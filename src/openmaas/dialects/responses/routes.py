@@ -12,20 +12,26 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from openmaas.agents.loop import AgentLoop, prime
+from openmaas.agents.spec import AgentSpec
+from openmaas.agents.spec import limits as agent_limits
 from openmaas.core.execute import EventStream, Executor
 from openmaas.core.types import Request as Canonical
-from openmaas.dialects.responses.load import Item, load, normalise, validate
-from openmaas.dialects.responses.render import Encoder, Shell, from_result
+from openmaas.dialects.responses.agent import AgentEncoder, render_unary
+from openmaas.dialects.responses.load import Item, agent_spec, load, normalise, validate
+from openmaas.dialects.responses.render import Encoder, Finished, Shell, from_result
 from openmaas.dialects.responses.wire import ResponsesRequest
 from openmaas.errors import InvalidRequest, OpenMaaSError, ServiceUnavailable
 from openmaas.gateway import Call
 from openmaas.ids import IdGenerator
+from openmaas.mcp.config import AgentSettings
 from openmaas.server.routes import api_key, read_json
 from openmaas.services import Services
 from openmaas.settings import ResponsesDialect
 from openmaas.store.responses import ResponseStore, StoredResponse
 
 log = logging.getLogger("openmaas.responses")
+Agents = tuple[AgentLoop, AgentSettings]  # when hosted MCP tools are served
 
 
 def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -33,8 +39,10 @@ def _json(data: object, status: int = 200, headers: dict[str, str] | None = None
 
 
 class ResponsesAPI:
-    def __init__(self, executor: Executor, store: ResponseStore, settings: ResponsesDialect) -> None:
-        self.executor, self.store, self.settings = executor, store, settings
+    def __init__(
+        self, executor: Executor, store: ResponseStore, settings: ResponsesDialect, agents: Agents | None = None
+    ) -> None:
+        self.executor, self.store, self.settings, self.agents = executor, store, settings, agents
         self.new_response_id = IdGenerator("resp")
         self.new_id = IdGenerator("item")
         self.tasks: dict[str, asyncio.Task[None]] = {}  # background responses running in this process
@@ -110,6 +118,13 @@ class ResponsesAPI:
             if storing:
                 await self._save(call, shell, items, history, response)
 
+        spec = agent_spec(wire, items, history)
+        if spec is not None:
+            if self.agents is None:
+                raise InvalidRequest("hosted MCP tools are not enabled on this gateway", param="tools")
+            if wire.background:
+                raise InvalidRequest("background responses with hosted MCP tools are not supported", param="background")
+            return await self._agent_run(call, wire, canonical, shell, spec, finished)
         if wire.background:
             return await self._start_background(call, wire, canonical, shell, items, history, storing)
         out = await self.executor.run(canonical, call)
@@ -122,6 +137,35 @@ class ResponsesAPI:
             result = from_result(shell, out, self.new_id)
             await finished(result)
             response = _json(result, headers=headers)
+        response.raw_headers += call.raw_headers
+        return response
+
+    async def _agent_run(
+        self,
+        call: Call,
+        wire: ResponsesRequest,
+        canonical: Canonical,
+        shell: Shell,
+        spec: AgentSpec,
+        finished: Finished,
+    ) -> Response:
+        assert self.agents is not None
+        loop, defaults = self.agents
+        limits = agent_limits(defaults, spec.asked)
+        events = loop.run(canonical, call.principal, call.request_id, "responses", spec, limits)
+        if wire.stream:
+            primed = await prime(events)  # errors before the first model output are HTTP errors
+            headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+            body = AgentEncoder(shell, self.new_id, finished).encode_run(primed)
+            return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+        final: list[Item] = []
+
+        async def keep(response: Item) -> None:
+            final.append(response)
+            await finished(response)
+
+        await render_unary(AgentEncoder(shell, self.new_id, keep), events)  # a failure raises: an HTTP error
+        response = _json(final[-1], headers=call.headers)
         response.raw_headers += call.raw_headers
         return response
 
@@ -223,8 +267,10 @@ class ResponsesAPI:
         )
 
 
-def routes(executor: Executor, store: ResponseStore, settings: ResponsesDialect) -> list[Route]:
-    api = ResponsesAPI(executor, store, settings)
+def routes(
+    executor: Executor, store: ResponseStore, settings: ResponsesDialect, agents: Agents | None = None
+) -> list[Route]:
+    api = ResponsesAPI(executor, store, settings, agents)
     return [
         Route("/v1/responses", api.create, methods=["POST"]),
         Route("/v1/responses/{response_id}", api.retrieve, methods=["GET"]),
