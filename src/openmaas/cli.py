@@ -199,6 +199,9 @@ def _register_admin() -> None:
     from openmaas import cli_privacy
 
     cli_privacy.register(main)
+    from openmaas import cli_agents
+
+    cli_agents.register(main)
 
 
 _register_admin()

@@ -78,10 +78,21 @@ limit_options = [
     click.option("--budget-usd", type=float, help="hard budget in USD per period"),
     click.option("--budget-period", type=click.Choice(["day", "month", "total"])),
     click.option(
+        "--tools",
+        help="comma-separated MCP tools (server__tool) or patterns ('time__*', '*') it may use; '' allows none",
+    ),
+    click.option(
         "--privacy",
         help="allow | mask | local_only, optionally with per-category rules: 'mask;HEALTH=local_only,FINANCE=allow'",
     ),
 ]
+
+
+def _tool_list(fields: dict[str, Any]) -> dict[str, Any]:
+    """``--tools`` as the list the admin API takes (absent: unchanged)."""
+    if fields.get("tools") is not None:
+        fields["tools"] = _models(fields["tools"])
+    return fields
 
 
 def with_limits(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -101,7 +112,7 @@ def tenants() -> None:
 @with_limits
 @config_option
 def tenants_create(name: str, config: str | None, **fields: Any) -> None:
-    spec = _spec(TenantCreate, {"name": name, **fields})
+    spec = _spec(TenantCreate, {"name": name, **_tool_list(fields)})
     tenant = _run(config, lambda s: s.create_tenant(spec))
     click.echo(f"created tenant {tenant['id']} ({tenant['name']})")
 
@@ -113,7 +124,7 @@ def tenants_create(name: str, config: str | None, **fields: Any) -> None:
 @with_limits
 @config_option
 def tenants_update(tenant: str, config: str | None, **fields: Any) -> None:
-    spec = _spec(TenantFields, fields)
+    spec = _spec(TenantFields, _tool_list(fields))
     row = _run(config, lambda s: s.update_tenant(tenant, spec))
     click.echo(f"updated tenant {row['id']} ({row['name']})")
 
@@ -126,7 +137,9 @@ def tenants_list(config: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
-        _table(rows, ["id", "name", "plan_id", "budget_usd", "budget_period", "rpm", "tpm", "privacy", "enabled"])
+        _table(
+            rows, ["id", "name", "plan_id", "budget_usd", "budget_period", "rpm", "tpm", "privacy", "tools", "enabled"]
+        )
 
 
 @click.group()
@@ -189,7 +202,8 @@ def keys_create(
 ) -> None:
     expires = None if expires_in_days is None else dt.datetime.now(dt.UTC).timestamp() + expires_in_days * 86400
     spec = _spec(
-        KeyCreate, {"tenant": tenant, "name": name, "models": _models(models), "expires_at": expires, **fields}
+        KeyCreate,
+        {"tenant": tenant, "name": name, "models": _models(models), "expires_at": expires, **_tool_list(fields)},
     )
     record, secret = _run(config, lambda s: s.create_key(spec))
     click.echo(f"created key {record['id']} for tenant {record['tenant_id']}. Copy it now; it is not shown again:")
@@ -205,7 +219,7 @@ def keys_list(tenant: str | None, config: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
-        _table(rows, ["id", "prefix", "name", "tenant_id", "models", "rpm", "tpm", "budget_usd", "enabled"])
+        _table(rows, ["id", "prefix", "name", "tenant_id", "models", "tools", "rpm", "tpm", "budget_usd", "enabled"])
 
 
 @keys.command("update")
@@ -215,7 +229,7 @@ def keys_list(tenant: str | None, config: str | None, as_json: bool) -> None:
 @with_limits
 @config_option
 def keys_update(key_id: str, models: str | None, config: str | None, **fields: Any) -> None:
-    spec = _spec(KeyFields, {"models": _models(models), **fields})
+    spec = _spec(KeyFields, {"models": _models(models), **_tool_list(fields)})
     _run(config, lambda s: s.update_key(key_id, spec))
     click.echo(f"updated key {key_id}")
 
@@ -294,6 +308,8 @@ def audit_command(request_id: str, as_json: bool, config: str | None) -> None:
         return
     for event in events:
         click.echo("\n".join(audit.describe(event)))
+    if len(events) > 1:
+        click.echo(audit.summary(events))
 
 
 @click.group()

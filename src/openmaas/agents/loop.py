@@ -52,6 +52,7 @@ from openmaas.core.types import (
     ToolArgsDelta,
     ToolCall,
     ToolCallStart,
+    ToolChoice,
     ToolResult,
     ToolSpec,
     Usage,
@@ -159,6 +160,8 @@ class AgentLoop:
         request = replace(request, messages=list(request.messages))
         request.tools = [*request.tools, *(ToolSpec(n, e.description, e.input_schema) for n, (e, _) in tools.items())]
         usage, cost, steps, calls, offset = Usage(), 0, 0, 0, 0
+        seen: set[tuple[str, str]] = set()  # (tool, arguments) of every hosted call made in this run
+        repeated = False
         trace: list[dict[str, Any]] = []
 
         def end(reason: EndReason) -> RunEnded:
@@ -204,7 +207,11 @@ class AgentLoop:
             steps += 1
             call = Call(request_id, principal, surface=surface)
             step = _Step()
-            out = await self.executor.run(request, call)
+            # The last step allowed, and the step after one that only repeated earlier calls, are offered no
+            # tools: the run ends with an answer rather than a cut-off or looping tool call.
+            answer_only = steps == limits.max_steps or repeated
+            asked = replace(request, tool_choice=ToolChoice("none")) if answer_only and request.tools else request
+            out = await self.executor.run(asked, call)
             events = out.events if isinstance(out, EventStream) else _aiter(result_events(out))
             hidden: set[int] = set()  # hosted tool calls: shown as the tool call items, not as function calls
             async for model_event in events:
@@ -242,6 +249,9 @@ class AgentLoop:
                 yield end("max_tokens" if step.stop_reason == "max_tokens" else "completed")
                 return
             hosted = [c for c in tool_calls if c.name in tools]
+            signatures = {(c.name, c.arguments.strip()) for c in hosted}
+            repeated = bool(signatures) and signatures <= seen
+            seen |= signatures
             needs = [c for c in hosted if tools[c.name][1].needs_approval(tools[c.name][0].tool)]
             runnable = [c for c in hosted if c not in needs]
             if calls + len(runnable) > limits.max_tool_calls:

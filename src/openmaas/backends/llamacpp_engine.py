@@ -192,7 +192,7 @@ class LlamaCppEngine(Backend):
             if tool_emulation.wants_tools(payload) and not self.native_tools:
                 result = tool_emulation.convert_response(await engine.chat(tool_emulation.to_constrained(payload)))
             else:
-                result = await engine.chat(_without_unused_tools(payload))
+                result = await engine.chat(_without_unused_tools(payload, not self.native_tools))
         finally:
             self._leave(slot)
         self._seen(result.get("usage"))
@@ -209,7 +209,7 @@ class LlamaCppEngine(Backend):
             return
         engine, payload, slot = await self._enter(payload)
         try:
-            async for chunk in engine.chat_stream(_without_unused_tools(payload)):
+            async for chunk in engine.chat_stream(_without_unused_tools(payload, not self.native_tools)):
                 if not chunk.get("choices") and chunk.get("usage"):
                     self._seen(chunk["usage"])
                 yield chunk
@@ -257,7 +257,11 @@ class LlamaCppEngine(Backend):
         return len(body.get("tokens") or [])
 
 
-def _without_unused_tools(payload: Payload) -> Payload:
+def _without_unused_tools(payload: Payload, flatten: bool) -> Payload:
+    """A request that offers no tool: unused tool fields dropped; with ``flatten`` (no native tool template),
+    earlier tool calls and results as plain text (a final answer after an agent's tool calls)."""
     if payload.get("tools") and payload.get("tool_choice") == "none":
-        return {k: v for k, v in payload.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")}
+        payload = {k: v for k, v in payload.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")}
+    if flatten and tool_emulation.has_tool_history(payload):
+        payload = {**payload, "messages": tool_emulation.flatten_history(list(payload["messages"]), prose=True)}
     return payload

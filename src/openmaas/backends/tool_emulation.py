@@ -89,7 +89,9 @@ def _text(content: Any) -> str:
     return content or ""
 
 
-def _flatten_history(messages: list[Payload]) -> list[Payload]:
+def flatten_history(messages: list[Payload], prose: bool = False) -> list[Payload]:
+    """Earlier tool calls and results as plain messages: calls as the JSON the constrained answer uses, or
+    (``prose``, for a request that offers no tool) only their results, so the model answers in words."""
     names: dict[str, str] = {}
     out: list[Payload] = []
     for m in messages:
@@ -103,7 +105,11 @@ def _flatten_history(messages: list[Payload]) -> list[Payload]:
                 except json.JSONDecodeError:
                     args = call["function"].get("arguments")
                 calls.append({"name": call["function"]["name"], "arguments": args})
-            out.append({"role": "assistant", "content": json.dumps({"tool_calls": calls})})
+            if prose:  # the results below say what was called; an assistant turn of calls invites parroting
+                if _text(m.get("content")).strip():
+                    out.append({"role": "assistant", "content": m.get("content")})
+            else:
+                out.append({"role": "assistant", "content": json.dumps({"tool_calls": calls})})
         elif role == "tool":
             name = names.get(m.get("tool_call_id", ""), "tool")
             out.append({"role": "user", "content": f"Result of {name}: {_text(m.get('content'))}"})
@@ -114,8 +120,12 @@ def _flatten_history(messages: list[Payload]) -> list[Payload]:
     return out
 
 
+def has_tool_history(payload: Payload) -> bool:
+    return any(m.get("role") in ("tool", "function") or m.get("tool_calls") for m in payload.get("messages") or [])
+
+
 def to_constrained(payload: Payload) -> Payload:
-    messages = _flatten_history(list(payload["messages"]))
+    messages = flatten_history(list(payload["messages"]))
     instructions = _instructions(payload)
     if messages and messages[0].get("role") in ("system", "developer"):
         first = messages[0]

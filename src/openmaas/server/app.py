@@ -23,6 +23,7 @@ from openmaas.gateway import Gateway
 from openmaas.lifecycle import Observer
 from openmaas.mcp.builtin import Builtins
 from openmaas.mcp.hub import McpHub
+from openmaas.mcp.routes import routes as mcp_routes
 from openmaas.mcp.server import McpEndpoint
 from openmaas.rag.grounding import Grounding
 from openmaas.routing.registry import Registry
@@ -88,6 +89,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
         *anthropic.routes(executor, settings.dialects.anthropic),
         *responses.routes(executor, ResponseStore(services.db), settings.dialects.responses, (agents, settings.agents)),
     ]
+    dialects += mcp_routes(hub)
     if endpoint is not None:
         dialects.append(Route("/mcp", endpoint, methods=["GET", "POST", "DELETE"]))
     app = Starlette(

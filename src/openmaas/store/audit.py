@@ -55,6 +55,8 @@ async def trail(db: Database, request_id: str, tenant_id: str | None = None) -> 
 def describe(event: dict[str, Any]) -> list[str]:
     """Human-readable lines: where the data went and why."""
     route = event.get("route") or {}
+    if route.get("kind") == "tool_call":
+        return describe_tool(event, route)
     privacy = route.get("privacy") or {}
     lines = [
         f"request {event['request_id']}  (event {event['id']})",
@@ -89,3 +91,36 @@ def describe(event: dict[str, Any]) -> list[str]:
         + f" / {event['completion_tokens']} out, ${event['cost_usd']:.6f}"
     )
     return lines
+
+
+def describe_tool(event: dict[str, Any], route: dict[str, Any]) -> list[str]:
+    """A tool call's row: which tool, in which step, where its arguments went, what came back."""
+    privacy = route.get("privacy") or {}
+    categories = ", ".join(privacy.get("categories") or [])
+    step = f"step {route['step']} of an agent run ({route['surface']})" if route.get("step") is not None else ""
+    lines = [
+        f"request {event['request_id']}  (event {event['id']})",
+        f"  tool call    {event['model']} via {route.get('surface', '-')}, status {event['status']}"
+        + (f" {event['error_code']}" if event.get("error_code") else ""),
+    ]
+    if step:
+        lines.append(f"  in           {step}" + (f", model call id {route['call_id']}" if route.get("call_id") else ""))
+    lines += [
+        f"  arguments    {privacy.get('class', '-')}"
+        + (f": {categories}" if categories else "")
+        + f"   policy {route.get('policy', '-')}",
+        f"  went to      {', '.join(route.get('arguments_went_to') or []) or 'nowhere (not sent)'}",
+        f"  result       {route.get('result_privacy') or '-'}",
+        f"  took         {route.get('ms', 0)} ms, ${event['cost_usd']:.6f}",
+    ]
+    if route.get("error"):
+        lines.append(f"  error        {route['error']}")
+    return lines
+
+
+def summary(events: list[dict[str, Any]]) -> str:
+    """One line over a request's rows: model calls, tool calls, total cost."""
+    tools = [e for e in events if (e.get("route") or {}).get("kind") == "tool_call"]
+    models = len(events) - len(tools)
+    cost = sum(e["cost_usd"] for e in events)
+    return f"{models} model call(s), {len(tools)} tool call(s), total ${cost:.6f}"
