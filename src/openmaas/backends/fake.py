@@ -11,7 +11,8 @@ whole prompt, every message: shows a test what the model was given), ``greedy_re
 when the request's temperature is 0), ``script`` (``{"tools": {name: arguments}, "final": text}``: with
 tools offered, call the first offered tool it names until a tool result is in the conversation, then
 answer ``final`` and that result — a deterministic agent for client end-to-end tests; or
-``{"steps": [...]}``: a multi-step agent, see ``_stepped``).
+``{"steps": [...]}``: a multi-step agent, see ``_stepped``; offered no tools it answers the script's last
+text, unless ``"force": true`` makes it call them anyway, like a model that ignores ``tool_choice``).
 """
 
 from __future__ import annotations
@@ -160,8 +161,11 @@ class FakeBackend(Backend):
             name = choice["function"]["name"] if isinstance(choice, dict) else tools[0]["function"]["name"]
             tool_calls = [{"id": "call_fake_0", "type": "function", "function": {"name": name, "arguments": "{}"}}]
             finish = "tool_calls"
-        if self.script is not None and (tools or "steps" in self.script):
+        if self.script is not None and (tools or self.script.get("force")):
             text, finish, tool_calls = self._scripted(messages, tools)
+        elif self.script is not None and "steps" in self.script:  # no tools offered: the script's last text
+            texts = [s for s in self.script["steps"] if "text" in s] or [{"text": "no tools offered"}]
+            text, finish, _ = self._stepped(messages, texts[-1:])
         fmt = (payload.get("response_format") or {}).get("type")
         if fmt in ("json_object", "json_schema") and tool_calls is None and not self.replies:
             text = '{"answer": "fake"}'

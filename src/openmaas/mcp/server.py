@@ -135,7 +135,8 @@ class McpEndpoint:
         except NotFound as exc:
             raise MCPError(types.INVALID_PARAMS, exc.message) from None
         except PermissionDenied as exc:
-            raise MCPError(FORBIDDEN, exc.message, {"code": exc.code}) from None
+            code = FORBIDDEN if exc.code == "tool_not_allowed" else REFUSED
+            raise MCPError(code, exc.message, {"code": exc.code}) from None
         except OpenMaaSError as exc:
             if exc.status in (503, 504):  # the tool server failed or hung: a tool error the caller can act on
                 return _result(ToolOutput(exc.message, is_error=True))
