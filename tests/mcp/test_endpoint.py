@@ -64,7 +64,7 @@ async def test_sdk_client_lists_and_calls_the_real_time_server_through_the_gatew
 
 
 async def test_a_tool_error_is_a_tool_result_and_a_hung_tool_times_out(tmp_path: Path, recorder: Any) -> None:
-    server, url = recorder
+    _, url = recorder
     config = settings(tmp_path, [time_server(), recorder_server(url, call_timeout_s=0.5)])
     async with gateway(config) as (app, base), mcp_session(base, request_id="req_mcp_fail") as session:
         bad = await session.call_tool("time__get_current_time", {"timezone": "Nowhere/Bad"})
@@ -151,12 +151,7 @@ async def test_a_client_with_a_tool_cap_finds_and_calls_tools_through_search(tmp
 
 async def test_a_stdio_server_that_exits_is_restarted(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    repo.mkdir()
-    for args in (["init", "-q"], ["config", "user.email", "t@example.com"], ["config", "user.name", "T"]):
-        subprocess.run(["git", *args], cwd=repo, check=True)
-    (repo / "notes.txt").write_text("first\n")
-    subprocess.run(["git", "add", "notes.txt"], cwd=repo, check=True)
-    subprocess.run(["git", "commit", "-qm", "first commit"], cwd=repo, check=True)
+    make_repo(repo)
     git = {"name": "git", "command": GIT_SERVER, "args": ["--repository", str(repo)], "restart_backoff_s": 0.2}
     config = settings(tmp_path / "data", [git])
     async with gateway(config) as (app, base):
@@ -174,6 +169,15 @@ async def test_a_stdio_server_that_exits_is_restarted(tmp_path: Path) -> None:
         async with mcp_session(base) as session:
             status = await session.call_tool("git__git_status", {"repo_path": str(repo)})
             assert not status.is_error and "nothing to commit" in status.content[0].text
+
+
+def make_repo(repo: Path) -> None:
+    repo.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "t@example.com"], ["config", "user.name", "T"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    (repo / "notes.txt").write_text("first\n")
+    subprocess.run(["git", "add", "notes.txt"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "first commit"], cwd=repo, check=True)
 
 
 def _child_pid(command: str) -> int:

@@ -10,7 +10,6 @@ import asyncio
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
-from starlette.applications import Starlette
 
 
 RECORD = "Case record: Ann Lee, ann.lee@example.com, was diagnosed with HIV in March and takes 200 mg of efavirenz."
@@ -50,7 +49,7 @@ class RecordingMcpServer:
 
         self.server = server
 
-    def app(self) -> Starlette:
+    def app(self) -> Any:
         app = self.server.streamable_http_app(stateless_http=True, json_response=True)
         if self.token is None:
             return app
@@ -65,9 +64,7 @@ class RecordingMcpServer:
                     return
             await inner(scope, receive, send)
 
-        wrapper = Starlette(lifespan=lambda _: inner.router.lifespan_context(inner))
-        wrapper.mount("/", guarded)
-        return wrapper
+        return guarded  # lifespan and every authorised request go to the SDK's app
 
     def tools_called(self) -> list[str]:
         return [name for name, _ in self.received]
