@@ -168,7 +168,7 @@ class Upstream:
 
     async def call(self, tool: str, arguments: dict[str, Any], timeout: float | None = None) -> ToolOutput:
         session = await self.wait_ready(self.spec.connect_timeout_s)
-        limit = timeout or self.spec.call_timeout_s
+        limit = min(timeout, self.spec.call_timeout_s) if timeout else self.spec.call_timeout_s
         try:
             result = await asyncio.wait_for(session.call_tool(tool, arguments), limit)
         except TimeoutError:

@@ -1,0 +1,3 @@
+from tests.mcp.conftest import recorder
+
+__all__ = ["recorder"]
