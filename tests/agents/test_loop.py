@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from openmaas.store import audit
-from openmaas.testing.mcp_server import RECORD, RecordingMcpServer
+from openmaas.testing.mcp_server import RECORD
 from openmaas.testing.openai_upstream import OpenAIUpstream
 from openmaas.testing.serve import serve_app
 from tests.mcp.conftest import gateway, settings, time_server

@@ -11,7 +11,6 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
-
 RECORD = "Case record: Ann Lee, ann.lee@example.com, was diagnosed with HIV in March and takes 200 mg of efavirenz."
 
 
