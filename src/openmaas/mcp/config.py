@@ -72,6 +72,7 @@ class McpSettings(_Strict):
     # A client with a tool-count cap lists at most this many tools; past it, /mcp lists ``search_tools`` and
     # ``call_tool`` instead (documented in docs/agents.md).
     max_listed_tools: int = Field(default=128, ge=2)
+    ready_timeout_s: float = Field(default=20.0, ge=0)  # start-up waits this long, at most, for servers to connect
 
     @model_validator(mode="after")
     def _unique(self) -> McpSettings:

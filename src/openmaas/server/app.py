@@ -72,6 +72,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
             await registry.start()
             await router.start()
             await hub.start()
+            await hub.wait_ready(settings.mcp.ready_timeout_s)  # ready with its tools (a down server does not block)
             # Everything built so far lives as long as the process: keep it out of the
             # collector's full passes, which otherwise re-scan it on every gen-2 collection.
             gc.freeze()
