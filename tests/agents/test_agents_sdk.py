@@ -32,7 +32,7 @@ async def test_agents_sdk_uses_a_hosted_mcp_tool_and_its_own_function_tool(tmp_p
         {"text": "Results: {results}"},
     ]
     config = agent_settings(tmp_path, steps, [time_server()])
-    async with gateway(config) as (app, url), openai.AsyncOpenAI(base_url=url + "/v1", api_key="x") as client:
+    async with gateway(config) as (_, url), openai.AsyncOpenAI(base_url=url + "/v1", api_key="x") as client:
         agent = Agent(
             name="clock",
             instructions="Answer with the tools.",
