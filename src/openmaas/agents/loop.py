@@ -332,6 +332,7 @@ class AgentLoop:
                             step=step,
                             call_id=call_id,
                             timeout=remaining,
+                            classify_result=True,
                         )
                         output = result.text
                         if result.is_error:

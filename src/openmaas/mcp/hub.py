@@ -225,10 +225,13 @@ class McpHub:
         step: int | None = None,
         call_id: str | None = None,
         timeout: float | None = None,
+        classify_result: bool = False,
     ) -> ToolOutput:
         """Call a tool for ``principal`` under ``request_id``. Refusals raise (and are recorded); a tool's own
         failure comes back as ``ToolOutput(is_error=True)``; a call that times out or cannot reach its server
-        raises ``OpenMaaSError`` 504/503 (recorded, not charged)."""
+        raises ``OpenMaaSError`` 504/503 (recorded, not charged). ``classify_result``: record the result's privacy
+        class in the audit (the agent loop asks; its next model step is routed on it anyway, since the router
+        classifies every text it sends — a result returned to an MCP client goes nowhere else)."""
         if not isinstance(arguments, dict):
             raise InvalidRequest("tool arguments must be a JSON object", param="arguments")
         server = name.split(SEPARATOR, 1)[0]
@@ -276,7 +279,7 @@ class McpHub:
             else:
                 await self._settle(record, ticket, started, status, code, 0, type(exc).__name__)
             raise
-        if output.text:
+        if output.text and classify_result:
             result_class, _ = self.router.classify([output.text], principal)
             record.result_privacy = result_class.label
         output.sensitive = record.result_privacy == "sensitive"

@@ -78,7 +78,7 @@ class McpEndpoint:
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
         )
-        self.manager = StreamableHTTPSessionManager(self.server, stateless=True)
+        self.manager = StreamableHTTPSessionManager(self.server, stateless=True, json_response=True)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
