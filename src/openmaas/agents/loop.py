@@ -160,7 +160,7 @@ class AgentLoop:
         request = replace(request, messages=list(request.messages))
         request.tools = [*request.tools, *(ToolSpec(n, e.description, e.input_schema) for n, (e, _) in tools.items())]
         usage, cost, steps, calls, offset = Usage(), 0, 0, 0, 0
-        seen: set[tuple[str, str]] = set()  # (tool, arguments) of every hosted call made in this run
+        seen: set[tuple[str, str]] = set()  # (tool, arguments) of every hosted call that succeeded in this run
         repeated = False
         trace: list[dict[str, Any]] = []
 
@@ -250,8 +250,7 @@ class AgentLoop:
                 return
             hosted = [c for c in tool_calls if c.name in tools]
             signatures = {(c.name, c.arguments.strip()) for c in hosted}
-            repeated = bool(signatures) and signatures <= seen
-            seen |= signatures
+            repeated = bool(signatures) and signatures <= seen  # retrying a call that failed is not a repeat
             needs = [c for c in hosted if tools[c.name][1].needs_approval(tools[c.name][0].tool)]
             runnable = [c for c in hosted if c not in needs]
             if calls + len(runnable) > limits.max_tool_calls:
@@ -276,6 +275,8 @@ class AgentLoop:
                 yield tool_event
             calls += len(runnable)
             cost += sum(t["cost_nanos"] for t in trace[before:])
+            succeeded = {t["call_id"] for t in trace[before:] if t.get("error") is None}
+            seen |= {(c.name, c.arguments.strip()) for c in runnable if c.id in succeeded}
             for c in needs:
                 entry = tools[c.name][0]
                 yield ApprovalRequested(self.new_approval_id(), entry.server, entry.tool, c.arguments)

@@ -101,7 +101,7 @@ class FakeBackend(Backend):
         the conversation, then answer the script's final text followed by that result."""
         assert self.script is not None
         if "steps" in self.script:
-            return self._stepped(messages, self.script["steps"])
+            return self._stepped(messages, self.script["steps"], bool(self.script.get("retry_on_error")))
         offered = [t["function"]["name"] for t in tools]
         scripted: dict[str, Any] = self.script.get("tools") or {}
         name = next((n for n in offered if n in scripted), None)
@@ -113,16 +113,23 @@ class FakeBackend(Backend):
         return "", "tool_calls", [call]
 
     @staticmethod
-    def _stepped(messages: list[dict[str, Any]], steps: list[dict[str, Any]]) -> tuple[str, str, list[Payload] | None]:
+    def _stepped(
+        messages: list[dict[str, Any]], steps: list[dict[str, Any]], retry: bool = False
+    ) -> tuple[str, str, list[Payload] | None]:
         """A scripted agent of several steps: step N (the Nth assistant turn since the last user message) is
         ``{"tool_calls": [{"name", "arguments"}...]}`` or ``{"text": …}``; ``{results}`` in a text is every tool
-        result since the last user message, joined by " | "."""
+        result since the last user message, joined by " | "; with ``retry``, a failed tool result makes it repeat
+        its last calling step."""
         since = 0
         for i, m in enumerate(messages):
             if m.get("role") == "user":
                 since = i
         turn = messages[since + 1 :]
-        step = steps[min(sum(1 for m in turn if m.get("role") == "assistant"), len(steps) - 1)]
+        index = min(sum(1 for m in turn if m.get("role") == "assistant"), len(steps) - 1)
+        failed = bool(turn) and turn[-1].get("role") == "tool" and "[tool error]" in _text_of(turn[-1].get("content"))
+        if failed and retry:  # an agent that retries a failed tool call: its last calling step again
+            index = max((i for i in range(index) if "tool_calls" in steps[i]), default=index)
+        step = steps[index]
         if "tool_calls" in step:
             calls = [
                 {

@@ -108,6 +108,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
     app.state.gateway = gateway
     app.state.knowledge = knowledge
     app.state.mcp = hub
+    app.state.agents = agents
     app.state.services = services
     return app
 

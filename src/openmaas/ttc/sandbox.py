@@ -205,4 +205,6 @@ async def run_script(code: str, timeout_s: float = 5.0, memory_mb: int = 512, ma
         text = text[:max_output] + f"\n[output cut at {max_output} characters]"
     if status is None:
         return ScriptResult(False, text + f"\n[timed out after {timeout_s:g} s]", "timeout")
+    if status < 0:  # killed: RLIMIT_CPU sends SIGXCPU, an allocation over RLIMIT_AS usually ends in SIGKILL
+        text += f"\n[stopped by signal {-status}: the sandbox's CPU or memory limit]"
     return ScriptResult(status == 0, text, "ok" if status == 0 else "error")
