@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python bench/embeddings.py
 	$(BIN)/python bench/dialects.py
 	$(BIN)/python bench/claude_code_ttft.py
+	$(BIN)/python bench/agents.py
 	$(BIN)/openmaas privacy eval --out bench/results/privacy.json
 
 clean:

@@ -90,6 +90,16 @@ async def mcp_part(tmp: Path) -> dict[str, Any]:
         ):
             await session.initialize()
             via = await timed_calls(session, "time__get_current_time", 300)
+            listing = []  # tools/list: the SDK server's per-request cost over HTTP, no tool server involved
+            for _ in range(300):
+                t = time.perf_counter()
+                await session.list_tools()
+                listing.append((time.perf_counter() - t) * 1000)
+            floor = []  # one plain HTTP round trip to the same process (GET /healthz), the same client
+            for _ in range(300):
+                t = time.perf_counter()
+                await http.get(f"http://127.0.0.1:{port}/healthz")
+                floor.append((time.perf_counter() - t) * 1000)
     finally:
         stop(proc)
     params = StdioServerParameters(command="taskset", args=["-c", gw_core, TIME, *TIME_ARGS])
@@ -101,6 +111,8 @@ async def mcp_part(tmp: Path) -> dict[str, Any]:
         "via_gateway_ms": {"p50": pct(via, 0.5), "p90": pct(via, 0.9)},
         "direct_ms": {"p50": pct(direct, 0.5), "p90": pct(direct, 0.9)},
         "added_p50_ms": round(pct(via, 0.5) - pct(direct, 0.5), 3),
+        "http_round_trip_p50_ms": pct(floor, 0.5),
+        "tools_list_via_gateway_p50_ms": pct(listing, 0.5),
     }
 
 
