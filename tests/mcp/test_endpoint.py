@@ -227,3 +227,27 @@ async def test_mcp_inspector_cli_lists_calls_and_is_refused(
         refused = await run("--method", "tools/call", "--tool-name", "builtin__python", "--tool-arg", "code=print(1)")
         assert refused.returncode != 0
         assert "Tool 'builtin__python' not found" in refused.stdout + refused.stderr
+
+
+async def test_the_time_server_behind_streamable_http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mcp-server-time behind a streamable HTTP endpoint (an edge gateway's /mcp, with a key), configured as
+    an HTTP MCP server of a second gateway: calls pass through both, each metered where it ran."""
+    monkeypatch.setenv("OPENMAAS_ADMIN_KEY", ADMIN_KEY)
+    async with gateway(settings(tmp_path / "edge", [time_server()])) as (edge_app, edge):
+        key = await make_key(edge, "hq", tools=["time__*"])
+        monkeypatch.setenv("EDGE_MCP_KEY", key)
+        remote = {"name": "edge", "url": edge + "/mcp", "token_env": "EDGE_MCP_KEY", "price_per_call_usd": 0.003}
+        async with (
+            gateway(settings(tmp_path / "hq", [remote])) as (hq_app, hq),
+            mcp_session(hq, None, "req_chain") as s,
+        ):
+            names = [t.name for t in (await s.list_tools()).tools]
+            assert "edge__time__get_current_time" in names
+            result = await s.call_tool("edge__time__get_current_time", {"timezone": "Asia/Tokyo"})
+            assert json.loads(result.content[0].text)["timezone"] == "Asia/Tokyo"
+            hq_rows = await rows(hq_app, "req_chain")
+        assert hq_app.state.mcp.providers["edge"].spec.transport == "http"
+        await edge_app.state.services.ledger.sync()
+    assert [(r["model"], r["deployment"], r["cost_usd"]) for r in hq_rows] == [
+        ("edge__time__get_current_time", "mcp:edge", pytest.approx(0.003))
+    ]

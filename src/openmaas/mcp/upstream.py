@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -96,7 +98,8 @@ class Upstream:
         spec = self.spec
         async with contextlib.AsyncExitStack() as stack:
             if spec.command is not None:
-                params = StdioServerParameters(command=spec.command, args=spec.args, env=spec.env or None, cwd=spec.cwd)
+                command = resolve_command(spec.command)
+                params = StdioServerParameters(command=command, args=spec.args, env=spec.env or None, cwd=spec.cwd)
                 path = os.path.join(self.log_dir, f"mcp-{self.name}.log") if self.log_dir else os.devnull
                 errlog = stack.enter_context(await asyncio.to_thread(open, path, "a"))
                 read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
@@ -196,6 +199,15 @@ class Upstream:
             "starts": self.starts,
             "error": self.last_error,
         }
+
+
+def resolve_command(command: str) -> str:
+    """A bare command name is looked up on PATH, then beside this Python (a server installed in the same
+    virtual environment as the gateway, started as ``.venv/bin/openmaas serve`` without activating it)."""
+    if os.sep in command or shutil.which(command):
+        return command
+    beside = os.path.join(os.path.dirname(sys.executable), command)
+    return beside if os.access(beside, os.X_OK) else command
 
 
 async def _list_all(session: ClientSession) -> list[types.Tool]:

@@ -83,6 +83,11 @@ RESPONSE: Schema = {
     },
 }
 PATH_ID: Schema = {"type": "string", "minLength": 1}
+JSONRPC: Schema = {  # /mcp speaks JSON-RPC 2.0 (the MCP SDK's streamable HTTP transport), errors included
+    "type": "object",
+    "required": ["jsonrpc"],
+    "properties": {"jsonrpc": {"const": "2.0"}, "id": {}, "result": {"type": "object"}, "error": {"type": "object"}},
+}
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,7 @@ class Operation:
     body: type[BaseModel] | None = None
     ok: Schema = field(default_factory=lambda: OBJECT)
     status: int = 200
-    dialect: Literal["openai", "anthropic"] = "openai"
+    dialect: Literal["openai", "anthropic", "jsonrpc"] = "openai"
     auth: Literal["key", "admin", "public"] = "key"
     streams: bool = False
     multipart: bool = False
@@ -178,13 +183,21 @@ def operations() -> list[Operation]:
         Operation("get", "/admin/audit/{request_id}", "A request's audit trail", auth="admin"),
         Operation("get", "/admin/routing", "Routing state", auth="admin"),
         Operation("get", "/healthz", "Process up", auth="public"),
+        Operation("get", "/v1/mcp/servers", "MCP servers, their health and the caller's tools", ok=LIST),
+        Operation(
+            "post", "/mcp", "MCP over streamable HTTP (JSON-RPC 2.0; docs/agents.md)", ok=JSONRPC, dialect="jsonrpc"
+        ),
+        Operation(
+            "get", "/mcp", "MCP server-to-client stream (not offered: the endpoint is stateless)", dialect="jsonrpc"
+        ),
+        Operation("delete", "/mcp", "MCP session end (no sessions: the endpoint is stateless)", dialect="jsonrpc"),
         Operation("get", "/readyz", "Every deployment ready", auth="public"),
         Operation("get", "/openapi.json", "This document", auth="public"),
     ]
 
 
 def _operation(op: Operation, refs: Mapping[tuple[Any, Any], Schema]) -> Schema:
-    error = ANTHROPIC_ERROR if op.dialect == "anthropic" else OPENAI_ERROR
+    error = {"anthropic": ANTHROPIC_ERROR, "jsonrpc": JSONRPC}.get(op.dialect, OPENAI_ERROR)
     ok: dict[str, Any] = {"application/json": {"schema": op.ok}}
     if op.streams:
         ok["text/event-stream"] = {"schema": {"type": "string"}}

@@ -1,9 +1,10 @@
 """Responses wire body (+ the stored conversation it continues) → canonical request and input items.
 
 Input items are normalised (each gets an ``id``) so they can be stored and listed; the conversation a
-``previous_response_id`` names is prepended. Tools other than ``function`` and items no deployment
-here can act on (``custom_tool_call``, ``local_shell_call``…) are accepted and ignored with a note in
-the response, until the agents work serves them.
+``previous_response_id`` names is prepended. Hosted ``mcp`` tools, ``mcp_call`` items and approval
+answers go to the agent loop (``agent_spec``; earlier ``mcp_call`` items become calls and results the model
+sees). Other tool types and items no deployment here can act on (``custom_tool_call``,
+``local_shell_call``…) are accepted and ignored with a note in the response.
 """
 
 from __future__ import annotations
