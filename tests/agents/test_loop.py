@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -268,3 +269,33 @@ async def test_a_sensitive_tool_result_never_reaches_a_cloud_model(tmp_path: Pat
     assert len(local.requests) == 1 and RECORD in json.dumps(local.requests[0])
     served = [r["deployment"] for r in rows if r["endpoint"] == "responses"]
     assert served == ["cloud-agent", "local-agent"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"tools": [{"type": "mcp"}]}, "needs 'server_label'"),
+        ({"tools": [{"type": "mcp", "server_label": "nowhere"}]}, "No MCP server 'nowhere'"),
+        ({"tools": [{"type": "mcp", "server_label": "time", "require_approval": 3}]}, "require_approval"),
+        ({"tools": [{"type": "mcp", "server_label": "time", "allowed_tools": "x"}]}, "allowed_tools"),
+        ({"tools": [TIME_TOOL], "agent": {"max_steps": "many"}}, "agent.max_steps"),
+        ({"tools": [TIME_TOOL], "background": True}, "background"),
+        ({"tools": [TIME_TOOL], "stream": True, "model": "no-such-model"}, "no-such-model"),
+    ],
+)
+async def test_bad_agent_requests_get_a_400_in_the_openai_envelope(
+    tmp_path: Path, extra: dict[str, Any], needle: str
+) -> None:
+    config = agent_settings(tmp_path, [{"text": "x"}], [time_server()])
+    async with gateway(config) as (_, url), httpx.AsyncClient(base_url=url) as http:
+        body = {"model": "agent", "input": "go", **extra}
+        r = await http.post("/v1/responses", json=body)
+        assert 400 <= r.status_code < 500, r.text
+        assert needle in r.json()["error"]["message"]
+        chat = {"model": "agent", "messages": [{"role": "user", "content": "go"}], "agent": {"tools": [{"type": "x"}]}}
+        r = await http.post("/v1/chat/completions", json=chat)
+        assert r.status_code == 400 and "only tools of type 'mcp'" in r.json()["error"]["message"]
+        r = await http.post(
+            "/v1/chat/completions", json={**chat, "agent": {"tools": [{**TIME_TOOL, "require_approval": "always"}]}}
+        )
+        assert r.status_code == 400 and "cannot ask for approval" in r.json()["error"]["message"]
