@@ -7,8 +7,8 @@ from pathlib import Path
 
 import openai
 import pytest
-
 from agents import Agent, HostedMCPTool, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+
 from tests.agents.test_loop import TOKYO, agent_settings
 from tests.mcp.conftest import gateway, time_server
 
