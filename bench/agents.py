@@ -35,10 +35,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, cores, free_port, python, start, stop, wait_http
+from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from mcp import ClientSession, StdioServerParameters, stdio_client
 from openmaas.agents.events import ModelEvent
 from openmaas.agents.spec import AgentSpec, HostedMcp, Limits
 from openmaas.auth.principal import ANONYMOUS, Principal

@@ -23,11 +23,10 @@ def _root(base_url: str) -> str:
 
 
 async def _mcp_call(base_url: str, api_key: str, name: str, arguments: dict[str, Any]) -> tuple[bool, str]:
+    from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
     from mcp.shared.exceptions import MCPError
-
-    from mcp import ClientSession
 
     headers = {"authorization": f"Bearer {api_key}"}
     async with (

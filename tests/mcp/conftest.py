@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from starlette.applications import Starlette
 
-from mcp import ClientSession
 from openmaas.server import create_app
 from openmaas.settings import Settings
 from openmaas.testing.mcp_server import RecordingMcpServer

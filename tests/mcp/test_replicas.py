@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp import ClientSession
 from openmaas.server import create_app
 from openmaas.store import audit
 from openmaas.testing.serve import serve_app

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
+from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from mcp import ClientSession, StdioServerParameters, stdio_client
 from openmaas.mcp.config import McpServer
 
 log = logging.getLogger("openmaas.mcp")
