@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from openmaas.mcp.config import AgentSettings, McpSettings
+from openmaas.observability.config import MetricsSettings
 
 if TYPE_CHECKING:
     from openmaas.store.db import Database
@@ -312,6 +313,7 @@ class Settings(_Strict):
     dialects: DialectSettings = Field(default_factory=DialectSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
     agents: AgentSettings = Field(default_factory=AgentSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Settings:

@@ -23,11 +23,11 @@ M = TypeVar("M", bound=BaseModel)
 
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
-    _require_admin(request, services)
+    require_admin(request, services)
     return services
 
 
-def _require_admin(request: Request, services: Services) -> None:
+def require_admin(request: Request, services: Services) -> None:
     expected = os.environ.get(services.settings.auth.admin_key_env) or ""
     if not expected:
         raise PermissionDenied(

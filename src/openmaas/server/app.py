@@ -25,6 +25,9 @@ from openmaas.mcp.builtin import Builtins
 from openmaas.mcp.hub import McpHub
 from openmaas.mcp.routes import routes as mcp_routes
 from openmaas.mcp.server import McpEndpoint
+from openmaas.observability.metrics import Metrics
+from openmaas.observability.routes import listen as metrics_listen
+from openmaas.observability.routes import routes as metrics_routes
 from openmaas.rag.grounding import Grounding
 from openmaas.routing.registry import Registry
 from openmaas.routing.router import Router
@@ -46,7 +49,8 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
     registry = registry or Registry(settings)
     services = Services(settings)
     router = Router(settings, registry)
-    gateway = Gateway(router, services.metering, observers=observers)
+    metrics = Metrics(settings.metrics, router, services.db.spool) if settings.metrics.enabled else None
+    gateway = Gateway(router, services.metering, observers=[*observers, *([metrics] if metrics else [])])
     knowledge = None
     if settings.rag.enabled:
         try:
@@ -72,6 +76,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
             await registry.start()
             await router.start()
             await hub.start()
+            stop_listening = metrics_listen(metrics) if metrics is not None else (lambda: None)
             await hub.wait_ready(settings.mcp.ready_timeout_s)  # ready with its tools (a down server does not block)
             # Everything built so far lives as long as the process: keep it out of the
             # collector's full passes, which otherwise re-scan it on every gen-2 collection.
@@ -80,6 +85,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
                 async with endpoint.running() if endpoint is not None else contextlib.nullcontext():
                     yield
             finally:
+                stop_listening()
                 await hub.close()
                 await router.close()
                 await registry.close()
@@ -91,6 +97,8 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
         *responses.routes(executor, ResponseStore(services.db), settings.dialects.responses, (agents, settings.agents)),
     ]
     dialects += mcp_routes(hub)
+    if metrics is not None:
+        dialects += metrics_routes(metrics)
     if endpoint is not None:
         dialects.append(Route("/mcp", endpoint, methods=["GET", "POST", "DELETE"]))
     app = Starlette(
@@ -109,6 +117,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
     app.state.knowledge = knowledge
     app.state.mcp = hub
     app.state.agents = agents
+    app.state.metrics = metrics
     app.state.services = services
     return app
 

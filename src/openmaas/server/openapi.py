@@ -183,6 +183,13 @@ def operations() -> list[Operation]:
         Operation("get", "/admin/audit/{request_id}", "A request's audit trail", auth="admin"),
         Operation("get", "/admin/routing", "Routing state", auth="admin"),
         Operation("get", "/healthz", "Process up", auth="public"),
+        Operation(
+            "get",
+            "/metrics",
+            "Prometheus metrics (text exposition; metrics.access: admin or public)",
+            ok={"type": "string"},
+            auth="admin",
+        ),
         Operation("get", "/v1/mcp/servers", "MCP servers, their health and the caller's tools", ok=LIST),
         Operation(
             "post", "/mcp", "MCP over streamable HTTP (JSON-RPC 2.0; docs/agents.md)", ok=JSONRPC, dialect="jsonrpc"
@@ -199,6 +206,8 @@ def operations() -> list[Operation]:
 def _operation(op: Operation, refs: Mapping[tuple[Any, Any], Schema]) -> Schema:
     error = {"anthropic": ANTHROPIC_ERROR, "jsonrpc": JSONRPC}.get(op.dialect, OPENAI_ERROR)
     ok: dict[str, Any] = {"application/json": {"schema": op.ok}}
+    if op.path == "/metrics":
+        ok = {"text/plain": {"schema": op.ok}}
     if op.streams:
         ok["text/event-stream"] = {"schema": {"type": "string"}}
     if op.path == "/admin/usage":

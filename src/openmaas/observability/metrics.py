@@ -1,0 +1,266 @@
+"""Prometheus metrics: an observer of the request lifecycle, exposed with the official ``prometheus-client``.
+
+GenAI metrics follow the OpenTelemetry GenAI semantic conventions as published in semantic-conventions
+**v1.44.0** (``opentelemetry-semantic-conventions`` 0.66b2, the last release carrying ``gen_ai`` before it moved
+to its own repository), translated to Prometheus names by the OpenTelemetry compatibility rules: dots become
+underscores, a unit of seconds adds ``_seconds``, an annotation unit (``{token}``) adds nothing; attribute names
+become labels the same way. ``CONVENTIONS`` below is the table tests/observability checks the exposition against.
+
+Each process keeps its own registry (no module state) and is scraped on its own: one gateway process per
+replica, every replica a target (prometheus-client's multiprocess mode is not used).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from openmaas.lifecycle import Observer
+from openmaas.metering.pricing import cost_nanos
+from openmaas.observability.config import MetricsSettings
+
+if TYPE_CHECKING:
+    from openmaas.gateway import Call
+    from openmaas.metering.meter import Outcome
+    from openmaas.routing.decision import RouteDecision
+    from openmaas.routing.router import Router
+
+SEMCONV_VERSION = "1.44.0"
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+CHUNK_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+OPERATION = {
+    "chat": "chat",
+    "messages": "chat",
+    "responses": "chat",
+    "completions": "text_completion",
+    "embeddings": "embeddings",
+}
+PROVIDER = {
+    "llamacpp": "llama.cpp",
+    "openai_compat": "openai",
+    "anthropic": "anthropic",
+    "encoder": "openmaas",
+    "fake": "openmaas",
+    "oracle": "openmaas",
+}
+
+
+@dataclass(frozen=True)
+class Convention:
+    name: str  # the OpenTelemetry metric name
+    unit: str
+    required: tuple[str, ...]  # attributes every data point carries (required, or conditionally required here)
+    prometheus: str  # the exposition name
+
+
+def _prom(name: str, unit: str) -> str:
+    base = name.replace(".", "_")
+    return base + "_seconds" if unit == "s" else base
+
+
+def _convention(name: str, unit: str, *required: str) -> Convention:
+    return Convention(name, unit, required, _prom(name, unit))
+
+
+BASE = ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model")
+CONVENTIONS = {
+    "token_usage": _convention("gen_ai.client.token.usage", "{token}", *BASE, "gen_ai.token.type"),
+    "duration": _convention("gen_ai.client.operation.duration", "s", *BASE),
+    "first_chunk": _convention("gen_ai.client.operation.time_to_first_chunk", "s", *BASE),
+    "per_chunk": _convention("gen_ai.client.operation.time_per_output_chunk", "s", *BASE),
+}
+ERROR_TYPE = "error.type"  # conditionally required: on operations that ended in an error
+
+
+def _labels(attributes: tuple[str, ...]) -> list[str]:
+    return [a.replace(".", "_") for a in attributes]
+
+
+@dataclass
+class _Request:
+    started: float
+    endpoint: str
+    model: str = ""
+    deployment: str | None = None
+    provider: str = "openmaas"
+    first: float | None = None
+
+
+class Metrics(Observer):
+    def __init__(self, settings: MetricsSettings, router: Router, spool: Path | None = None) -> None:
+        self.settings, self.router = settings, router
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._open: dict[int, _Request] = {}
+        self._tenants: set[str] = set()
+        reg = self.registry
+        c = CONVENTIONS
+        self.token_usage = Histogram(
+            c["token_usage"].prometheus,
+            "Number of input and output tokens used.",
+            _labels(c["token_usage"].required),
+            registry=reg,
+            buckets=TOKEN_BUCKETS,
+        )
+        self.duration = Histogram(
+            c["duration"].prometheus,
+            "GenAI operation duration.",
+            [*_labels(c["duration"].required), "error_type"],
+            registry=reg,
+            buckets=DURATION_BUCKETS,
+        )
+        self.first_chunk = Histogram(
+            c["first_chunk"].prometheus,
+            "Time to receive the first chunk of a stream.",
+            _labels(c["first_chunk"].required),
+            registry=reg,
+            buckets=CHUNK_BUCKETS,
+        )
+        self.per_chunk = Histogram(
+            c["per_chunk"].prometheus,
+            "Time per output chunk after the first.",
+            _labels(c["per_chunk"].required),
+            registry=reg,
+            buckets=CHUNK_BUCKETS,
+        )
+        tenant = ["tenant"] if settings.tenant_labels else []
+        self.requests = Counter(
+            "openmaas_requests",
+            "Requests by dialect, model, status and error code.",
+            ["dialect", "model", "status", "error_code", *tenant],
+            registry=reg,
+        )
+        self.in_flight = Gauge("openmaas_requests_in_flight", "Requests being served.", ["dialect"], registry=reg)
+        self.decisions = Counter("openmaas_route_decisions", "Route decisions by reason.", ["reason"], registry=reg)
+        self.attempts = Counter(
+            "openmaas_deployment_attempts",
+            "Attempts on a deployment by outcome (retries and fallbacks are attempts after the first).",
+            ["deployment", "outcome"],
+            registry=reg,
+        )
+        self.fallbacks = Counter(
+            "openmaas_fallbacks",
+            "Requests served by another deployment than their first attempt's.",
+            ["deployment"],
+            registry=reg,
+        )
+        self.refusals = Counter("openmaas_refusals", "Requests refused by limits or policy.", ["kind"], registry=reg)
+        self.cost = Counter("openmaas_cost_usd", "Cost of served requests in USD.", ["model", *tenant], registry=reg)
+        reg.register(_StateCollector(router, spool))
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def started(self, call: Call, endpoint: str) -> None:
+        self._open[id(call)] = _Request(time.perf_counter(), call.surface if endpoint == "chat" else endpoint)
+        self.in_flight.labels(self._open[id(call)].endpoint).inc()
+
+    def routed(self, call: Call, decision: RouteDecision, deployment: str | None) -> None:
+        state = self._open.get(id(call))
+        if state is None:
+            return
+        state.model, state.deployment = decision.requested, deployment
+        if deployment is not None:
+            backend = self.router.registry.deployments[deployment].backend
+            state.provider = PROVIDER.get(backend, backend)
+        for reason in _reasons(decision):
+            self.decisions.labels(reason).inc()
+        first = decision.attempts[0].deployment if decision.attempts else None
+        for attempt in decision.attempts:
+            self.attempts.labels(attempt.deployment, attempt.outcome).inc()
+        if deployment is not None and first is not None and deployment != first:
+            self.fallbacks.labels(deployment).inc()
+
+    def first_token(self, call: Call) -> None:
+        state = self._open.get(id(call))
+        if state is not None:
+            state.first = time.perf_counter()
+
+    def finished(self, call: Call, outcome: Outcome) -> None:
+        state = self._open.pop(id(call), None)
+        if state is None:
+            return
+        now = time.perf_counter()
+        self.in_flight.labels(state.endpoint).dec()
+        tenant = [self._tenant(call)] if self.settings.tenant_labels else []
+        self.requests.labels(
+            state.endpoint, state.model or "-", str(outcome.status), outcome.error_code or "", *tenant
+        ).inc()
+        if outcome.status in (402, 429):
+            self.refusals.labels("budget" if outcome.status == 402 else "rate_limit").inc()
+        elif outcome.status == 403:
+            self.refusals.labels(outcome.error_code or "forbidden").inc()
+        if not state.model:  # refused before routing: no GenAI operation happened
+            return
+        base = (OPERATION.get(state.endpoint, "chat"), state.provider, state.model)
+        self.duration.labels(
+            *base, outcome.error_code or (str(outcome.status) if outcome.status >= 400 else "")
+        ).observe(now - state.started)
+        if outcome.prompt_tokens:
+            self.token_usage.labels(*base, "input").observe(outcome.prompt_tokens)
+        if outcome.completion_tokens:
+            self.token_usage.labels(*base, "output").observe(outcome.completion_tokens)
+        if state.first is not None:
+            self.first_chunk.labels(*base).observe(state.first - state.started)
+            if outcome.completion_tokens > 1:
+                self.per_chunk.labels(*base).observe((now - state.first) / (outcome.completion_tokens - 1))
+        if state.deployment is not None:
+            deployment = self.router.registry.deployments.get(state.deployment)
+            nanos = outcome.cost_nanos
+            if nanos is None and deployment is not None:
+                nanos = cost_nanos(deployment, outcome.prompt_tokens, outcome.completion_tokens)
+            if nanos:
+                self.cost.labels(state.model, *tenant).inc(nanos / 1e9)
+
+    def _tenant(self, call: Call) -> str:
+        name = call.principal.tenant_name or ("anonymous" if call.principal.anonymous else "-")
+        if name in self._tenants or len(self._tenants) < self.settings.label_cap:
+            self._tenants.add(name)
+            return name
+        return "other"
+
+
+def _reasons(decision: RouteDecision) -> set[str]:
+    """Why the plan is what it is: privacy, capability, health or preference drops; degraded service."""
+    out = set()
+    for c in decision.candidates:
+        if c.kept:
+            continue
+        reason = c.reason.split(":")[0]
+        out.add({"privacy": "privacy", "circuit_open": "health", "max_cost": "preference"}.get(reason, "capability"))
+    if decision.degraded:
+        out.add("degraded")
+    return out or {"preference"}
+
+
+class _StateCollector(Collector):
+    """Read at scrape time: circuit state per deployment, and the ledger spool's backlog and its oldest file."""
+
+    STATES = ("closed", "half_open", "open")
+
+    def __init__(self, router: Router, spool: Path | None) -> None:
+        self.router, self.spool = router, spool
+
+    def collect(self) -> Iterator[Any]:
+        breaker = GaugeMetricFamily(
+            "openmaas_circuit_state", "1 for the state each deployment's breaker is in.", labels=["deployment", "state"]
+        )
+        for name, health in self.router.health.items():
+            for state in self.STATES:
+                breaker.add_metric([name, state], 1.0 if health.state == state else 0.0)
+        yield breaker
+        if self.spool is not None:
+            files = list(self.spool.glob("*.jsonl")) if self.spool.exists() else []
+            sizes = [f.stat() for f in files]
+            backlog = GaugeMetricFamily("openmaas_ledger_spool_bytes", "Bytes of ledger rows not yet imported.")
+            backlog.add_metric([], float(sum(s.st_size for s in sizes)))
+            yield backlog
+            lag = GaugeMetricFamily("openmaas_ledger_spool_lag_seconds", "Age of the oldest spool file not imported.")
+            lag.add_metric([], max((time.time() - min(s.st_mtime for s in sizes)), 0.0) if sizes else 0.0)
+            yield lag

@@ -1,0 +1,180 @@
+"""Prometheus metrics: conformance with the GenAI semantic conventions (names and units taken from the
+``opentelemetry-semantic-conventions`` package, so a drift on either side fails here), and values after a
+known sequence of requests — unary, streamed, a failing deployment with a fallback, refusals."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics
+from prometheus_client.parser import text_string_to_metric_families
+
+from openmaas.observability.metrics import CONVENTIONS, ERROR_TYPE, SEMCONV_VERSION
+from openmaas.settings import Settings
+from tests.conftest import running_app
+from tests.helpers import ADMIN_KEY
+
+pytestmark = pytest.mark.anyio
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+
+
+class RecordingMeter:
+    """Stands in for an OpenTelemetry Meter to read what the conventions package declares."""
+
+    def __init__(self) -> None:
+        self.declared: dict[str, dict[str, str]] = {}
+
+    def create_histogram(self, name: str, description: str = "", unit: str = "", **_: Any) -> None:
+        self.declared[name] = {"unit": unit, "kind": "histogram"}
+
+
+def declared() -> dict[str, dict[str, str]]:
+    meter = RecordingMeter()
+    for name, fn in inspect.getmembers(gen_ai_metrics, inspect.isfunction):
+        if name.startswith("create_gen_ai_client"):
+            fn(meter)
+    return meter.declared
+
+
+def test_our_table_matches_the_conventions_package() -> None:
+    from importlib.metadata import version
+
+    assert version("opentelemetry-semantic-conventions") == "0.66b2" and SEMCONV_VERSION == "1.44.0"
+    spec = declared()
+    assert {c.name for c in CONVENTIONS.values()} == set(spec)  # every client metric, none invented
+    for c in CONVENTIONS.values():
+        assert c.unit == spec[c.name]["unit"], c.name
+        assert c.prometheus == c.name.replace(".", "_") + ("_seconds" if c.unit == "s" else "")
+    attributes = {getattr(gen_ai_attributes, n) for n in dir(gen_ai_attributes) if n.startswith("GEN_AI_")}
+    for c in CONVENTIONS.values():
+        assert set(c.required) <= attributes  # every required attribute is a real convention attribute
+
+
+def settings(tmp_path: Path, **extra: Any) -> Settings:
+    deployments = [
+        {
+            "name": "fake-chat",
+            "backend": "fake",
+            "locality": "local",
+            "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+            "params": {"reply": "one two three four five"},
+        },
+        {
+            "name": "flaky",
+            "backend": "fake",
+            "locality": "local",
+            "fallbacks": ["fake-chat"],
+            "params": {"fail_every": 1, "fail_status": 503},
+        },
+    ]
+    data: dict[str, Any] = {"data_dir": str(tmp_path), "deployments": deployments, "aliases": {"default": "fake-chat"}}
+    data["routing"] = {"retry": {"attempts": 1}}
+    data.update(extra)
+    return Settings.model_validate(data)
+
+
+def families(text: str) -> dict[str, Any]:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def samples(family: Any, suffix: str, **labels: str) -> list[Any]:
+    return [
+        s for s in family.samples if s.name.endswith(suffix) and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+async def test_a_known_sequence_gives_exact_counts_and_conformant_series(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENMAAS_ADMIN_KEY", ADMIN_KEY)
+    async with running_app(settings(tmp_path)) as (_, client):
+        chat = {"model": "fake-chat", "messages": [{"role": "user", "content": "hello there"}]}
+        for _ in range(3):
+            assert (await client.post("/v1/chat/completions", json=chat)).status_code == 200
+        streamed = {**chat, "stream": True}
+        assert (await client.post("/v1/chat/completions", json=streamed)).status_code == 200
+        assert (await client.post("/v1/chat/completions", json={**chat, "model": "flaky"})).status_code == 200
+        assert (await client.post("/v1/chat/completions", json={**chat, "model": "nope"})).status_code == 404
+        assert (await client.get("/metrics")).status_code == 401  # the admin key guards it by default
+        r = await client.get("/metrics", headers=ADMIN)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    found = families(r.text)
+    # conformance: every GenAI series has the convention's name, kind and required labels
+    for c in CONVENTIONS.values():
+        family = found[c.prometheus]
+        assert family.type == "histogram", c.name
+        for sample in family.samples:
+            for attribute in c.required:
+                assert sample.labels.get(attribute.replace(".", "_")), (c.name, attribute, sample)
+    for sample in found[CONVENTIONS["duration"].prometheus].samples:
+        assert ERROR_TYPE.replace(".", "_") in sample.labels
+    # values: 5 chat operations routed (3 unary, 1 streamed, 1 on flaky → fake-chat), the unknown model none
+    duration = found[CONVENTIONS["duration"].prometheus]
+    fake = samples(duration, "_count", gen_ai_request_model="fake-chat", gen_ai_operation_name="chat")
+    flaky = samples(duration, "_count", gen_ai_request_model="flaky")
+    assert sum(s.value for s in fake) == 4 and sum(s.value for s in flaky) == 1
+    assert {s.labels["gen_ai_provider_name"] for s in fake} == {"openmaas"}
+    tokens = found[CONVENTIONS["token_usage"].prometheus]
+    output = samples(tokens, "_sum", gen_ai_token_type="output")
+    assert sum(s.value for s in output) == 5 * 5  # "one two three four five", five times
+    first = found[CONVENTIONS["first_chunk"].prometheus]
+    assert sum(s.value for s in samples(first, "_count")) == 1  # one streamed request
+    requests = found["openmaas_requests"]
+    assert sum(s.value for s in samples(requests, "_total", status="200")) == 5
+    assert sum(s.value for s in samples(requests, "_total", status="404", error_code="model_not_found")) == 1
+    attempts = found["openmaas_deployment_attempts"]
+    assert samples(attempts, "_total", deployment="flaky")[0].value == 1  # it failed once…
+    assert samples(found["openmaas_fallbacks"], "_total", deployment="fake-chat")[0].value == 1  # …and fell back
+    cost = sum(s.value for s in samples(found["openmaas_cost_usd"], "_total", model="fake-chat"))
+    assert cost > 0
+    states = {(s.labels["deployment"], s.labels["state"]): s.value for s in found["openmaas_circuit_state"].samples}
+    assert states[("fake-chat", "closed")] == 1
+    assert found["openmaas_requests_in_flight"].samples[0].value == 0
+    assert "hello there" not in r.text  # no prompt text in metrics
+
+
+async def test_refusals_and_tenant_labels_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENMAAS_ADMIN_KEY", ADMIN_KEY)
+    config = settings(tmp_path, metrics={"tenant_labels": True, "label_cap": 1, "access": "public"})
+    async with running_app(config) as (_, client):
+        keys = []
+        for tenant in ("acme", "globex"):
+            await client.post("/admin/tenants", json={"name": tenant}, headers=ADMIN)
+            r = await client.post("/admin/keys", json={"tenant": tenant, "rpm": 1}, headers=ADMIN)
+            keys.append(r.json()["key"])
+        chat = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
+        for key in keys:
+            headers = {"authorization": f"Bearer {key}"}
+            assert (await client.post("/v1/chat/completions", json=chat, headers=headers)).status_code == 200
+            assert (await client.post("/v1/chat/completions", json=chat, headers=headers)).status_code == 429
+        r = await client.get("/metrics")  # access: public
+        assert r.status_code == 200
+    found = families(r.text)
+    tenants = {s.labels["tenant"] for s in found["openmaas_requests"].samples}
+    assert tenants == {"acme", "other"}  # the cap of 1 puts the second tenant in "other"
+    assert samples(found["openmaas_refusals"], "_total", kind="rate_limit")[0].value == 2
+    assert not any(k[:12] in r.text for k in keys)  # never a key
+
+
+async def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
+    async with running_app(settings(tmp_path, metrics={"enabled": False})) as (app, client):
+        assert app.state.metrics is None
+        assert (await client.get("/metrics")).status_code == 404
+
+
+async def test_a_separate_listen_address_serves_without_auth(tmp_path: Path) -> None:
+    from tests.helpers import free_port
+
+    port = free_port()
+    async with running_app(settings(tmp_path, metrics={"listen": f"127.0.0.1:{port}"})) as (_, client):
+        await client.post(
+            "/v1/chat/completions", json={"model": "fake-chat", "messages": [{"role": "user", "content": "x"}]}
+        )
+        async with httpx.AsyncClient() as http:
+            r = await http.get(f"http://127.0.0.1:{port}/metrics")
+        assert r.status_code == 200 and "gen_ai_client_operation_duration_seconds_count" in r.text
