@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from openmaas.backends.anthropic_translate import PROMPT_TOKENS_KEY
 from openmaas.backends.base import Backend, Payload
-from openmaas.core.view import cached_tokens, completion_text, reported_usage
+from openmaas.core.view import cached_tokens, completion_text, engine_timings, reported_usage
 from openmaas.errors import OpenMaaSError
 from openmaas.metering import tokens
-from openmaas.metering.meter import Metering, Outcome, Ticket, failure
+from openmaas.metering.meter import EngineTimings, Metering, Outcome, Ticket, failure
 from openmaas.privacy.classify import Restorer
 from openmaas.routing.router import Served
 
@@ -46,8 +46,11 @@ class StreamMeter:
         outcome.status, outcome.error_code, outcome.interrupted = status, code, interrupted
         return outcome
 
-    async def end(self, usage: Payload | None, status: int = 200, code: str | None = None) -> Outcome:
+    async def end(
+        self, usage: Payload | None, status: int = 200, code: str | None = None, engine: EngineTimings | None = None
+    ) -> Outcome:
         outcome = await self._outcome(usage, status, code, interrupted=status != 200)
+        outcome.engine = engine
         await self.metering.finish(self.ticket, outcome)
         return outcome
 
@@ -77,6 +80,7 @@ class Stream:
     public_model: str
     include_usage: bool
     usage: Payload | None = None
+    engine: EngineTimings | None = None  # the engine's own timings, from the chunk that carried them
     meter: StreamMeter | None = None
     restorer: Restorer | None = None
     served: Served | None = None  # the deployment and payload that answered
@@ -93,6 +97,8 @@ class Stream:
                 chunk.pop(PROMPT_TOKENS_KEY, None)
                 if chunk.get("usage"):
                     self.usage = chunk["usage"]
+                if "timings" in chunk and (timed := engine_timings(chunk)) is not None:
+                    self.engine = EngineTimings(*timed)
                 chunk["model"] = self.public_model
                 if chunk.get("choices"):
                     if self.restorer is not None:
@@ -127,7 +133,12 @@ class Stream:
                 status, code, _ = failure(exc)
                 self._finish(self._unmetered(status, code))
             raise
-        self._finish(await self.meter.end(self.usage) if self.meter is not None else self._unmetered(200, None))
+        if self.meter is not None:
+            self._finish(await self.meter.end(self.usage, engine=self.engine))
+        else:
+            unmetered = self._unmetered(200, None)
+            unmetered.engine = self.engine
+            self._finish(unmetered)
         if held is not None:
             yield held
 

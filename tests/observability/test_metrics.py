@@ -36,7 +36,7 @@ class RecordingMeter:
 def declared() -> dict[str, dict[str, str]]:
     meter = RecordingMeter()
     for name, fn in inspect.getmembers(gen_ai_metrics, inspect.isfunction):
-        if name.startswith("create_gen_ai_client"):
+        if name.startswith("create_gen_ai_"):
             fn(meter)
     return meter.declared
 
@@ -62,7 +62,7 @@ def settings(tmp_path: Path, **extra: Any) -> Settings:
             "backend": "fake",
             "locality": "local",
             "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
-            "params": {"reply": "one two three four five"},
+            "params": {"reply": "one two three four five", "engine_timings": True},
         },
         {
             "name": "flaky",
@@ -122,6 +122,11 @@ async def test_a_known_sequence_gives_exact_counts_and_conformant_series(
     tokens = found[CONVENTIONS["token_usage"].prometheus]
     output = samples(tokens, "_sum", gen_ai_token_type="output")
     assert sum(s.value for s in output) == 5 * 5  # "one two three four five", five times
+    ttft = found[CONVENTIONS["server_ttft"].prometheus]  # what the engine measured, not the proxy
+    assert sum(s.value for s in samples(ttft, "_count", gen_ai_request_model="fake-chat")) == 4
+    assert sum(s.value for s in samples(ttft, "_sum", gen_ai_request_model="fake-chat")) == pytest.approx(4 * 0.020)
+    tpot = found[CONVENTIONS["server_tpot"].prometheus]
+    assert sum(s.value for s in samples(tpot, "_sum")) == pytest.approx(5 * 0.010)
     first = found[CONVENTIONS["first_chunk"].prometheus]
     assert sum(s.value for s in samples(first, "_count")) == 1  # one streamed request
     requests = found["openmaas_requests"]

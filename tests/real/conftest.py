@@ -14,7 +14,8 @@ from tests.mcp.conftest import time_server
 
 @pytest.fixture(scope="session")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    config = {"mcp": {"servers": [time_server()]}}  # the embedded defaults, and one MCP server
+    # the embedded defaults, one MCP server, and /metrics open to the tests
+    config = {"mcp": {"servers": [time_server()]}, "metrics": {"access": "public"}}
     server = start_server("real", tmp_path_factory.mktemp("real-data"), config)
     try:
         yield server

@@ -58,6 +58,17 @@ class FakeParams(Params):
     greedy_reply: str | None = None
     grammar_reply: str | None = None
     script: dict[str, Any] | None = None
+    engine_timings: bool = False  # answer with llama.cpp-shaped ``timings`` (prompt 20 ms, 10 ms per token)
+
+
+def _timings(tokens: int) -> dict[str, float]:
+    return {
+        "prompt_n": 5,
+        "prompt_ms": 20.0,
+        "predicted_n": tokens,
+        "predicted_ms": 10.0 * tokens,
+        "predicted_per_token_ms": 10.0,
+    }
 
 
 class FakeBackend(Backend):
@@ -82,6 +93,7 @@ class FakeBackend(Backend):
         self.grammar_reply = p.grammar_reply
         # {"tools": {name: arguments}, "final": text}: a deterministic agent turn pair (client e2e tests)
         self.script = p.script
+        self.engine_timings = p.engine_timings
         self.calls = 0
 
     def _maybe_fail(self) -> None:
@@ -189,7 +201,7 @@ class FakeBackend(Backend):
             message["tool_calls"] = tool_calls
         n = int(payload.get("n") or 1)
         completion = 0 if tool_calls else count_words(text)
-        return {
+        result = {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -209,6 +221,9 @@ class FakeBackend(Backend):
                 "total_tokens": prompt_tokens + completion * n,
             },
         }
+        if self.engine_timings:
+            result["timings"] = _timings(completion)
+        return result
 
     def _logprobs(self, payload: Payload, text: str, index: int) -> dict[str, Any] | None:
         if not payload.get("logprobs") or not self.logprobs:
@@ -254,6 +269,7 @@ class FakeBackend(Backend):
             **base,
             "choices": [],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sent, "total_tokens": prompt_tokens + sent},
+            **({"timings": _timings(sent)} if self.engine_timings else {}),
         }
 
     async def complete(self, payload: Payload) -> Payload:

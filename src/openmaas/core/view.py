@@ -121,6 +121,19 @@ def cached_tokens(usage: Any) -> int:
     return int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
 
 
+def engine_timings(result: Any) -> tuple[float, float | None, float] | None:
+    """llama.cpp's ``timings`` of an answer (or of a stream's last chunk), in seconds: (prompt processing, time per
+    output token, whole request); None when the upstream sent none."""
+    timings = result.get("timings") if isinstance(result, dict) else None
+    if not isinstance(timings, dict) or not isinstance(timings.get("prompt_ms"), int | float):
+        return None
+    prompt = float(timings["prompt_ms"]) / 1000
+    per_token = timings.get("predicted_per_token_ms")
+    predicted = timings.get("predicted_ms")
+    total = prompt + (float(predicted) / 1000 if isinstance(predicted, int | float) else 0.0)
+    return prompt, (float(per_token) / 1000 if isinstance(per_token, int | float) and per_token > 0 else None), total
+
+
 def reported_usage(result: dict[str, Any]) -> tuple[int, int] | None:
     """(prompt, completion) tokens a result (or a stream's usage chunk) reports, or None when it has none."""
     usage = result.get("usage")

@@ -66,6 +66,16 @@ def failure(exc: BaseException) -> tuple[int, str | None, bool]:
     return 500, "internal_error", True
 
 
+@dataclass(frozen=True, slots=True)
+class EngineTimings:
+    """Server-side timings an engine reports with its answer (seconds): prompt processing (its time to first
+    token), time per output token after the first, and the whole request."""
+
+    time_to_first_token: float
+    time_per_output_token: float | None
+    duration: float
+
+
 @dataclass(slots=True)
 class Outcome:
     prompt_tokens: int = 0
@@ -76,6 +86,7 @@ class Outcome:
     interrupted: bool = False
     cost_nanos: int | None = None  # set when the request used several deployments (test-time compute)
     cached_tokens: int = 0  # prompt tokens the upstream served from its prompt cache (part of prompt_tokens)
+    engine: EngineTimings | None = None  # what the engine itself measured (llama.cpp's ``timings``), when it says
 
 
 _HEADER_NAMES = {

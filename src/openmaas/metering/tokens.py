@@ -7,8 +7,8 @@ an estimate used, and the event says so (``usage_source = "estimate"``).
 from __future__ import annotations
 
 from openmaas.backends.base import Backend, Payload
-from openmaas.core.view import PromptView, cached_tokens, completion_text, reported_usage
-from openmaas.metering.meter import Outcome
+from openmaas.core.view import PromptView, cached_tokens, completion_text, engine_timings, reported_usage
+from openmaas.metering.meter import EngineTimings, Outcome
 from openmaas.metering.pricing import estimate_prompt_tokens
 
 
@@ -22,7 +22,11 @@ async def _prompt_tokens(backend: Backend, payload: Payload) -> tuple[int, str]:
 async def from_response(backend: Backend, payload: Payload, result: Payload) -> Outcome:
     reported = reported_usage(result)
     if reported is not None:
-        return Outcome(*reported, "upstream", cached_tokens=cached_tokens(result.get("usage")))
+        outcome = Outcome(*reported, "upstream", cached_tokens=cached_tokens(result.get("usage")))
+        timed = engine_timings(result)
+        if timed is not None:
+            outcome.engine = EngineTimings(*timed)
+        return outcome
     prompt, source = await _prompt_tokens(backend, payload)
     counted = await backend.count_tokens(completion_text(result))
     if counted is None:

@@ -76,6 +76,9 @@ CONVENTIONS = {
     "duration": _convention("gen_ai.client.operation.duration", "s", *BASE),
     "first_chunk": _convention("gen_ai.client.operation.time_to_first_chunk", "s", *BASE),
     "per_chunk": _convention("gen_ai.client.operation.time_per_output_chunk", "s", *BASE),
+    "server_duration": _convention("gen_ai.server.request.duration", "s", *BASE),
+    "server_ttft": _convention("gen_ai.server.time_to_first_token", "s", *BASE),
+    "server_tpot": _convention("gen_ai.server.time_per_output_token", "s", *BASE),
 }
 ERROR_TYPE = "error.type"  # conditionally required: on operations that ended in an error
 
@@ -129,6 +132,34 @@ class Metrics(Observer):
             _labels(c["per_chunk"].required),
             registry=reg,
             buckets=CHUNK_BUCKETS,
+        )
+        # measured by the engine itself (llama.cpp's timings), not estimated at the proxy
+        self.server_duration = Histogram(
+            c["server_duration"].prometheus,
+            "Engine-measured request duration.",
+            _labels(c["server_duration"].required),
+            registry=reg,
+            buckets=DURATION_BUCKETS,
+        )
+        self.server_ttft = Histogram(
+            c["server_ttft"].prometheus,
+            "Engine-measured time to first token.",
+            _labels(c["server_ttft"].required),
+            registry=reg,
+            buckets=DURATION_BUCKETS,
+        )
+        self.server_tpot = Histogram(
+            c["server_tpot"].prometheus,
+            "Engine-measured time per output token.",
+            _labels(c["server_tpot"].required),
+            registry=reg,
+            buckets=CHUNK_BUCKETS,
+        )
+        self.cache_read = Counter(
+            "gen_ai_usage_cache_read_input_tokens",
+            "Prompt tokens the engine served from its prompt cache (gen_ai.usage.cache_read.input_tokens).",
+            _labels(BASE),
+            registry=reg,
         )
         tenant = ["tenant"] if settings.tenant_labels else []
         self.requests = Counter(
@@ -210,6 +241,14 @@ class Metrics(Observer):
             self.first_chunk.labels(*base).observe(state.first - state.started)
             if outcome.completion_tokens > 1:
                 self.per_chunk.labels(*base).observe((now - state.first) / (outcome.completion_tokens - 1))
+        if outcome.cached_tokens:
+            self.cache_read.labels(*base).inc(outcome.cached_tokens)
+        engine = outcome.engine
+        if engine is not None:
+            self.server_duration.labels(*base).observe(engine.duration)
+            self.server_ttft.labels(*base).observe(engine.time_to_first_token)
+            if engine.time_per_output_token is not None:
+                self.server_tpot.labels(*base).observe(engine.time_per_output_token)
         if state.deployment is not None:
             deployment = self.router.registry.deployments.get(state.deployment)
             nanos = outcome.cost_nanos
