@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,9 +41,9 @@ def serve(config: str | None, host: str | None, port: int | None) -> None:
         settings.server.host = host
     if port is not None:
         settings.server.port = port
-    logging.basicConfig(
-        level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from openmaas.observability.logs import configure
+
+    configure(settings.server.log_level, settings.server.log_format)
     app = create_app(settings)
     uvicorn.run(
         app,

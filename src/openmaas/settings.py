@@ -32,6 +32,8 @@ class ServerSettings(_Strict):
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (for a log pipeline)
+    access_log: bool = True  # one line per request (observability.logs.AccessLog): no prompt text, no key
 
 
 class StoreSettings(_Strict):

@@ -25,6 +25,7 @@ from openmaas.mcp.builtin import Builtins
 from openmaas.mcp.hub import McpHub
 from openmaas.mcp.routes import routes as mcp_routes
 from openmaas.mcp.server import McpEndpoint
+from openmaas.observability.logs import AccessLog
 from openmaas.observability.metrics import Metrics
 from openmaas.observability.routes import listen as metrics_listen
 from openmaas.observability.routes import routes as metrics_routes
@@ -50,7 +51,12 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
     services = Services(settings)
     router = Router(settings, registry)
     metrics = Metrics(settings.metrics, router, services.db.spool) if settings.metrics.enabled else None
-    gateway = Gateway(router, services.metering, observers=[*observers, *([metrics] if metrics else [])])
+    watching = [
+        *observers,
+        *([metrics] if metrics else []),
+        *([AccessLog(registry)] if settings.server.access_log else []),
+    ]
+    gateway = Gateway(router, services.metering, observers=watching)
     knowledge = None
     if settings.rag.enabled:
         try:
