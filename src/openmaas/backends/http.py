@@ -39,6 +39,19 @@ def resolve_api_key(api_key_env: str | None, api_key: str | None) -> str | None:
     return api_key or None
 
 
+def traced(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` with the W3C ``traceparent`` of the current span, when tracing runs (observability.tracing)."""
+    try:
+        from opentelemetry import propagate, trace
+    except ImportError:  # pragma: no cover - opentelemetry-api ships with the MCP SDK
+        return headers
+    if not trace.get_current_span().get_span_context().is_valid:
+        return headers
+    carrier = dict(headers)
+    propagate.inject(carrier)
+    return carrier
+
+
 class HTTPProvider:
     def __init__(self, deployment: Deployment, base_url: str, headers: dict[str, str]) -> None:
         self.name = deployment.name
@@ -73,11 +86,12 @@ class HTTPProvider:
         """POST, once more on a fresh connection when the pooled one was already closing while the
         request was written (the peer closed an idle keep-alive connection: it never got the request,
         so sending it again cannot run it twice)."""
+        headers = traced(self.headers)
         try:
-            return await self.session.post(self.base_url + path, data=data, headers=self.headers, timeout=timeout)
+            return await self.session.post(self.base_url + path, data=data, headers=headers, timeout=timeout)
         except aiohttp.ClientOSError:
             log.debug("upstream %s: pooled connection was closing; sending on a new one", self.name)
-            return await self.session.post(self.base_url + path, data=data, headers=self.headers, timeout=timeout)
+            return await self.session.post(self.base_url + path, data=data, headers=headers, timeout=timeout)
 
     async def post_json(self, path: str, body: dict[str, Any]) -> Any:
         try:

@@ -20,3 +20,16 @@ class MetricsSettings(BaseModel):
     # process (the rest are counted under "other"); never key ids or keys
     tenant_labels: bool = False
     label_cap: int = Field(default=100, ge=1, le=10_000)
+
+
+class TracingSettings(BaseModel):
+    """OpenTelemetry traces over OTLP/HTTP (the ``otel`` extra). Message content is never recorded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    headers: dict[str, str] = Field(default_factory=dict)
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    service_name: str = "openmaas"
+    flush_ms: int = Field(default=1000, ge=10)

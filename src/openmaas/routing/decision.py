@@ -33,6 +33,7 @@ class Attempt:
     ms: float
     masked: bool = False
     placement: str | None = None  # where within the deployment it ran, e.g. "engine 1 (prefix 2,048 chars)"
+    started: float | None = None  # epoch seconds (the trace's attempt spans)
 
 
 @dataclass

@@ -182,7 +182,9 @@ class Router:
                 budget -= 1
                 payload, restorer = self.payload_for(route, target)
                 started = time.perf_counter()
-                record = Attempt(candidate.name, candidate.locality, "ok", 0.0, restorer is not None)
+                record = Attempt(
+                    candidate.name, candidate.locality, "ok", 0.0, restorer is not None, started=time.time()
+                )
                 decision.attempts.append(record)
                 placed = target
                 try:

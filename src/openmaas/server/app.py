@@ -29,6 +29,7 @@ from openmaas.observability.logs import AccessLog
 from openmaas.observability.metrics import Metrics
 from openmaas.observability.routes import listen as metrics_listen
 from openmaas.observability.routes import routes as metrics_routes
+from openmaas.observability.tracing import Tracing
 from openmaas.rag.grounding import Grounding
 from openmaas.routing.registry import Registry
 from openmaas.routing.router import Router
@@ -51,9 +52,11 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
     services = Services(settings)
     router = Router(settings, registry)
     metrics = Metrics(settings.metrics, router, services.db.spool) if settings.metrics.enabled else None
+    tracing = Tracing(settings.tracing, registry) if settings.tracing.enabled else None
     watching = [
         *observers,
         *([metrics] if metrics else []),
+        *([tracing] if tracing else []),
         *([AccessLog(registry)] if settings.server.access_log else []),
     ]
     gateway = Gateway(router, services.metering, observers=watching)
@@ -92,6 +95,8 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
                     yield
             finally:
                 stop_listening()
+                if tracing is not None:
+                    tracing.close()
                 await hub.close()
                 await router.close()
                 await registry.close()

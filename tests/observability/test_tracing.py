@@ -1,0 +1,119 @@
+"""Traces: a real OTLP/HTTP receiver (the collector's wire protocol, parsed with ``opentelemetry-proto``) gets a
+server span per request and one inference span per attempt, following the GenAI conventions; the upstream
+receives the W3C ``traceparent`` of the same trace; no prompt text is exported."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from openmaas.settings import Settings
+from openmaas.testing.openai_upstream import OpenAIUpstream
+from openmaas.testing.serve import serve_app
+from tests.conftest import running_app
+
+pytestmark = pytest.mark.anyio
+PROMPT = "a prompt that must never be exported"
+
+
+class Receiver:
+    """An OTLP/HTTP trace receiver: POST /v1/traces with a protobuf ExportTraceServiceRequest."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["path"] == "/v1/traces":
+            self.bodies.append(body)
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-protobuf")]}
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    def spans(self) -> list[Any]:
+        out = []
+        for body in self.bodies:
+            request = ExportTraceServiceRequest.FromString(body)
+            for resource in request.resource_spans:
+                for scope in resource.scope_spans:
+                    out.extend(scope.spans)
+        return out
+
+
+def attributes(span: Any) -> dict[str, Any]:
+    out = {}
+    for kv in span.attributes:
+        value = kv.value
+        out[kv.key] = getattr(value, value.WhichOneof("value"))
+    return out
+
+
+async def test_spans_follow_the_conventions_and_the_trace_reaches_the_upstream(tmp_path: Path) -> None:
+    receiver, upstream = Receiver(), OpenAIUpstream()
+    async with serve_app(receiver) as collector, serve_app(upstream) as up:
+        deployments = [
+            {
+                "name": "down",
+                "backend": "fake",
+                "locality": "local",
+                "fallbacks": ["cloud"],
+                "params": {"fail_every": 1, "fail_status": 503},
+            },
+            {"name": "cloud", "backend": "openai_compat", "model": "echo", "params": {"base_url": up + "/v1"}},
+        ]
+        settings = Settings.model_validate(
+            {
+                "data_dir": str(tmp_path),
+                "deployments": deployments,
+                "aliases": {},
+                "routing": {"retry": {"attempts": 1}},
+                "tracing": {"enabled": True, "endpoint": collector + "/v1/traces", "flush_ms": 50},
+            }
+        )
+        async with running_app(settings) as (_, client):
+            chat = {"model": "down", "messages": [{"role": "user", "content": PROMPT}]}
+            unary = await client.post("/v1/chat/completions", json=chat)
+            streamed = await client.post("/v1/chat/completions", json={**chat, "model": "cloud", "stream": True})
+            assert unary.status_code == 200 and streamed.status_code == 200
+        for _ in range(50):  # the batch processor was flushed at shutdown
+            if receiver.bodies:
+                break
+            await asyncio.sleep(0.05)
+    spans = receiver.spans()
+    servers = [s for s in spans if s.kind == s.SPAN_KIND_SERVER]
+    clients = [s for s in spans if s.kind == s.SPAN_KIND_CLIENT]
+    by_request = {attributes(s)["openmaas.request_id"]: s for s in servers}
+    first = by_request[unary.headers["x-request-id"]]
+    assert first.name == "POST /v1/chat/completions"
+    server = attributes(first)
+    assert server["http.response.status_code"] == 200 and server["gen_ai.request.model"] == "down"
+    assert server["openmaas.deployment"] == "cloud" and server["openmaas.data.destination"] == "cloud"
+    assert server["openmaas.privacy.class"] == "public" and server["gen_ai.usage.output_tokens"] > 0
+    attempts = [s for s in clients if s.trace_id == first.trace_id]
+    assert [s.name for s in attempts] == ["chat down", "chat down"]  # the failed try, then the fallback
+    failed, served = (attributes(s) for s in attempts)
+    assert failed["openmaas.deployment"] == "down" and failed["error.type"] == "upstream_unavailable"
+    assert served["openmaas.deployment"] == "cloud" and "error.type" not in served
+    for span in attempts:  # the conventions' required attributes on every inference span
+        a = attributes(span)
+        assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.provider.name"] in ("openai", "openmaas")
+        assert span.parent_span_id == first.span_id
+    assert served["gen_ai.provider.name"] == "openai" and served["gen_ai.response.model"] == "echo"
+    sent = list(upstream.headers)  # the W3C trace context went to the upstream, in the same trace
+    parents = [h.get("traceparent") for h in sent]
+    assert all(parents) and parents[0].split("-")[1] == first.trace_id.hex()
+    second = by_request[streamed.headers["x-request-id"]]
+    assert parents[1].split("-")[1] == second.trace_id.hex() and second.trace_id != first.trace_id
+    assert not any(PROMPT.encode() in body for body in receiver.bodies)  # content is never exported
