@@ -27,53 +27,107 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, cores, free_port, hey, python, start, stop, wait_http, warm_up
 
 from openmaas.gateway import Call
+from openmaas.lifecycle import Observer
+from openmaas.observability.config import MetricsSettings, TracingSettings
+from openmaas.observability.logs import AccessLog
+from openmaas.observability.metrics import Metrics
+from openmaas.observability.tracing import Tracing
 from openmaas.server import create_app
 from openmaas.settings import Settings
 
-VARIANTS = {
-    "off": {"metrics": {"enabled": False}, "server": {"access_log": False, "log_level": "warning"}},
-    "metrics": {"metrics": {"enabled": True}, "server": {"access_log": False, "log_level": "warning"}},
+QUIET = {"access_log": False, "log_level": "warning"}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "off": {"metrics": {"enabled": False}, "server": QUIET},
+    "metrics": {"metrics": {"enabled": True}, "server": QUIET},
     "metrics+access_log": {"metrics": {"enabled": True}, "server": {"access_log": True, "log_level": "info"}},
+    "tracing_100": {"metrics": {"enabled": False}, "server": QUIET, "tracing": {"enabled": True, "sample_ratio": 1.0}},
+    "tracing_1": {"metrics": {"enabled": False}, "server": QUIET, "tracing": {"enabled": True, "sample_ratio": 0.01}},
+    "off_control": {"metrics": {"enabled": False}, "server": QUIET},  # the method's own bias and noise
 }
+
+
+def with_sink(variant: dict[str, Any], sink: int) -> dict[str, Any]:
+    if "tracing" not in variant:
+        return variant
+    return {**variant, "tracing": {**variant["tracing"], "endpoint": f"http://127.0.0.1:{sink}/v1/traces"}}
+
+
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
 
 
 def config(base: dict[str, Any], deployment: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    return {"data_dir": str(tmp), "deployments": [deployment], "aliases": {}, "privacy": {"topics": False}, **base}
-
-
-async def core_part(tmp: Path) -> dict[str, Any]:
-    logging.getLogger("openmaas.access").addHandler(logging.NullHandler())
-    logging.getLogger("openmaas.access").propagate = False  # formatting counts, printing to a terminal does not
-    deployment = {"name": "bench", "backend": "fake", "locality": "local", "params": {"reply": "hello there"}}
-    apps = {}
-    for name, variant in VARIANTS.items():
-        apps[name] = create_app(Settings.model_validate(config(variant, deployment, tmp / name)))
-    best: dict[str, float] = {name: 0.0 for name in apps}
-    for app in apps.values():
-        await app.router.lifespan_context(app).__aenter__()
-    try:
-        for _ in range(5):
-            for name, app in apps.items():
-                if name == "metrics+access_log":
-                    logging.getLogger("openmaas.access").setLevel(logging.INFO)
-                gateway = app.state.gateway
-                for _ in range(200):
-                    await gateway.chat(dict(BODY), Call())
-                t = time.perf_counter()
-                for _ in range(2000):
-                    await gateway.chat(dict(BODY), Call())
-                best[name] = max(best[name], 2000 / (time.perf_counter() - t))
-    finally:
-        for app in apps.values():
-            await app.router.lifespan_context(app).__aexit__(None, None, None)
     return {
-        "rps": {k: round(v) for k, v in best.items()},
-        "cost_vs_off": {k: round(1 - v / best["off"], 4) for k, v in best.items() if k != "off"},
+        "data_dir": str(tmp),
+        "deployments": [deployment],
+        "aliases": {},
+        "privacy": {"topics": False},
+        "mcp": {"endpoint": False},
+        **base,
     }
 
 
-def http_part(tmp: Path, seconds: int, rounds: int) -> dict[str, Any]:
+class Spy(Observer):
+    """Keeps the last request's lifecycle arguments, to replay them to an observer under test."""
+
+    def routed(self, call: Call, decision: Any, deployment: str | None) -> None:
+        self.decision, self.deployment = decision, deployment
+
+    def finished(self, call: Call, outcome: Any) -> None:
+        self.outcome = outcome
+
+
+async def core_part(tmp: Path, sink: int) -> dict[str, Any]:
+    """The request path's own cost, and each telemetry observer's cost per request replayed on the same objects
+    (CPU time of this process, export threads included: spans are flushed inside the timed window)."""
+    access = logging.getLogger("openmaas.access")
+    access.addHandler(logging.NullHandler())
+    access.propagate = False  # formatting counts; printing to a terminal would not
+    access.setLevel(logging.INFO)
+    deployment = {"name": "bench", "backend": "fake", "locality": "local", "params": {"reply": "hello there"}}
+    spy = Spy()
+    app = create_app(Settings.model_validate(config(VARIANTS["off"], deployment, tmp / "core")), observers=[spy])
+    out: dict[str, Any] = {}
+    async with app.router.lifespan_context(app):
+        gateway = app.state.gateway
+        best = float("inf")
+        for _ in range(5):
+            t = time.process_time()
+            for _ in range(2000):
+                await gateway.chat(dict(BODY), Call())
+            best = min(best, (time.process_time() - t) / 2000 * 1e6)
+        out["request_path_cpu_us"] = round(best, 2)
+        router, registry = app.state.gateway.router, app.state.gateway.registry
+        tracing = TracingSettings(enabled=True, endpoint=f"http://127.0.0.1:{sink}/v1/traces", flush_ms=200)
+        observers = {
+            "metrics": lambda: Metrics(MetricsSettings(), router, None),
+            "access_log": lambda: AccessLog(registry),
+            "tracing_100": lambda: Tracing(tracing, registry),
+            "tracing_1": lambda: Tracing(tracing.model_copy(update={"sample_ratio": 0.01}), registry),
+        }
+        costs = {}
+        for name, make in observers.items():
+            observer = make()
+            best = float("inf")
+            for _ in range(5):
+                t = time.process_time()
+                for _ in range(5000):
+                    call = Call()
+                    observer.started(call, "chat")
+                    observer.routed(call, spy.decision, spy.deployment)
+                    observer.first_token(call)
+                    observer.finished(call, spy.outcome)
+                if isinstance(observer, Tracing):
+                    observer.provider.force_flush()
+                best = min(best, (time.process_time() - t) / 5000 * 1e6)
+            if isinstance(observer, Tracing):
+                observer.close()
+            costs[name] = round(best, 2)
+        out["observer_cpu_us"] = costs
+        out["share_of_request_path"] = {k: round(v / out["request_path_cpu_us"], 4) for k, v in costs.items()}
+    return out
+
+
+def http_part(tmp: Path, seconds: int, rounds: int, sink: int) -> dict[str, Any]:
     gw_core, other = cores()
     up = free_port()
     procs = [start([python(), "bench/upstream.py", str(up)], other, tmp / "upstream.log")]
@@ -81,9 +135,9 @@ def http_part(tmp: Path, seconds: int, rounds: int) -> dict[str, Any]:
     ports: dict[str, int] = {}
     results: dict[str, list[float]] = {}
     try:
-        for name, variant in {**VARIANTS, "off_control": VARIANTS["off"]}.items():
+        for name, variant in VARIANTS.items():
             path = tmp / f"{name}.json"
-            data = config(variant, deployment, tmp / f"data-{name}")
+            data = config(with_sink(variant, sink), deployment, tmp / f"data-{name}")
             data.pop("data_dir")
             path.write_text(json.dumps(data))
             ports[name] = free_port()
@@ -108,7 +162,7 @@ def http_part(tmp: Path, seconds: int, rounds: int) -> dict[str, Any]:
     ratios = {}
     for concurrency in (16, 64):
         off = median[f"off@{concurrency}"]
-        for name in (*VARIANTS, "off_control"):
+        for name in VARIANTS:
             if name != "off":
                 ratios[f"{name}@{concurrency}"] = round(median[f"{name}@{concurrency}"] / off, 3)
     return {"rps_median": median, "ratio_to_off": ratios, "runs": results, "seconds": seconds, "rounds": rounds}
@@ -123,12 +177,18 @@ def main() -> None:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as raw:
         tmp = Path(raw)
-        if "core" in args.parts:
-            out["core"] = asyncio.run(core_part(tmp))
-            print("core", out["core"], flush=True)
-        if "http" in args.parts:
-            out["http"] = http_part(tmp, args.seconds, args.rounds)
-            print("http", json.dumps(out["http"]["ratio_to_off"]), flush=True)
+        sink = free_port()
+        receiver = start([python(), "bench/otlp_sink.py", str(sink)], cores()[1], tmp / "sink.log")
+        try:
+            wait_http(f"http://127.0.0.1:{sink}/", 30)
+            if "core" in args.parts:
+                out["core"] = asyncio.run(core_part(tmp, sink))
+                print("core", out["core"], flush=True)
+            if "http" in args.parts:
+                out["http"] = http_part(tmp, args.seconds, args.rounds, sink)
+                print("http", json.dumps(out["http"]["ratio_to_off"]), flush=True)
+        finally:
+            stop(receiver)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "observability.json").write_text(json.dumps(out, indent=2) + "\n")
 

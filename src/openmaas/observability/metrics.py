@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from openmaas.lifecycle import Observer
 from openmaas.metering.pricing import cost_nanos
 from openmaas.observability.config import MetricsSettings
+from openmaas.observability.series import CounterSeries, GaugeSeries, HistogramSeries, families
 
 if TYPE_CHECKING:
     from openmaas.gateway import Call
@@ -100,97 +101,72 @@ class _Request:
 class Metrics(Observer):
     def __init__(self, settings: MetricsSettings, router: Router, spool: Path | None = None) -> None:
         self.settings, self.router = settings, router
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry(auto_describe=False)
         self._open: dict[int, _Request] = {}
         self._tenants: set[str] = set()
-        reg = self.registry
         c = CONVENTIONS
-        self.token_usage = Histogram(
-            c["token_usage"].prometheus,
-            "Number of input and output tokens used.",
-            _labels(c["token_usage"].required),
-            registry=reg,
-            buckets=TOKEN_BUCKETS,
-        )
-        self.duration = Histogram(
-            c["duration"].prometheus,
-            "GenAI operation duration.",
-            [*_labels(c["duration"].required), "error_type"],
-            registry=reg,
-            buckets=DURATION_BUCKETS,
-        )
-        self.first_chunk = Histogram(
-            c["first_chunk"].prometheus,
-            "Time to receive the first chunk of a stream.",
-            _labels(c["first_chunk"].required),
-            registry=reg,
-            buckets=CHUNK_BUCKETS,
-        )
-        self.per_chunk = Histogram(
-            c["per_chunk"].prometheus,
-            "Time per output chunk after the first.",
-            _labels(c["per_chunk"].required),
-            registry=reg,
-            buckets=CHUNK_BUCKETS,
-        )
+
+        def hist(key: str, doc: str, buckets: tuple[float, ...], *extra: str) -> HistogramSeries:
+            return HistogramSeries(c[key].prometheus, doc, (*_labels(c[key].required), *extra), buckets)
+
+        self.token_usage = hist("token_usage", "Number of input and output tokens used.", TOKEN_BUCKETS)
+        self.duration = hist("duration", "GenAI operation duration.", DURATION_BUCKETS, "error_type")
+        self.first_chunk = hist("first_chunk", "Time to receive the first chunk of a stream.", CHUNK_BUCKETS)
+        self.per_chunk = hist("per_chunk", "Time per output chunk after the first.", CHUNK_BUCKETS)
         # measured by the engine itself (llama.cpp's timings), not estimated at the proxy
-        self.server_duration = Histogram(
-            c["server_duration"].prometheus,
-            "Engine-measured request duration.",
-            _labels(c["server_duration"].required),
-            registry=reg,
-            buckets=DURATION_BUCKETS,
-        )
-        self.server_ttft = Histogram(
-            c["server_ttft"].prometheus,
-            "Engine-measured time to first token.",
-            _labels(c["server_ttft"].required),
-            registry=reg,
-            buckets=DURATION_BUCKETS,
-        )
-        self.server_tpot = Histogram(
-            c["server_tpot"].prometheus,
-            "Engine-measured time per output token.",
-            _labels(c["server_tpot"].required),
-            registry=reg,
-            buckets=CHUNK_BUCKETS,
-        )
-        self.cache_read = Counter(
+        self.server_duration = hist("server_duration", "Engine-measured request duration.", DURATION_BUCKETS)
+        self.server_ttft = hist("server_ttft", "Engine-measured time to first token.", DURATION_BUCKETS)
+        self.server_tpot = hist("server_tpot", "Engine-measured time per output token.", CHUNK_BUCKETS)
+        base = tuple(_labels(BASE))
+        self.cache_read = CounterSeries(
             "gen_ai_usage_cache_read_input_tokens",
             "Prompt tokens the engine served from its prompt cache (gen_ai.usage.cache_read.input_tokens).",
-            _labels(BASE),
-            registry=reg,
+            base,
         )
-        tenant = ["tenant"] if settings.tenant_labels else []
-        self.requests = Counter(
+        tenant = ("tenant",) if settings.tenant_labels else ()
+        self.requests = CounterSeries(
             "openmaas_requests",
             "Requests by dialect, model, status and error code.",
-            ["dialect", "model", "status", "error_code", *tenant],
-            registry=reg,
+            ("dialect", "model", "status", "error_code", *tenant),
         )
-        self.in_flight = Gauge("openmaas_requests_in_flight", "Requests being served.", ["dialect"], registry=reg)
-        self.decisions = Counter("openmaas_route_decisions", "Route decisions by reason.", ["reason"], registry=reg)
-        self.attempts = Counter(
+        self.in_flight = GaugeSeries("openmaas_requests_in_flight", "Requests being served.", ("dialect",))
+        self.decisions = CounterSeries("openmaas_route_decisions", "Route decisions by reason.", ("reason",))
+        self.attempts = CounterSeries(
             "openmaas_deployment_attempts",
             "Attempts on a deployment by outcome (retries and fallbacks are attempts after the first).",
-            ["deployment", "outcome"],
-            registry=reg,
+            ("deployment", "outcome"),
         )
-        self.fallbacks = Counter(
-            "openmaas_fallbacks",
-            "Requests served by another deployment than their first attempt's.",
-            ["deployment"],
-            registry=reg,
+        self.fallbacks = CounterSeries(
+            "openmaas_fallbacks", "Requests served by another deployment than their first attempt's.", ("deployment",)
         )
-        self.refusals = Counter("openmaas_refusals", "Requests refused by limits or policy.", ["kind"], registry=reg)
-        self.cost = Counter("openmaas_cost_usd", "Cost of served requests in USD.", ["model", *tenant], registry=reg)
-        reg.register(_StateCollector(router, spool))
+        self.refusals = CounterSeries("openmaas_refusals", "Requests refused by limits or policy.", ("kind",))
+        self.cost = CounterSeries("openmaas_cost_usd", "Cost of served requests in USD.", ("model", *tenant))
+        self.all = [
+            self.token_usage,
+            self.duration,
+            self.first_chunk,
+            self.per_chunk,
+            self.server_duration,
+            self.server_ttft,
+            self.server_tpot,
+            self.cache_read,
+            self.requests,
+            self.in_flight,
+            self.decisions,
+            self.attempts,
+            self.fallbacks,
+            self.refusals,
+            self.cost,
+        ]
+        self.registry.register(_SeriesCollector(self.all))
+        self.registry.register(_StateCollector(router, spool))
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
     def started(self, call: Call, endpoint: str) -> None:
-        self._open[id(call)] = _Request(time.perf_counter(), call.surface if endpoint == "chat" else endpoint)
-        self.in_flight.labels(self._open[id(call)].endpoint).inc()
+        dialect = call.surface if endpoint == "chat" else endpoint
+        self._open[id(call)] = _Request(time.perf_counter(), dialect)
+        self.in_flight.add((dialect,), 1)
 
     def routed(self, call: Call, decision: RouteDecision, deployment: str | None) -> None:
         state = self._open.get(id(call))
@@ -201,12 +177,12 @@ class Metrics(Observer):
             backend = self.router.registry.deployments[deployment].backend
             state.provider = PROVIDER.get(backend, backend)
         for reason in _reasons(decision):
-            self.decisions.labels(reason).inc()
-        first = decision.attempts[0].deployment if decision.attempts else None
-        for attempt in decision.attempts:
-            self.attempts.labels(attempt.deployment, attempt.outcome).inc()
-        if deployment is not None and first is not None and deployment != first:
-            self.fallbacks.labels(deployment).inc()
+            self.decisions.inc((reason,))
+        attempts = decision.attempts
+        for attempt in attempts:
+            self.attempts.inc((attempt.deployment, attempt.outcome))
+        if deployment is not None and attempts and deployment != attempts[0].deployment:
+            self.fallbacks.inc((deployment,))
 
     def first_token(self, call: Call) -> None:
         state = self._open.get(id(call))
@@ -218,44 +194,42 @@ class Metrics(Observer):
         if state is None:
             return
         now = time.perf_counter()
-        self.in_flight.labels(state.endpoint).dec()
-        tenant = [self._tenant(call)] if self.settings.tenant_labels else []
-        self.requests.labels(
-            state.endpoint, state.model or "-", str(outcome.status), outcome.error_code or "", *tenant
-        ).inc()
-        if outcome.status in (402, 429):
-            self.refusals.labels("budget" if outcome.status == 402 else "rate_limit").inc()
-        elif outcome.status == 403:
-            self.refusals.labels(outcome.error_code or "forbidden").inc()
+        self.in_flight.add((state.endpoint,), -1)
+        status, code = outcome.status, outcome.error_code
+        tenant = (self._tenant(call),) if self.settings.tenant_labels else ()
+        self.requests.inc((state.endpoint, state.model or "-", str(status), code or "", *tenant))
+        if status in (402, 429):
+            self.refusals.inc(("budget" if status == 402 else "rate_limit",))
+        elif status == 403:
+            self.refusals.inc((code or "forbidden",))
         if not state.model:  # refused before routing: no GenAI operation happened
             return
         base = (OPERATION.get(state.endpoint, "chat"), state.provider, state.model)
-        self.duration.labels(
-            *base, outcome.error_code or (str(outcome.status) if outcome.status >= 400 else "")
-        ).observe(now - state.started)
+        error = code or (str(status) if status >= 400 else "")
+        self.duration.observe((*base, error), now - state.started)
         if outcome.prompt_tokens:
-            self.token_usage.labels(*base, "input").observe(outcome.prompt_tokens)
+            self.token_usage.observe((*base, "input"), outcome.prompt_tokens)
         if outcome.completion_tokens:
-            self.token_usage.labels(*base, "output").observe(outcome.completion_tokens)
+            self.token_usage.observe((*base, "output"), outcome.completion_tokens)
         if state.first is not None:
-            self.first_chunk.labels(*base).observe(state.first - state.started)
+            self.first_chunk.observe(base, state.first - state.started)
             if outcome.completion_tokens > 1:
-                self.per_chunk.labels(*base).observe((now - state.first) / (outcome.completion_tokens - 1))
+                self.per_chunk.observe(base, (now - state.first) / (outcome.completion_tokens - 1))
         if outcome.cached_tokens:
-            self.cache_read.labels(*base).inc(outcome.cached_tokens)
+            self.cache_read.inc(base, outcome.cached_tokens)
         engine = outcome.engine
         if engine is not None:
-            self.server_duration.labels(*base).observe(engine.duration)
-            self.server_ttft.labels(*base).observe(engine.time_to_first_token)
+            self.server_duration.observe(base, engine.duration)
+            self.server_ttft.observe(base, engine.time_to_first_token)
             if engine.time_per_output_token is not None:
-                self.server_tpot.labels(*base).observe(engine.time_per_output_token)
-        if state.deployment is not None:
+                self.server_tpot.observe(base, engine.time_per_output_token)
+        nanos = outcome.cost_nanos
+        if nanos is None and state.deployment is not None:
             deployment = self.router.registry.deployments.get(state.deployment)
-            nanos = outcome.cost_nanos
-            if nanos is None and deployment is not None:
+            if deployment is not None and (deployment.pricing.input_per_mtok or deployment.pricing.output_per_mtok):
                 nanos = cost_nanos(deployment, outcome.prompt_tokens, outcome.completion_tokens)
-            if nanos:
-                self.cost.labels(state.model, *tenant).inc(nanos / 1e9)
+        if nanos:
+            self.cost.inc((state.model, *tenant), nanos / 1e9)
 
     def _tenant(self, call: Call) -> str:
         name = call.principal.tenant_name or ("anonymous" if call.principal.anonymous else "-")
@@ -263,6 +237,14 @@ class Metrics(Observer):
             self._tenants.add(name)
             return name
         return "other"
+
+
+class _SeriesCollector(Collector):
+    def __init__(self, series: list[Any]) -> None:
+        self.series = series
+
+    def collect(self) -> Iterator[Any]:
+        return families(self.series)
 
 
 def _reasons(decision: RouteDecision) -> set[str]:

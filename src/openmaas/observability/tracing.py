@@ -72,6 +72,8 @@ class Tracing(Observer):
                 "openmaas.dialect": dialect,
             },
         )
+        if not span.is_recording():  # not sampled: nothing to record or propagate (the cost of 1 % sampling)
+            return
         # current for the rest of this request's task: upstream calls carry its traceparent
         token = context.attach(self.trace.set_span_in_context(span))
         self._open[id(call)] = (span, dialect, token)
