@@ -48,6 +48,7 @@ bench: install
 	$(BIN)/python bench/dialects.py
 	$(BIN)/python bench/claude_code_ttft.py
 	$(BIN)/python bench/agents.py
+	$(BIN)/python bench/observability.py
 	$(BIN)/openmaas privacy eval --out bench/results/privacy.json
 
 clean:

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -133,7 +134,9 @@ def http_part(tmp: Path, seconds: int, rounds: int, sink: int) -> dict[str, Any]
     procs = [start([python(), "bench/upstream.py", str(up)], other, tmp / "upstream.log")]
     deployment = {"name": "bench", "backend": "openai_compat", "params": {"base_url": f"http://127.0.0.1:{up}/v1"}}
     ports: dict[str, int] = {}
+    pids: dict[str, int] = {}
     results: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     try:
         for name, variant in VARIANTS.items():
             path = tmp / f"{name}.json"
@@ -144,6 +147,7 @@ def http_part(tmp: Path, seconds: int, rounds: int, sink: int) -> dict[str, Any]
             (tmp / f"data-{name}").mkdir()
             cmd = [python(), "-m", "openmaas", "serve", "--config", str(path), "--port", str(ports[name])]
             procs.append(start(cmd, gw_core, tmp / f"{name}.log", {"OPENMAAS_DATA_DIR": str(tmp / f"data-{name}")}))
+            pids[name] = procs[-1].pid
         for port in ports.values():
             wait_http(f"http://127.0.0.1:{port}/readyz")
             warm_up(f"http://127.0.0.1:{port}/v1/chat/completions", json.dumps(BODY), {}, 50)
@@ -152,9 +156,12 @@ def http_part(tmp: Path, seconds: int, rounds: int, sink: int) -> dict[str, Any]
                 order = list(ports) if n % 2 == 0 else list(reversed(ports))
                 for name in order:
                     url = f"http://127.0.0.1:{ports[name]}/v1/chat/completions"
+                    before = cpu_seconds(pids[name])
                     r = hey(url, json.dumps(BODY), concurrency, seconds, other, {})
+                    cpu_us = (cpu_seconds(pids[name]) - before) / max(1.0, r["rps"] * seconds) * 1e6
                     results.setdefault(f"{name}@{concurrency}", []).append(r["rps"])
-                    print(name, concurrency, r["rps"], flush=True)
+                    cpu.setdefault(f"{name}@{concurrency}", []).append(cpu_us)
+                    print(name, concurrency, r["rps"], round(cpu_us, 1), flush=True)
     finally:
         for proc in procs:
             stop(proc)
@@ -165,7 +172,21 @@ def http_part(tmp: Path, seconds: int, rounds: int, sink: int) -> dict[str, Any]
         for name in VARIANTS:
             if name != "off":
                 ratios[f"{name}@{concurrency}"] = round(median[f"{name}@{concurrency}"] / off, 3)
-    return {"rps_median": median, "ratio_to_off": ratios, "runs": results, "seconds": seconds, "rounds": rounds}
+    cpu_median = {k: round(statistics.median(v), 1) for k, v in cpu.items()}
+    return {
+        "rps_median": median,
+        "ratio_to_off": ratios,
+        "gateway_cpu_us_per_request": cpu_median,
+        "runs": results,
+        "seconds": seconds,
+        "rounds": rounds,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (``/proc/PID/stat``; its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

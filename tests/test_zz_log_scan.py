@@ -37,6 +37,11 @@ async def test_no_secret_reaches_any_log(tmp_path: Any, monkeypatch: pytest.Monk
         used.append(rotated["key"])
         await client.post(f"/admin/keys/{created['id']}/revoke", headers=admin)
         await client.get("/v1/models", headers={"authorization": f"Bearer {rotated['key']}"})
+        telemetry = (await client.get("/metrics", headers=admin)).text  # the metrics of that same flow
+
+    assert "openmaas_requests_total" in telemetry
+    assert not [s[:6] for s in [*used, ADMIN_KEY] if s in telemetry], "a key appears in /metrics"
+    assert not FULL_KEY.findall(telemetry)
 
     logs = sorted(p for p in log_dir().rglob("*.log") if p.is_file())
     assert logs, f"no logs found in {log_dir()}"
