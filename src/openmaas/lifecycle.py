@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,6 +23,22 @@ if TYPE_CHECKING:
     from openmaas.routing.decision import RouteDecision
 
 log = logging.getLogger("openmaas.lifecycle")
+
+
+@dataclass(frozen=True)
+class ToolCallEvent:
+    """One tool call as observers see it (``mcp.hub.McpHub.call``): no arguments, no result."""
+
+    request_id: str
+    name: str  # server__tool
+    server: str
+    locality: str
+    surface: str  # mcp, agent:responses, agent:chat
+    status: int
+    error_code: str | None
+    started: float  # epoch seconds
+    seconds: float
+    call_id: str | None = None
 
 
 class Observer:
@@ -39,6 +56,10 @@ class Observer:
     def finished(self, call: Call, outcome: Outcome) -> None:
         return None
 
+    def tool_called(self, event: ToolCallEvent) -> None:
+        """A tool call ended (refused, failed or answered); not a stage of a model request."""
+        return None
+
 
 class Observers(Observer):
     """Several observers as one, each isolated from the others' failures. Each stage calls only the
@@ -50,7 +71,7 @@ class Observers(Observer):
             stage: tuple(
                 getattr(o, stage) for o in self.observers if getattr(type(o), stage) is not getattr(Observer, stage)
             )
-            for stage in ("started", "routed", "first_token", "finished")
+            for stage in ("started", "routed", "first_token", "finished", "tool_called")
         }
 
     def _each(self, stage: str, *args: object) -> None:
@@ -75,6 +96,10 @@ class Observers(Observer):
     def finished(self, call: Call, outcome: Outcome) -> None:
         if self.stages["finished"]:
             self._each("finished", call, outcome)
+
+    def tool_called(self, event: ToolCallEvent) -> None:
+        if self.stages["tool_called"]:
+            self._each("tool_called", event)
 
 
 class RouteLog(Observer):

@@ -183,3 +183,28 @@ async def test_a_separate_listen_address_serves_without_auth(tmp_path: Path) -> 
         async with httpx.AsyncClient() as http:
             r = await http.get(f"http://127.0.0.1:{port}/metrics")
         assert r.status_code == 200 and "gen_ai_client_operation_duration_seconds_count" in r.text
+
+
+async def test_tool_calls_are_counted_and_timed(tmp_path: Path) -> None:
+    from openmaas.auth.principal import ANONYMOUS
+    from tests.mcp.conftest import time_server
+
+    config = settings(tmp_path, metrics={"access": "public"}, mcp={"servers": [time_server()]})
+    async with running_app(config) as (app, client):
+        hub = app.state.mcp
+        await hub.wait_ready(30)
+        await hub.call(ANONYMOUS, "req_tool_metrics", "time__get_current_time", {"timezone": "UTC"})
+        bad = await hub.call(ANONYMOUS, "req_tool_metrics", "time__get_current_time", {"timezone": "Nowhere/Bad"})
+        assert bad.is_error
+        text = (await client.get("/metrics")).text
+    found = families(text)
+    calls = {
+        (s.labels["tool"], s.labels["status"], s.labels["error_code"]): s.value
+        for s in found["openmaas_tool_calls"].samples
+    }
+    assert (
+        calls[("time__get_current_time", "200", "")] == 1
+        and calls[("time__get_current_time", "200", "tool_error")] == 1
+    )
+    durations = samples(found["openmaas_tool_call_duration_seconds"], "_count", server="time")
+    assert sum(s.value for s in durations) == 2

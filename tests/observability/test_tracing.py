@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from openmaas.auth.principal import ANONYMOUS
 from openmaas.settings import Settings
 from openmaas.testing.openai_upstream import OpenAIUpstream
 from openmaas.testing.serve import serve_app
 from tests.conftest import running_app
+from tests.mcp.conftest import time_server
 
 pytestmark = pytest.mark.anyio
 PROMPT = "a prompt that must never be exported"
@@ -80,9 +82,12 @@ async def test_spans_follow_the_conventions_and_the_trace_reaches_the_upstream(t
                 "aliases": {},
                 "routing": {"retry": {"attempts": 1}},
                 "tracing": {"enabled": True, "endpoint": collector + "/v1/traces", "flush_ms": 50},
+                "mcp": {"servers": [time_server()]},
             }
         )
-        async with running_app(settings) as (_, client):
+        async with running_app(settings) as (app, client):
+            await app.state.mcp.wait_ready(30)
+            await app.state.mcp.call(ANONYMOUS, "req_traced_tool", "time__get_current_time", {"timezone": PROMPT})
             chat = {"model": "down", "messages": [{"role": "user", "content": PROMPT}]}
             unary = await client.post("/v1/chat/completions", json=chat)
             streamed = await client.post("/v1/chat/completions", json={**chat, "model": "cloud", "stream": True})
@@ -116,4 +121,11 @@ async def test_spans_follow_the_conventions_and_the_trace_reaches_the_upstream(t
     assert all(parents) and parents[0].split("-")[1] == first.trace_id.hex()
     second = by_request[streamed.headers["x-request-id"]]
     assert parents[1].split("-")[1] == second.trace_id.hex() and second.trace_id != first.trace_id
-    assert not any(PROMPT.encode() in body for body in receiver.bodies)  # content is never exported
+    tool = next(s for s in spans if s.name == "execute_tool time__get_current_time")
+    tool_attributes = attributes(tool)
+    assert (
+        tool_attributes["gen_ai.operation.name"] == "execute_tool"
+        and tool_attributes["openmaas.request_id"] == "req_traced_tool"
+    )
+    assert tool_attributes["openmaas.data.destination"] == "local" and tool_attributes["error.type"] == "tool_error"
+    assert not any(PROMPT.encode() in body for body in receiver.bodies)  # content (and tool arguments) never exported

@@ -26,6 +26,7 @@ from openmaas.errors import (
     ServiceUnavailable,
     UpstreamTimeout,
 )
+from openmaas.lifecycle import Observer, ToolCallEvent
 from openmaas.mcp.config import SEPARATOR, McpServer, McpSettings
 from openmaas.mcp.upstream import ToolOutput, ToolTimeout, ToolUnavailable, Upstream
 from openmaas.metering.meter import Metering, Outcome, failure
@@ -87,6 +88,7 @@ class ToolRecord:
     sent: bool = False
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""  # the ledger row has it in its own column
 
     def to_json(self, cached_tokens: int | None = None) -> str:
         body = {
@@ -136,6 +138,7 @@ class McpHub:
         self.router = router
         self.metering = metering
         self.providers: dict[str, ToolProvider] = {s.name: Upstream(s, log_dir) for s in settings.servers}
+        self.observer: Observer | None = None  # told of every tool call as it ends (metrics, traces)
         self._deployments: dict[str, Deployment] = {}
         self._catalog: tuple[tuple[int, ...], dict[str, ToolEntry]] = ((), {})
 
@@ -237,7 +240,7 @@ class McpHub:
         server = name.split(SEPARATOR, 1)[0]
         provider = self.providers.get(server)
         record = ToolRecord(name, server, provider.spec.locality if provider else "-", surface, step=step)
-        record.agent_call_id = call_id
+        record.agent_call_id, record.request_id = call_id, request_id
         started = time.perf_counter()
         entry: ToolEntry | None = None
         ticket = None
@@ -302,6 +305,7 @@ class McpHub:
         if ticket is not None and self.metering is not None:
             outcome = Outcome(source="tool", status=status, error_code=code, cost_nanos=nanos)
             await self.metering.finish(ticket, outcome)
+        self._tell(record, status, code)
 
     async def _record_refusal(
         self,
@@ -317,6 +321,7 @@ class McpHub:
     ) -> None:
         """A call refused (no such tool, not allowed, privacy, over a limit): one row, status and code, no cost."""
         if self.metering is None:
+            self._tell(record, status, code)
             return
         record.error = str(getattr(exc, "message", exc))[:300]
         record.ms = round((time.perf_counter() - started) * 1000, 3)
@@ -326,6 +331,25 @@ class McpHub:
             ticket.route = record
         outcome = Outcome(source="tool", status=status, error_code=code, cost_nanos=0)
         await self.metering.finish(ticket, outcome)
+        self._tell(record, status, code)
+
+    def _tell(self, record: ToolRecord, status: int, code: str | None) -> None:
+        if self.observer is not None:
+            seconds = record.ms / 1000
+            self.observer.tool_called(
+                ToolCallEvent(
+                    record.request_id,
+                    record.tool,
+                    record.server,
+                    record.locality,
+                    record.surface,
+                    status,
+                    code,
+                    time.time() - seconds,
+                    seconds,
+                    record.agent_call_id,
+                )
+            )
 
 
 def _tool_deployment(server: str, locality: str) -> Deployment:

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from openmaas.lifecycle import Observer
+from openmaas.lifecycle import Observer, ToolCallEvent
 from openmaas.metering.pricing import cost_nanos
 from openmaas.observability.config import MetricsSettings
 from openmaas.observability.series import CounterSeries, GaugeSeries, HistogramSeries, families
@@ -141,6 +141,14 @@ class Metrics(Observer):
         )
         self.refusals = CounterSeries("openmaas_refusals", "Requests refused by limits or policy.", ("kind",))
         self.cost = CounterSeries("openmaas_cost_usd", "Cost of served requests in USD.", ("model", *tenant))
+        self.tool_calls = CounterSeries(
+            "openmaas_tool_calls",
+            "Tool calls by server, tool, surface and status.",
+            ("server", "tool", "surface", "status", "error_code"),
+        )
+        self.tool_duration = HistogramSeries(
+            "openmaas_tool_call_duration_seconds", "Tool call duration.", ("server", "tool"), DURATION_BUCKETS
+        )
         self.all = [
             self.token_usage,
             self.duration,
@@ -157,6 +165,8 @@ class Metrics(Observer):
             self.fallbacks,
             self.refusals,
             self.cost,
+            self.tool_calls,
+            self.tool_duration,
         ]
         self.registry.register(_SeriesCollector(self.all))
         self.registry.register(_StateCollector(router, spool))
@@ -230,6 +240,11 @@ class Metrics(Observer):
                 nanos = cost_nanos(deployment, outcome.prompt_tokens, outcome.completion_tokens)
         if nanos:
             self.cost.inc((state.model, *tenant), nanos / 1e9)
+
+    def tool_called(self, event: ToolCallEvent) -> None:
+        self.tool_calls.inc((event.server, event.name, event.surface, str(event.status), event.error_code or ""))
+        if event.status != 403:
+            self.tool_duration.observe((event.server, event.name), event.seconds)
 
     def _tenant(self, call: Call) -> str:
         name = call.principal.tenant_name or ("anonymous" if call.principal.anonymous else "-")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from openmaas.lifecycle import Observer
+from openmaas.lifecycle import Observer, ToolCallEvent
 from openmaas.observability.config import TracingSettings
 from openmaas.observability.metrics import OPERATION, PROVIDER
 
@@ -115,6 +115,28 @@ class Tracing(Observer):
                 span.set_attribute("error.type", attempt.outcome)
                 span.set_status(self.trace.Status(self.trace.StatusCode.ERROR))
             span.end(end_time=int((start + attempt.ms / 1000) * 1e9))
+
+    def tool_called(self, event: ToolCallEvent) -> None:
+        """An ``execute_tool`` span (GenAI conventions): the tool, its server and locality, never its arguments."""
+        span = self.tracer.start_span(
+            f"execute_tool {event.name}",
+            kind=self.trace.SpanKind.INTERNAL,
+            start_time=int(event.started * 1e9),
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": event.name,
+                "gen_ai.tool.type": "extension",
+                "gen_ai.tool.call.id": event.call_id or "",
+                "openmaas.request_id": event.request_id,
+                "openmaas.tool.server": event.server,
+                "openmaas.data.destination": event.locality,
+                "openmaas.surface": event.surface,
+            },
+        )
+        if event.status >= 400 or event.error_code:
+            span.set_attribute("error.type", event.error_code or str(event.status))
+            span.set_status(self.trace.Status(self.trace.StatusCode.ERROR))
+        span.end(end_time=int((event.started + event.seconds) * 1e9))
 
     def finished(self, call: Call, outcome: Outcome) -> None:
         entry = self._open.pop(id(call), None)

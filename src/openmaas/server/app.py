@@ -71,6 +71,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
             knowledge = KnowledgeBases(KnowledgeStore(services.db), gateway, settings.rag)
     executor = Executor(gateway)
     hub = McpHub(settings.mcp, router, services.metering, str(settings.data_dir))
+    hub.observer = gateway.observer
     if settings.mcp.builtin_tools:
         hub.add(Builtins(settings.ttc, knowledge))
     agents = AgentLoop(executor, hub, settings.agents.parallel_tools)
