@@ -37,5 +37,13 @@ def test_engine_ttft_and_cached_tokens_are_in_the_metrics(real_server: RunningSe
     assert _value(after, count, "smollm2-135m") - _value(before, count, "smollm2-135m") == 2  # unary and streamed
     ttft = "gen_ai_server_time_to_first_token_seconds_sum"
     assert _value(after, ttft, "smollm2-135m") > _value(before, ttft, "smollm2-135m")
+    slots = {
+        (s.labels["engine"], s.labels["state"]): s.value
+        for family in text_string_to_metric_families(after)
+        if family.name == "openmaas_engine_slots"
+        for s in family.samples
+        if s.labels["deployment"] == "smollm2-135m"
+    }
+    assert slots and sum(slots.values()) == 4 * len({e for e, _ in slots})  # parallel: 4 slots per engine
     cached = "gen_ai_usage_cache_read_input_tokens_total"
     assert _value(after, cached, "smollm2-135m") - _value(before, cached, "smollm2-135m") > 500  # the repeated prefix

@@ -33,6 +33,16 @@ class Params(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class Occupancy:
+    """One engine process of a deployment: its slots and how many are busy; requests waiting beyond them."""
+
+    label: str
+    slots: int
+    busy: int
+    queued: int
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where within a deployment a request runs: the backend to call (an engine process of a pool, or the
     deployment's own backend) and why, for the route decision (None: nothing to say)."""
@@ -63,6 +73,10 @@ class Backend(ABC):
     def from_deployment(cls, deployment: Deployment, data_dir: Path | None = None) -> Backend:
         """The backend for a deployment (``data_dir``: where engines keep their files)."""
         return cls(deployment)
+
+    def occupancy(self) -> list[Occupancy]:
+        """Slot use of the engine processes behind this deployment (metrics); none for remote upstreams."""
+        return []
 
     def place(self, payload: Payload) -> Placement:
         """Where ``payload`` runs within this deployment (``routing.router`` asks before each attempt).

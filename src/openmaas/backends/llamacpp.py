@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from openmaas.backends.base import Backend, Params, Payload, Placement
+from openmaas.backends.base import Backend, Occupancy, Params, Payload, Placement
 from openmaas.backends.llamacpp_engine import LlamaCppEngine
 from openmaas.engine import build, placement, threads
 from openmaas.engine.adapt import LoadWatch
@@ -266,6 +266,12 @@ class LlamaCppBackend(Backend):
     @property
     def props(self) -> dict[str, Any]:
         return self.engines[0].props if self.engines else {}
+
+    def occupancy(self) -> list[Occupancy]:
+        return [
+            Occupancy(e.label, e.capacity, min(e.inflight, e.capacity), max(0, e.inflight - e.capacity))
+            for e in self.engines
+        ]
 
     def place(self, payload: Payload) -> Placement:
         engines = self.engines

@@ -276,7 +276,8 @@ def _reasons(decision: RouteDecision) -> set[str]:
 
 
 class _StateCollector(Collector):
-    """Read at scrape time: circuit state per deployment, and the ledger spool's backlog and its oldest file."""
+    """Read at scrape time: circuit state per deployment, local engines' slots and queues, and the ledger spool's
+    backlog and its oldest file."""
 
     STATES = ("closed", "half_open", "open")
 
@@ -291,6 +292,23 @@ class _StateCollector(Collector):
             for state in self.STATES:
                 breaker.add_metric([name, state], 1.0 if health.state == state else 0.0)
         yield breaker
+        slots = GaugeMetricFamily(
+            "openmaas_engine_slots",
+            "Slots of each local engine process, busy or idle.",
+            labels=["deployment", "engine", "state"],
+        )
+        queue = GaugeMetricFamily(
+            "openmaas_engine_queue",
+            "Requests waiting for a slot of each local engine.",
+            labels=["deployment", "engine"],
+        )
+        for name, backend in self.router.registry.backends.items():
+            for engine in backend.occupancy():
+                slots.add_metric([name, engine.label, "busy"], engine.busy)
+                slots.add_metric([name, engine.label, "idle"], engine.slots - engine.busy)
+                queue.add_metric([name, engine.label], engine.queued)
+        yield slots
+        yield queue
         if self.spool is not None:
             files = list(self.spool.glob("*.jsonl")) if self.spool.exists() else []
             sizes = [f.stat() for f in files]
