@@ -208,3 +208,25 @@ async def test_tool_calls_are_counted_and_timed(tmp_path: Path) -> None:
     )
     durations = samples(found["openmaas_tool_call_duration_seconds"], "_count", server="time")
     assert sum(s.value for s in durations) == 2
+
+
+async def test_store_latencies_are_measured_on_postgres_and_redis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers import store_settings
+
+    monkeypatch.setenv("OPENMAAS_ADMIN_KEY", ADMIN_KEY)
+    store = await store_settings("postgres", tmp_path)
+    async with running_app(settings(tmp_path, store=store, metrics={"access": "public"})) as (app, client):
+        await client.post("/admin/tenants", json={"name": "acme"}, headers=ADMIN)
+        key = (await client.post("/admin/keys", json={"tenant": "acme", "rpm": 100}, headers=ADMIN)).json()["key"]
+        chat = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
+        for _ in range(3):
+            r = await client.post("/v1/chat/completions", json=chat, headers={"authorization": f"Bearer {key}"})
+            assert r.status_code == 200
+        await app.state.services.ledger.sync()
+        found = families((await client.get("/metrics")).text)
+    redis_calls = samples(found["openmaas_redis_call_duration_seconds"], "_count")
+    assert redis_calls and redis_calls[0].value >= 3  # each admission is one script call (settlements ride along)
+    writes = samples(found["openmaas_ledger_write_duration_seconds"], "_count")
+    assert writes and writes[0].value >= 1

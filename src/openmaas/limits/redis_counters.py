@@ -18,6 +18,8 @@ import itertools
 import logging
 import os
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -68,6 +70,7 @@ class RedisCounters(Counters):
         self.prefix = prefix
         self.max_batch = max_batch
         self._script = self.client.register_script(CALL)
+        self.on_latency: Callable[[float], None] | None = None  # seconds of each script call (metrics)
         self._release_dead = self.client.register_script(RELEASE_DEAD)
         self.node = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
         self._owned = f"{prefix}owned:{self.node}"
@@ -332,7 +335,10 @@ class RedisCounters(Counters):
             requests.append(spec)
         keys = [self.prefix + name for name in index] + [f"{self.prefix}call:{call_id}", self._owned]
         call = (settle, requests, self.leases.share, self.node)
+        started = time.perf_counter()
         result: list[str] = await self._script(keys=keys, args=[orjson.dumps(call)])
+        if self.on_latency is not None:
+            self.on_latency(time.perf_counter() - started)
         return result
 
     async def seed(self, quota: Quota, spent: int) -> None:

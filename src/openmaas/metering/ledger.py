@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -87,6 +88,7 @@ class Ledger:
         self.wait_timeout = wait_timeout
         self.on_commit = on_commit
         self.settle_inline = settle_inline
+        self.on_latency: Callable[[float], None] | None = None  # seconds of each batch write (metrics)
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -220,7 +222,10 @@ class Ledger:
             log.warning("settling %d budget reservations failed: %s", len(settlements), type(exc).__name__)
 
     async def _write(self, events: list[UsageEvent]) -> None:
+        started = time.perf_counter()
         await self.sink.write(events)  # a UsageEvent is its row
+        if self.on_latency is not None:
+            self.on_latency(time.perf_counter() - started)
 
 
 async def close_quietly(ledger: Ledger) -> None:

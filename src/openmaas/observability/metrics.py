@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 SEMCONV_VERSION = "1.44.0"
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 CHUNK_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 OPERATION = {
     "chat": "chat",
@@ -149,6 +150,15 @@ class Metrics(Observer):
         self.tool_duration = HistogramSeries(
             "openmaas_tool_call_duration_seconds", "Tool call duration.", ("server", "tool"), DURATION_BUCKETS
         )
+        self.redis_calls = HistogramSeries(
+            "openmaas_redis_call_duration_seconds", "Redis admission/settlement script calls.", (), STORE_BUCKETS
+        )
+        self.ledger_writes = HistogramSeries(
+            "openmaas_ledger_write_duration_seconds",
+            "Ledger batch writes (spool append or database transaction).",
+            (),
+            STORE_BUCKETS,
+        )
         self.all = [
             self.token_usage,
             self.duration,
@@ -167,6 +177,8 @@ class Metrics(Observer):
             self.cost,
             self.tool_calls,
             self.tool_duration,
+            self.redis_calls,
+            self.ledger_writes,
         ]
         self.registry.register(_SeriesCollector(self.all))
         self.registry.register(_StateCollector(router, spool))
@@ -240,6 +252,12 @@ class Metrics(Observer):
                 nanos = cost_nanos(deployment, outcome.prompt_tokens, outcome.completion_tokens)
         if nanos:
             self.cost.inc((state.model, *tenant), nanos / 1e9)
+
+    def redis_call(self, seconds: float) -> None:
+        self.redis_calls.observe((), seconds)
+
+    def ledger_write(self, seconds: float) -> None:
+        self.ledger_writes.observe((), seconds)
 
     def tool_called(self, event: ToolCallEvent) -> None:
         self.tool_calls.inc((event.server, event.name, event.surface, str(event.status), event.error_code or ""))

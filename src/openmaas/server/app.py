@@ -21,6 +21,7 @@ from openmaas.dialects.responses import routes as responses
 from openmaas.errors import OpenMaaSError
 from openmaas.gateway import Gateway
 from openmaas.lifecycle import Observer
+from openmaas.limits.redis_counters import RedisCounters
 from openmaas.mcp.builtin import Builtins
 from openmaas.mcp.hub import McpHub
 from openmaas.mcp.routes import routes as mcp_routes
@@ -52,6 +53,10 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
     services = Services(settings)
     router = Router(settings, registry)
     metrics = Metrics(settings.metrics, router, services.db.spool) if settings.metrics.enabled else None
+    if metrics is not None:  # the store's latencies, as the ledger and the shared counters see them
+        services.ledger.on_latency = metrics.ledger_write
+        if isinstance(services.counters, RedisCounters):
+            services.counters.on_latency = metrics.redis_call
     tracing = Tracing(settings.tracing, registry) if settings.tracing.enabled else None
     watching = [
         *observers,
