@@ -211,7 +211,9 @@ def main() -> None:
         finally:
             stop(receiver)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "observability.json").write_text(json.dumps(out, indent=2) + "\n")
+    path = RESULTS / "observability.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**previous, **out}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
