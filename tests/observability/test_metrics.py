@@ -230,3 +230,12 @@ async def test_store_latencies_are_measured_on_postgres_and_redis(
     assert redis_calls and redis_calls[0].value >= 3  # each admission is one script call (settlements ride along)
     writes = samples(found["openmaas_ledger_write_duration_seconds"], "_count")
     assert writes and writes[0].value >= 1
+
+
+async def test_the_zero_setup_server_serves_metrics_without_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENMAAS_ADMIN_KEY", raising=False)
+    async with running_app(settings(tmp_path)) as (_, client):  # loopback, no admin key: like `make serve`
+        r = await client.get("/metrics")
+        assert r.status_code == 200 and "gen_ai_client_operation_duration_seconds" in r.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
@@ -11,19 +12,25 @@ from starlette.routing import Route
 
 from openmaas.observability.metrics import Metrics
 from openmaas.server.admin_routes import require_admin
-from openmaas.services import Services
+from openmaas.services import Services, is_loopback
 
 
 def routes(metrics: Metrics) -> list[Route]:
     settings = metrics.settings
 
     async def scrape(request: Request) -> Response:
-        if settings.access == "admin":
-            services: Services = request.app.state.services
+        services: Services = request.app.state.services
+        if settings.access == "admin" and not _open_loopback(services):
             require_admin(request, services)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return [Route(settings.path, scrape, methods=["GET"])]
+
+
+def _open_loopback(services: Services) -> bool:
+    """No admin key is set and the server listens on loopback only (the zero-set-up default): like the API in
+    its open mode, /metrics needs no key there."""
+    return not os.environ.get(services.settings.auth.admin_key_env) and is_loopback(services.settings.server.host)
 
 
 def listen(metrics: Metrics) -> Callable[[], None]:
