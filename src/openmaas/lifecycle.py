@@ -41,6 +41,21 @@ class ToolCallEvent:
     call_id: str | None = None
 
 
+@dataclass(frozen=True)
+class AgentRunEvent:
+    """One server-side agent run as observers see it (``agents.loop``), when it ends."""
+
+    request_id: str
+    surface: str  # responses, chat
+    model: str
+    end: str  # completed, tool_use, approval, max_steps, …
+    steps: int
+    tool_calls: int
+    cost_nanos: int
+    started: float  # epoch seconds
+    seconds: float
+
+
 class Observer:
     """Override what you need; every stage defaults to nothing."""
 
@@ -60,6 +75,10 @@ class Observer:
         """A tool call ended (refused, failed or answered); not a stage of a model request."""
         return None
 
+    def agent_ran(self, event: AgentRunEvent) -> None:
+        """An agent run ended (its steps and tool calls were observed on their own)."""
+        return None
+
 
 class Observers(Observer):
     """Several observers as one, each isolated from the others' failures. Each stage calls only the
@@ -71,7 +90,7 @@ class Observers(Observer):
             stage: tuple(
                 getattr(o, stage) for o in self.observers if getattr(type(o), stage) is not getattr(Observer, stage)
             )
-            for stage in ("started", "routed", "first_token", "finished", "tool_called")
+            for stage in ("started", "routed", "first_token", "finished", "tool_called", "agent_ran")
         }
 
     def _each(self, stage: str, *args: object) -> None:
@@ -100,6 +119,10 @@ class Observers(Observer):
     def tool_called(self, event: ToolCallEvent) -> None:
         if self.stages["tool_called"]:
             self._each("tool_called", event)
+
+    def agent_ran(self, event: AgentRunEvent) -> None:
+        if self.stages["agent_ran"]:
+            self._each("agent_ran", event)
 
 
 class RouteLog(Observer):

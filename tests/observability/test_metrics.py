@@ -239,3 +239,25 @@ async def test_the_zero_setup_server_serves_metrics_without_a_key(
     async with running_app(settings(tmp_path)) as (_, client):  # loopback, no admin key: like `make serve`
         r = await client.get("/metrics")
         assert r.status_code == 200 and "gen_ai_client_operation_duration_seconds" in r.text
+
+
+async def test_agent_runs_are_counted_and_timed(tmp_path: Path) -> None:
+    from tests.mcp.conftest import time_server
+
+    steps = [{"tool_calls": [{"name": "time__get_current_time", "arguments": {"timezone": "UTC"}}]}, {"text": "ok"}]
+    deployments = [{"name": "agent", "backend": "fake", "locality": "local", "params": {"script": {"steps": steps}}}]
+    config = settings(
+        tmp_path, deployments=deployments, aliases={}, metrics={"access": "public"}, mcp={"servers": [time_server()]}
+    )
+    async with running_app(config) as (app, client):
+        await app.state.mcp.wait_ready(30)
+        tool = {"type": "mcp", "server_label": "time", "require_approval": "never"}
+        r = await client.post("/v1/responses", json={"model": "agent", "input": "time?", "tools": [tool]})
+        assert r.status_code == 200, r.text
+        found = families((await client.get("/metrics")).text)
+    runs = samples(found["openmaas_agent_runs"], "_total", surface="responses", end="completed")
+    assert runs and runs[0].value == 1
+    agent = samples(found[CONVENTIONS["duration"].prometheus], "_count", gen_ai_operation_name="invoke_agent")
+    assert sum(s.value for s in agent) == 1
+    chats = samples(found[CONVENTIONS["duration"].prometheus], "_count", gen_ai_operation_name="chat")
+    assert sum(s.value for s in chats) == 2  # its two model steps, each a request of its own

@@ -20,6 +20,7 @@ from tests.mcp.conftest import time_server
 
 pytestmark = pytest.mark.anyio
 PROMPT = "a prompt that must never be exported"
+AGENT = [{"tool_calls": [{"name": "time__get_current_time", "arguments": {"timezone": "UTC"}}]}, {"text": "done"}]
 
 
 class Receiver:
@@ -74,6 +75,7 @@ async def test_spans_follow_the_conventions_and_the_trace_reaches_the_upstream(t
                 "params": {"fail_every": 1, "fail_status": 503},
             },
             {"name": "cloud", "backend": "openai_compat", "model": "echo", "params": {"base_url": up + "/v1"}},
+            {"name": "agent", "backend": "fake", "locality": "local", "params": {"script": {"steps": AGENT}}},
         ]
         settings = Settings.model_validate(
             {
@@ -91,6 +93,9 @@ async def test_spans_follow_the_conventions_and_the_trace_reaches_the_upstream(t
             chat = {"model": "down", "messages": [{"role": "user", "content": PROMPT}]}
             unary = await client.post("/v1/chat/completions", json=chat)
             streamed = await client.post("/v1/chat/completions", json={**chat, "model": "cloud", "stream": True})
+            tool = {"type": "mcp", "server_label": "time", "require_approval": "never"}
+            run = await client.post("/v1/responses", json={"model": "agent", "input": "time?", "tools": [tool]})
+            assert run.status_code == 200, run.text
             assert unary.status_code == 200 and streamed.status_code == 200
         for _ in range(50):  # the batch processor was flushed at shutdown
             if receiver.bodies:
@@ -128,4 +133,20 @@ async def test_spans_follow_the_conventions_and_the_trace_reaches_the_upstream(t
         and tool_attributes["openmaas.request_id"] == "req_traced_tool"
     )
     assert tool_attributes["openmaas.data.destination"] == "local" and tool_attributes["error.type"] == "tool_error"
+    agent = attributes(next(s for s in spans if s.name == "invoke_agent agent"))
+    assert (
+        agent["gen_ai.operation.name"] == "invoke_agent" and agent["openmaas.request_id"] == run.headers["x-request-id"]
+    )
+    assert (agent["openmaas.agent.end"], agent["openmaas.agent.steps"], agent["openmaas.agent.tool_calls"]) == (
+        "completed",
+        2,
+        1,
+    )
+    run_tool = [
+        s
+        for s in spans
+        if s.name == "execute_tool time__get_current_time"
+        and attributes(s)["openmaas.request_id"] == run.headers["x-request-id"]
+    ]
+    assert len(run_tool) == 1 and attributes(run_tool[0])["openmaas.surface"] == "agent:responses"
     assert not any(PROMPT.encode() in body for body in receiver.bodies)  # content (and tool arguments) never exported

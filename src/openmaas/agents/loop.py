@@ -60,6 +60,7 @@ from openmaas.core.types import (
 from openmaas.errors import InvalidRequest, OpenMaaSError
 from openmaas.gateway import Call
 from openmaas.ids import IdGenerator
+from openmaas.lifecycle import AgentRunEvent, Observer
 from openmaas.mcp.config import SEPARATOR
 from openmaas.mcp.hub import McpHub, ToolEntry
 from openmaas.metering.pricing import cost_nanos
@@ -118,8 +119,8 @@ def result_events(result: Result) -> list[Event]:
 
 
 class AgentLoop:
-    def __init__(self, executor: Executor, hub: McpHub, parallel_tools: int) -> None:
-        self.executor, self.hub, self.parallel_tools = executor, hub, parallel_tools
+    def __init__(self, executor: Executor, hub: McpHub, parallel_tools: int, observer: Observer | None = None) -> None:
+        self.executor, self.hub, self.parallel_tools, self.observer = executor, hub, parallel_tools, observer
         self.new_call_id = IdGenerator("mcp")
         self.new_approval_id = IdGenerator("mcpr")
 
@@ -164,7 +165,14 @@ class AgentLoop:
         repeated = False
         trace: list[dict[str, Any]] = []
 
+        wall = time.time()
+
         def end(reason: EndReason) -> RunEnded:
+            if self.observer is not None:
+                seconds = time.monotonic() - started
+                self.observer.agent_ran(
+                    AgentRunEvent(request_id, surface, request.model, reason, steps, calls, cost, wall, seconds)
+                )
             return RunEnded(reason, usage, steps, calls, cost, trace)
 
         if pending:  # answers to the previous turn's approval requests

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from openmaas.lifecycle import Observer, ToolCallEvent
+from openmaas.lifecycle import AgentRunEvent, Observer, ToolCallEvent
 from openmaas.metering.pricing import cost_nanos
 from openmaas.observability.config import MetricsSettings
 from openmaas.observability.series import CounterSeries, GaugeSeries, HistogramSeries, families
@@ -150,6 +150,9 @@ class Metrics(Observer):
         self.tool_duration = HistogramSeries(
             "openmaas_tool_call_duration_seconds", "Tool call duration.", ("server", "tool"), DURATION_BUCKETS
         )
+        self.agent_runs = CounterSeries(
+            "openmaas_agent_runs", "Server-side agent runs by surface and how they ended.", ("surface", "end")
+        )
         self.redis_calls = HistogramSeries(
             "openmaas_redis_call_duration_seconds", "Redis admission/settlement script calls.", (), STORE_BUCKETS
         )
@@ -179,6 +182,7 @@ class Metrics(Observer):
             self.tool_duration,
             self.redis_calls,
             self.ledger_writes,
+            self.agent_runs,
         ]
         self.registry.register(_SeriesCollector(self.all))
         self.registry.register(_StateCollector(router, spool))
@@ -258,6 +262,10 @@ class Metrics(Observer):
 
     def ledger_write(self, seconds: float) -> None:
         self.ledger_writes.observe((), seconds)
+
+    def agent_ran(self, event: AgentRunEvent) -> None:
+        self.agent_runs.inc((event.surface, event.end))
+        self.duration.observe(("invoke_agent", "openmaas", event.model, ""), event.seconds)
 
     def tool_called(self, event: ToolCallEvent) -> None:
         self.tool_calls.inc((event.server, event.name, event.surface, str(event.status), event.error_code or ""))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from openmaas.lifecycle import Observer, ToolCallEvent
+from openmaas.lifecycle import AgentRunEvent, Observer, ToolCallEvent
 from openmaas.observability.config import TracingSettings
 from openmaas.observability.metrics import OPERATION, PROVIDER
 
@@ -115,6 +115,33 @@ class Tracing(Observer):
                 span.set_attribute("error.type", attempt.outcome)
                 span.set_status(self.trace.Status(self.trace.StatusCode.ERROR))
             span.end(end_time=int((start + attempt.ms / 1000) * 1e9))
+
+    def agent_ran(self, event: AgentRunEvent) -> None:
+        """An ``invoke_agent`` span over the run (its steps are request spans of their own, its calls
+        ``execute_tool`` spans, all with the same request id)."""
+        span = self.tracer.start_span(
+            f"invoke_agent {event.model}",
+            context=self._root(),
+            kind=self.trace.SpanKind.INTERNAL,
+            start_time=int(event.started * 1e9),
+            attributes={
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.provider.name": "openmaas",
+                "gen_ai.request.model": event.model,
+                "openmaas.request_id": event.request_id,
+                "openmaas.surface": event.surface,
+                "openmaas.agent.end": event.end,
+                "openmaas.agent.steps": event.steps,
+                "openmaas.agent.tool_calls": event.tool_calls,
+                "openmaas.cost_usd": event.cost_nanos / 1e9,
+            },
+        )
+        span.end(end_time=int((event.started + event.seconds) * 1e9))
+
+    def _root(self) -> Any:
+        from opentelemetry import context
+
+        return context.Context()
 
     def tool_called(self, event: ToolCallEvent) -> None:
         """An ``execute_tool`` span (GenAI conventions): the tool, its server and locality, never its arguments."""

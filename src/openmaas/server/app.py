@@ -79,7 +79,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
     hub.observer = gateway.observer
     if settings.mcp.builtin_tools:
         hub.add(Builtins(settings.ttc, knowledge))
-    agents = AgentLoop(executor, hub, settings.agents.parallel_tools)
+    agents = AgentLoop(executor, hub, settings.agents.parallel_tools, gateway.observer)
     endpoint = McpEndpoint(hub, services.keys, settings.mcp.max_listed_tools) if settings.mcp.endpoint else None
     # chat extensions, in the order they are tried: grounding first (its grounded request may use TTC)
     gateway.extend(Grounding(knowledge), TestTimeCompute(), AgentChat(agents, settings.agents))
