@@ -56,6 +56,19 @@ class AgentRunEvent:
     seconds: float
 
 
+@dataclass(frozen=True)
+class RetrievalEvent:
+    """One knowledge-base search (``rag.service``): which base, how, how many results — never the query."""
+
+    request_id: str
+    knowledge_base: str
+    mode: str
+    top_k: int
+    results: int
+    started: float  # epoch seconds
+    seconds: float
+
+
 class Observer:
     """Override what you need; every stage defaults to nothing."""
 
@@ -79,6 +92,10 @@ class Observer:
         """An agent run ended (its steps and tool calls were observed on their own)."""
         return None
 
+    def retrieved(self, event: RetrievalEvent) -> None:
+        """A knowledge base was searched (RAG grounding, /search, file_search)."""
+        return None
+
 
 class Observers(Observer):
     """Several observers as one, each isolated from the others' failures. Each stage calls only the
@@ -90,7 +107,7 @@ class Observers(Observer):
             stage: tuple(
                 getattr(o, stage) for o in self.observers if getattr(type(o), stage) is not getattr(Observer, stage)
             )
-            for stage in ("started", "routed", "first_token", "finished", "tool_called", "agent_ran")
+            for stage in ("started", "routed", "first_token", "finished", "tool_called", "agent_ran", "retrieved")
         }
 
     def _each(self, stage: str, *args: object) -> None:
@@ -123,6 +140,10 @@ class Observers(Observer):
     def agent_ran(self, event: AgentRunEvent) -> None:
         if self.stages["agent_ran"]:
             self._each("agent_ran", event)
+
+    def retrieved(self, event: RetrievalEvent) -> None:
+        if self.stages["retrieved"]:
+            self._each("retrieved", event)
 
 
 class RouteLog(Observer):

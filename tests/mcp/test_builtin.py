@@ -72,6 +72,13 @@ async def test_file_search_sees_only_the_callers_knowledge_bases(
             assert foreign.is_error and "north quay" not in foreign.content[0].text
             own = await session.call_tool("builtin__file_search", {"query": "berth 3"})
             assert json.loads(own.content[0].text)["results"] == []  # globex has no knowledge base
+        async with httpx.AsyncClient(base_url=base) as client:  # each search reached the observers, no query text
+            metrics = (await client.get("/metrics", headers={"authorization": f"Bearer {ADMIN_KEY}"})).text
+        searched = [
+            line for line in metrics.splitlines() if line.startswith('openmaas_retrievals_total{mode="hybrid"}')
+        ]
+        assert searched and float(searched[0].split()[-1]) == 2  # acme's two searches; globex's found no base
+        assert "berth" not in metrics
 
 
 async def test_tool_calls_count_against_the_keys_rate_limit_and_budget(

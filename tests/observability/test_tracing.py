@@ -76,6 +76,12 @@ async def test_spans_follow_the_conventions_and_the_trace_reaches_the_upstream(t
             },
             {"name": "cloud", "backend": "openai_compat", "model": "echo", "params": {"base_url": up + "/v1"}},
             {"name": "agent", "backend": "fake", "locality": "local", "params": {"script": {"steps": AGENT}}},
+            {
+                "name": "embed",
+                "backend": "fake",
+                "locality": "local",
+                "capabilities": {"embeddings": True, "chat": False, "completions": False},
+            },
         ]
         settings = Settings.model_validate(
             {
@@ -85,6 +91,7 @@ async def test_spans_follow_the_conventions_and_the_trace_reaches_the_upstream(t
                 "routing": {"retry": {"attempts": 1}},
                 "tracing": {"enabled": True, "endpoint": collector + "/v1/traces", "flush_ms": 50},
                 "mcp": {"servers": [time_server()]},
+                "rag": {"embedding_model": "embed"},
             }
         )
         async with running_app(settings) as (app, client):
@@ -96,6 +103,11 @@ async def test_spans_follow_the_conventions_and_the_trace_reaches_the_upstream(t
             tool = {"type": "mcp", "server_label": "time", "require_approval": "never"}
             run = await client.post("/v1/responses", json={"model": "agent", "input": "time?", "tools": [tool]})
             assert run.status_code == 200, run.text
+            kb = (await client.post("/v1/knowledge_bases", json={"name": "docs"})).json()["id"]
+            files = {"file": ("a.txt", b"Berth 3 is on the north quay.")}
+            assert (await client.post(f"/v1/knowledge_bases/{kb}/documents", files=files)).status_code == 200
+            found = await client.post(f"/v1/knowledge_bases/{kb}/search", json={"query": PROMPT})
+            assert found.status_code == 200
             assert unary.status_code == 200 and streamed.status_code == 200
         for _ in range(50):  # the batch processor was flushed at shutdown
             if receiver.bodies:
@@ -149,4 +161,10 @@ async def test_spans_follow_the_conventions_and_the_trace_reaches_the_upstream(t
         and attributes(s)["openmaas.request_id"] == run.headers["x-request-id"]
     ]
     assert len(run_tool) == 1 and attributes(run_tool[0])["openmaas.surface"] == "agent:responses"
+    retrieval = attributes(next(s for s in spans if s.name == f"retrieval {kb}"))
+    assert retrieval["gen_ai.operation.name"] == "retrieval" and retrieval["gen_ai.data_source.id"] == kb
+    assert (
+        retrieval["openmaas.request_id"] == found.headers["x-request-id"]
+        and retrieval["openmaas.retrieval.results"] == 1
+    )
     assert not any(PROMPT.encode() in body for body in receiver.bodies)  # content (and tool arguments) never exported

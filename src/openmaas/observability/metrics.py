@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from openmaas.lifecycle import AgentRunEvent, Observer, ToolCallEvent
+from openmaas.lifecycle import AgentRunEvent, Observer, RetrievalEvent, ToolCallEvent
 from openmaas.metering.pricing import cost_nanos
 from openmaas.observability.config import MetricsSettings
 from openmaas.observability.series import CounterSeries, GaugeSeries, HistogramSeries, families
@@ -153,6 +153,7 @@ class Metrics(Observer):
         self.agent_runs = CounterSeries(
             "openmaas_agent_runs", "Server-side agent runs by surface and how they ended.", ("surface", "end")
         )
+        self.retrievals = CounterSeries("openmaas_retrievals", "Knowledge-base searches by mode.", ("mode",))
         self.redis_calls = HistogramSeries(
             "openmaas_redis_call_duration_seconds", "Redis admission/settlement script calls.", (), STORE_BUCKETS
         )
@@ -183,6 +184,7 @@ class Metrics(Observer):
             self.redis_calls,
             self.ledger_writes,
             self.agent_runs,
+            self.retrievals,
         ]
         self.registry.register(_SeriesCollector(self.all))
         self.registry.register(_StateCollector(router, spool))
@@ -262,6 +264,11 @@ class Metrics(Observer):
 
     def ledger_write(self, seconds: float) -> None:
         self.ledger_writes.observe((), seconds)
+
+    def retrieved(self, event: RetrievalEvent) -> None:
+        self.retrievals.inc((event.mode,))
+        # the model label holds a constant: knowledge-base ids would be unbounded label values
+        self.duration.observe(("retrieval", "openmaas", "knowledge_base", ""), event.seconds)
 
     def agent_ran(self, event: AgentRunEvent) -> None:
         self.agent_runs.inc((event.surface, event.end))

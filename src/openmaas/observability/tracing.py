@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from openmaas.lifecycle import AgentRunEvent, Observer, ToolCallEvent
+from openmaas.lifecycle import AgentRunEvent, Observer, RetrievalEvent, ToolCallEvent
 from openmaas.observability.config import TracingSettings
 from openmaas.observability.metrics import OPERATION, PROVIDER
 
@@ -134,6 +134,23 @@ class Tracing(Observer):
                 "openmaas.agent.steps": event.steps,
                 "openmaas.agent.tool_calls": event.tool_calls,
                 "openmaas.cost_usd": event.cost_nanos / 1e9,
+            },
+        )
+        span.end(end_time=int((event.started + event.seconds) * 1e9))
+
+    def retrieved(self, event: RetrievalEvent) -> None:
+        """A ``retrieval`` span (GenAI conventions): the knowledge base searched and how; never the query."""
+        span = self.tracer.start_span(
+            f"retrieval {event.knowledge_base}",
+            kind=self.trace.SpanKind.INTERNAL,
+            start_time=int(event.started * 1e9),
+            attributes={
+                "gen_ai.operation.name": "retrieval",
+                "gen_ai.data_source.id": event.knowledge_base,
+                "openmaas.request_id": event.request_id,
+                "openmaas.retrieval.mode": event.mode,
+                "openmaas.retrieval.top_k": event.top_k,
+                "openmaas.retrieval.results": event.results,
             },
         )
         span.end(end_time=int((event.started + event.seconds) * 1e9))

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import re
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from openmaas.errors import InvalidRequest, PayloadTooLarge
+from openmaas.lifecycle import RetrievalEvent
 from openmaas.protocol.knowledge import KnowledgeBaseCreate, Retrieval
 from openmaas.rag import chunking, parsing
 from openmaas.rag.retrieval import Hit, KbIndex, rrf
@@ -206,6 +208,7 @@ class KnowledgeBases:
     async def search(
         self, call: Call, kb_id: str, query: str, spec: Retrieval, chat_model: str | None = None
     ) -> SearchResult:
+        wall, started = time.time(), time.perf_counter()
         kb = await self.store.get(call.principal.tenant_id, kb_id)
         llm = spec.rewrite_model or self.settings.rewrite_model or chat_model or "default"
         out = SearchResult([query], None, [])
@@ -263,4 +266,8 @@ class KnowledgeBases:
                     "scores": scores,
                 }
             )
+        event = RetrievalEvent(
+            call.request_id, kb_id, spec.mode, spec.top_k, len(out.results), wall, time.perf_counter() - started
+        )
+        self.gateway.observer.retrieved(event)
         return out
