@@ -5,6 +5,7 @@ receives the W3C ``traceparent`` of the same trace; no prompt text is exported."
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,19 @@ async def test_spans_follow_the_conventions_and_the_trace_reaches_the_upstream(t
         and retrieval["openmaas.retrieval.results"] == 1
     )
     assert not any(PROMPT.encode() in body for body in receiver.bodies)  # content (and tool arguments) never exported
+
+
+def test_span_attributes_are_the_conventions_own() -> None:
+    """Every ``gen_ai.*`` attribute and operation name the tracer writes exists in the conventions package."""
+    import inspect
+
+    from opentelemetry.semconv._incubating.attributes import gen_ai_attributes, server_attributes  # noqa: F401
+
+    from openmaas.observability import tracing
+
+    source = inspect.getsource(tracing)
+    used = set(re.findall(r'"(gen_ai\.[a-z_.]+)"', source))
+    known = {getattr(gen_ai_attributes, n) for n in dir(gen_ai_attributes) if n.startswith("GEN_AI_")}
+    assert used and used <= known, used - known
+    operations = {v.value for v in gen_ai_attributes.GenAiOperationNameValues}
+    assert set(re.findall(r'"gen_ai\.operation\.name": "([a-z_]+)"', source)) <= operations
