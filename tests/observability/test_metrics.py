@@ -145,7 +145,7 @@ async def test_a_known_sequence_gives_exact_counts_and_conformant_series(
 
 async def test_refusals_and_tenant_labels_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENMAAS_ADMIN_KEY", ADMIN_KEY)
-    config = settings(tmp_path, metrics={"tenant_labels": True, "label_cap": 1, "access": "public"})
+    config = settings(tmp_path, metrics={"tenant_labels": True, "key_labels": True, "label_cap": 1, "access": "public"})
     async with running_app(config) as (_, client):
         keys = []
         for tenant in ("acme", "globex"):
@@ -162,6 +162,10 @@ async def test_refusals_and_tenant_labels_are_bounded(tmp_path: Path, monkeypatc
     found = families(r.text)
     tenants = {s.labels["tenant"] for s in found["openmaas_requests"].samples}
     assert tenants == {"acme", "other"}  # the cap of 1 puts the second tenant in "other"
+    labelled = {s.labels["key"] for s in found["openmaas_requests"].samples}
+    assert len(labelled) == 2 and "other" in labelled  # the first key's listed prefix, then "other"
+    prefix = next(k for k in labelled if k != "other")
+    assert keys[0].startswith(prefix.removesuffix("…")) and len(prefix) < len(keys[0]) // 2
     assert samples(found["openmaas_refusals"], "_total", kind="rate_limit")[0].value == 2
     assert not any(k[:12] in r.text for k in keys)  # never a key
 
@@ -224,8 +228,17 @@ async def test_store_latencies_are_measured_on_postgres_and_redis(
         for _ in range(3):
             r = await client.post("/v1/chat/completions", json=chat, headers={"authorization": f"Bearer {key}"})
             assert r.status_code == 200
+        created = await client.post(
+            "/v1/responses", json={"model": "fake-chat", "input": "hi"}, headers={"authorization": f"Bearer {key}"}
+        )
+        assert created.status_code == 200, created.text
+        got = await client.get(f"/v1/responses/{created.json()['id']}", headers={"authorization": f"Bearer {key}"})
+        assert got.status_code == 200
         await app.state.services.ledger.sync()
         found = families((await client.get("/metrics")).text)
+    database = found["openmaas_database_duration_seconds"]
+    assert samples(database, "_count", operation="responses_write")[0].value >= 1
+    assert samples(database, "_count", operation="responses_read")[0].value >= 1
     redis_calls = samples(found["openmaas_redis_call_duration_seconds"], "_count")
     assert redis_calls and redis_calls[0].value >= 3  # each admission is one script call (settlements ride along)
     writes = samples(found["openmaas_ledger_write_duration_seconds"], "_count")

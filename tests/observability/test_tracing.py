@@ -146,6 +146,7 @@ async def test_spans_follow_the_conventions_and_the_trace_reaches_the_upstream(t
         and tool_attributes["openmaas.request_id"] == "req_traced_tool"
     )
     assert tool_attributes["openmaas.data.destination"] == "local" and tool_attributes["error.type"] == "tool_error"
+    assert tool_attributes["mcp.method.name"] == "tools/call"
     agent = attributes(next(s for s in spans if s.name == "invoke_agent agent"))
     assert (
         agent["gen_ai.operation.name"] == "invoke_agent" and agent["openmaas.request_id"] == run.headers["x-request-id"]
@@ -175,7 +176,7 @@ def test_span_attributes_are_the_conventions_own() -> None:
     """Every ``gen_ai.*`` attribute and operation name the tracer writes exists in the conventions package."""
     import inspect
 
-    from opentelemetry.semconv._incubating.attributes import gen_ai_attributes, server_attributes  # noqa: F401
+    from opentelemetry.semconv._incubating.attributes import gen_ai_attributes, mcp_attributes
 
     from openmaas.observability import tracing
 
@@ -183,5 +184,7 @@ def test_span_attributes_are_the_conventions_own() -> None:
     used = set(re.findall(r'"(gen_ai\.[a-z_.]+)"', source))
     known = {getattr(gen_ai_attributes, n) for n in dir(gen_ai_attributes) if n.startswith("GEN_AI_")}
     assert used and used <= known, used - known
+    mcp_used = set(re.findall(r'"(mcp\.[a-z_.]+)"', source))
+    assert mcp_used and mcp_used <= {getattr(mcp_attributes, n) for n in dir(mcp_attributes) if n.startswith("MCP_")}
     operations = {v.value for v in gen_ai_attributes.GenAiOperationNameValues}
     assert set(re.findall(r'"gen_ai\.operation\.name": "([a-z_]+)"', source)) <= operations

@@ -19,6 +19,7 @@ class MetricsSettings(BaseModel):
     # tenant labels on the cost and request counters: opt-in, and at most ``label_cap`` distinct tenants per
     # process (the rest are counted under "other"); never key ids or keys
     tenant_labels: bool = False
+    key_labels: bool = False  # the key's listed prefix (never the key), under the same cap
     label_cap: int = Field(default=100, ge=1, le=10_000)
 
 

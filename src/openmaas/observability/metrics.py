@@ -105,6 +105,7 @@ class Metrics(Observer):
         self.registry = CollectorRegistry(auto_describe=False)
         self._open: dict[int, _Request] = {}
         self._tenants: set[str] = set()
+        self._keys: set[str] = set()
         c = CONVENTIONS
 
         def hist(key: str, doc: str, buckets: tuple[float, ...], *extra: str) -> HistogramSeries:
@@ -124,7 +125,7 @@ class Metrics(Observer):
             "Prompt tokens the engine served from its prompt cache (gen_ai.usage.cache_read.input_tokens).",
             base,
         )
-        tenant = ("tenant",) if settings.tenant_labels else ()
+        tenant = ("tenant",) * settings.tenant_labels + ("key",) * settings.key_labels
         self.requests = CounterSeries(
             "openmaas_requests",
             "Requests by dialect, model, status and error code.",
@@ -152,6 +153,12 @@ class Metrics(Observer):
         )
         self.agent_runs = CounterSeries(
             "openmaas_agent_runs", "Server-side agent runs by surface and how they ended.", ("surface", "end")
+        )
+        self.database = HistogramSeries(
+            "openmaas_database_duration_seconds",
+            "Database reads and writes of the request path outside the ledger (stored responses).",
+            ("operation",),
+            STORE_BUCKETS,
         )
         self.retrievals = CounterSeries("openmaas_retrievals", "Knowledge-base searches by mode.", ("mode",))
         self.redis_calls = HistogramSeries(
@@ -185,6 +192,7 @@ class Metrics(Observer):
             self.ledger_writes,
             self.agent_runs,
             self.retrievals,
+            self.database,
         ]
         self.registry.register(_SeriesCollector(self.all))
         self.registry.register(_StateCollector(router, spool))
@@ -224,7 +232,7 @@ class Metrics(Observer):
         now = time.perf_counter()
         self.in_flight.add((state.endpoint,), -1)
         status, code = outcome.status, outcome.error_code
-        tenant = (self._tenant(call),) if self.settings.tenant_labels else ()
+        tenant = self._owner(call)
         self.requests.inc((state.endpoint, state.model or "-", str(status), code or "", *tenant))
         if status in (402, 429):
             self.refusals.inc(("budget" if status == 402 else "rate_limit",))
@@ -262,6 +270,9 @@ class Metrics(Observer):
     def redis_call(self, seconds: float) -> None:
         self.redis_calls.observe((), seconds)
 
+    def database_call(self, operation: str, seconds: float) -> None:
+        self.database.observe((operation,), seconds)
+
     def ledger_write(self, seconds: float) -> None:
         self.ledger_writes.observe((), seconds)
 
@@ -279,11 +290,22 @@ class Metrics(Observer):
         if event.status != 403:
             self.tool_duration.observe((event.server, event.name), event.seconds)
 
-    def _tenant(self, call: Call) -> str:
-        name = call.principal.tenant_name or ("anonymous" if call.principal.anonymous else "-")
-        if name in self._tenants or len(self._tenants) < self.settings.label_cap:
-            self._tenants.add(name)
-            return name
+    def _owner(self, call: Call) -> tuple[str, ...]:
+        """The opt-in tenant and key labels, each bounded by ``label_cap`` distinct values ("other" beyond)."""
+        out: tuple[str, ...] = ()
+        principal = call.principal
+        if self.settings.tenant_labels:
+            out += (
+                self._capped(self._tenants, principal.tenant_name or ("anonymous" if principal.anonymous else "-")),
+            )
+        if self.settings.key_labels:
+            out += (self._capped(self._keys, "-" if principal.anonymous else principal.key_prefix),)
+        return out
+
+    def _capped(self, seen: set[str], value: str) -> str:
+        if value in seen or len(seen) < self.settings.label_cap:
+            seen.add(value)
+            return value
         return "other"
 
 

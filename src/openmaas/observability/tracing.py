@@ -177,6 +177,7 @@ class Tracing(Observer):
                 "openmaas.surface": event.surface,
             },
         )
+        span.set_attribute("mcp.method.name", "tools/call")  # MCP conventions: every tool here is an MCP tools/call
         if event.status >= 400 or event.error_code:
             span.set_attribute("error.type", event.error_code or str(event.status))
             span.set_status(self.trace.Status(self.trace.StatusCode.ERROR))

@@ -53,8 +53,10 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
     services = Services(settings)
     router = Router(settings, registry)
     metrics = Metrics(settings.metrics, router, services.db.spool) if settings.metrics.enabled else None
-    if metrics is not None:  # the store's latencies, as the ledger and the shared counters see them
+    stored = ResponseStore(services.db)
+    if metrics is not None:  # the store's latencies, as the ledger, stored responses and the counters see them
         services.ledger.on_latency = metrics.ledger_write
+        stored.on_latency = metrics.database_call
         if isinstance(services.counters, RedisCounters):
             services.counters.on_latency = metrics.redis_call
     tracing = Tracing(settings.tracing, registry) if settings.tracing.enabled else None
@@ -111,7 +113,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
 
     dialects = [
         *anthropic.routes(executor, settings.dialects.anthropic),
-        *responses.routes(executor, ResponseStore(services.db), settings.dialects.responses, (agents, settings.agents)),
+        *responses.routes(executor, stored, settings.dialects.responses, (agents, settings.agents)),
     ]
     dialects += mcp_routes(hub)
     if metrics is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,7 @@ class ResponseStore:
         self.db = db
         self.pending: dict[str, tuple[dict[str, Any], list[asyncio.Future[None]]]] = {}
         self.writer: asyncio.Task[None] | None = None
+        self.on_latency: Callable[[str, float], None] | None = None  # (operation, seconds): metrics
 
     async def put(self, r: StoredResponse) -> None:
         """Insert or replace (a background response is written when queued and again when done);
@@ -82,8 +84,11 @@ class ResponseStore:
         while self.pending:
             batch, self.pending = self.pending, {}
             try:
+                started = time.perf_counter()
                 async with self.db.engine.begin() as conn:
                     await conn.execute(self.db.upsert(responses, "id"), [values for values, _ in batch.values()])
+                if self.on_latency is not None:
+                    self.on_latency("responses_write", time.perf_counter() - started)
             except Exception as exc:
                 for _, futures in batch.values():
                     for future in futures:
@@ -96,10 +101,13 @@ class ResponseStore:
                             future.set_result(None)
 
     async def get(self, response_id: str, tenant_id: str | None) -> StoredResponse:
+        started = time.perf_counter()
         async with self.db.engine.connect() as conn:
             row = (
                 await conn.execute(select(responses).where(responses.c.id == response_id, _owner(tenant_id)))
             ).first()
+        if self.on_latency is not None:
+            self.on_latency("responses_read", time.perf_counter() - started)
         if row is None:
             raise NotFound(f"No response found with id '{response_id}'.", param="response_id", code="not_found")
         m = row._mapping
