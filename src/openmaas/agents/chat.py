@@ -27,9 +27,10 @@ from openmaas.agents.events import (
     ToolCallEnded,
     ToolCallStarted,
 )
-from openmaas.agents.loop import AgentLoop, prime
+from openmaas.agents.loop import AgentLoop
 from openmaas.agents.spec import AgentSpec, hosted_mcp
 from openmaas.agents.spec import limits as agent_limits
+from openmaas.agents.steps import prime
 from openmaas.backends.base import Payload
 from openmaas.core.chat_load import from_chat
 from openmaas.core.types import TextDelta, ToolArgsDelta, ToolCallStart

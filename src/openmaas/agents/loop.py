@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -34,22 +34,15 @@ from openmaas.agents.events import (
     ToolsListed,
 )
 from openmaas.agents.spec import AgentSpec, HostedMcp, Limits, Pending
+from openmaas.agents.steps import Step, from_list, result_events, shifted
 from openmaas.auth.principal import Principal
 from openmaas.core.execute import EventStream, Executor
 from openmaas.core.types import (
-    Event,
     Finish,
     Message,
     Part,
-    PartEnd,
-    PartStart,
-    Reasoning,
-    ReasoningDelta,
     Request,
-    Result,
     Text,
-    TextDelta,
-    ToolArgsDelta,
     ToolCall,
     ToolCallStart,
     ToolChoice,
@@ -64,58 +57,6 @@ from openmaas.lifecycle import AgentRunEvent, Observer
 from openmaas.mcp.config import SEPARATOR
 from openmaas.mcp.hub import McpHub, ToolEntry
 from openmaas.metering.pricing import cost_nanos
-
-
-@dataclass
-class _Step:
-    """One step's model output, collected from its events."""
-
-    parts: dict[int, Part] = field(default_factory=dict)
-    order: list[int] = field(default_factory=list)
-    stop_reason: str = "end_turn"
-    usage: Usage = field(default_factory=Usage)
-
-    def feed(self, event: Event) -> None:
-        if isinstance(event, PartStart):
-            self._open(event.index, Text("") if event.kind == "text" else Reasoning(""))
-        elif isinstance(event, ToolCallStart):
-            self._open(event.index, ToolCall(event.id, event.name, ""))
-        elif isinstance(event, TextDelta):
-            part = self.parts[event.index]
-            assert isinstance(part, Text)
-            part.text += event.text
-        elif isinstance(event, ReasoningDelta):
-            part = self.parts[event.index]
-            assert isinstance(part, Reasoning)
-            part.text += event.text
-        elif isinstance(event, ToolArgsDelta):
-            part = self.parts[event.index]
-            assert isinstance(part, ToolCall)
-            part.arguments += event.arguments
-        elif isinstance(event, Finish):
-            self.stop_reason, self.usage = event.stop_reason, event.usage
-
-    def _open(self, index: int, part: Part) -> None:
-        self.parts[index] = part
-        self.order.append(index)
-
-    @property
-    def output(self) -> list[Part]:
-        return [self.parts[i] for i in self.order]
-
-
-def result_events(result: Result) -> list[Event]:
-    """A unary result as the events a stream of it would have carried."""
-    events: list[Event] = []
-    for index, part in enumerate(result.parts):
-        if isinstance(part, Text):
-            events += [PartStart(index, "text"), TextDelta(index, part.text), PartEnd(index)]
-        elif isinstance(part, Reasoning):
-            events += [PartStart(index, "reasoning"), ReasoningDelta(index, part.text), PartEnd(index)]
-        elif isinstance(part, ToolCall):
-            events += [ToolCallStart(index, part.id, part.name), ToolArgsDelta(index, part.arguments), PartEnd(index)]
-    events.append(Finish(result.stop_reason, result.usage))
-    return events
 
 
 class AgentLoop:
@@ -214,13 +155,13 @@ class AgentLoop:
                 return
             steps += 1
             call = Call(request_id, principal, surface=surface)
-            step = _Step()
+            step = Step()
             # The last step allowed, and the step after one that only repeated earlier calls, are offered no
             # tools: the run ends with an answer rather than a cut-off or looping tool call.
             answer_only = steps == limits.max_steps or repeated
             asked = replace(request, tool_choice=ToolChoice("none")) if answer_only and request.tools else request
             out = await self.executor.run(asked, call)
-            events = out.events if isinstance(out, EventStream) else _aiter(result_events(out))
+            events = out.events if isinstance(out, EventStream) else from_list(result_events(out))
             hidden: set[int] = set()  # hosted tool calls: shown as the tool call items, not as function calls
             async for model_event in events:
                 step.feed(model_event)
@@ -228,7 +169,7 @@ class AgentLoop:
                     hidden.add(model_event.index)
                 if isinstance(model_event, Finish) or getattr(model_event, "index", None) in hidden:
                     continue
-                yield ModelEvent(steps, _shifted(model_event, offset))
+                yield ModelEvent(steps, shifted(model_event, offset))
             offset += max(step.order, default=-1) + 1
             usage = Usage(
                 usage.input_tokens + step.usage.input_tokens,
@@ -386,33 +327,3 @@ class AgentLoop:
 
 def _public(p: Pending) -> str:
     return f"{p.server_label}{SEPARATOR}{p.name}"
-
-
-def _shifted(event: Event, offset: int) -> Event:
-    if offset and not isinstance(event, Finish):
-        shifted: Event = replace(event, index=event.index + offset)
-        return shifted
-    return event
-
-
-async def _aiter(events: list[Event]) -> AsyncIterator[Event]:
-    for event in events:
-        yield event
-
-
-async def prime(events: AsyncIterator[AgentEvent]) -> AsyncIterator[AgentEvent]:
-    """Run ``events`` up to the first model output (or the end), so failures before it — a bad model, a
-    refused request — raise here, before a stream's HTTP status is sent; then replay and go on."""
-    buffered: list[AgentEvent] = []
-    async for event in events:
-        buffered.append(event)
-        if not isinstance(event, ToolsListed):
-            break
-
-    async def replay() -> AsyncIterator[AgentEvent]:
-        for event in buffered:
-            yield event
-        async for event in events:
-            yield event
-
-    return replay()

@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from openmaas.agents.loop import AgentLoop, prime
+from openmaas.agents.loop import AgentLoop
 from openmaas.agents.spec import AgentSpec
 from openmaas.agents.spec import limits as agent_limits
+from openmaas.agents.steps import prime
 from openmaas.core.execute import EventStream, Executor
 from openmaas.core.types import Request as Canonical
 from openmaas.dialects.responses.agent import AgentEncoder, render_unary
