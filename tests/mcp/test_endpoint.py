@@ -102,6 +102,13 @@ async def test_keys_see_only_their_tools_and_a_forbidden_call_is_refused_and_rec
                 await session.call_tool("time__convert_time", {})
         async with mcp_session(base, wide) as session:
             assert "cloud__shout" in [t.name for t in (await session.list_tools()).tools]
+        async with httpx.AsyncClient(base_url=base) as client:  # the REST listing shows each key its own tools
+            servers = (await client.get("/v1/mcp/servers", headers={"authorization": f"Bearer {narrow}"})).json()
+            by_server = {s["name"]: [t["name"] for t in s["tools"]] for s in servers["data"]}
+            assert by_server["time"] == ["time__get_current_time"] and by_server["cloud"] == []
+            servers = (await client.get("/v1/mcp/servers", headers={"authorization": f"Bearer {wide}"})).json()
+            assert "cloud__shout" in [t["name"] for s in servers["data"] for t in s["tools"]]
+            assert (await client.get("/v1/mcp/servers")).status_code == 401
         async with httpx.AsyncClient() as client:  # no key at all once keys exist: 401, never a tool list
             r = await client.post(base + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
             assert r.status_code == 401

@@ -327,7 +327,7 @@ class McpHub:
         record.ms = round((time.perf_counter() - started) * 1000, 3)
         if ticket is None:
             deployment = self._deployment(entry) if entry is not None else _tool_deployment("-", "local")
-            ticket = _bare_ticket(self.metering, principal, request_id, record.tool, deployment)
+            ticket = self.metering.unreserved(principal, request_id, "tool", record.tool, deployment)
             ticket.route = record
         outcome = Outcome(source="tool", status=status, error_code=code, cost_nanos=0)
         await self.metering.finish(ticket, outcome)
@@ -356,14 +356,3 @@ def _tool_deployment(server: str, locality: str) -> Deployment:
     """What a tool call's ledger row names as its deployment (``mcp:server``); not a model backend, so built
     without the backend registry's check."""
     return Deployment.model_construct(name=f"mcp:{server}", backend="mcp", locality=locality)
-
-
-def _bare_ticket(metering: Metering, principal: Principal, request_id: str, name: str, deployment: Deployment) -> Any:
-    """A ticket that reserves nothing: for recording a refused call."""
-    from openmaas.metering.meter import Ticket
-    from openmaas.metering.pricing import day_of
-
-    now = time.time()
-    return Ticket(
-        metering.new_id(), request_id, principal, "tool", name, deployment, time.perf_counter(), now, day_of(now)
-    )

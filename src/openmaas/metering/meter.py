@@ -221,15 +221,8 @@ class Metering:
         """``calls``: model calls the request may make (test-time compute); the reservation covers all.
         ``body_bytes``: the size of the JSON body the request was parsed from, when it was (bounds the prompt)."""
         principal.check_model(model, deployment.name)
-        now = time.time()
-        started = time.perf_counter()
-        if principal.anonymous:
-            return Ticket(self.new_id(), request_id, principal, endpoint, model, deployment, started, now, day_of(now))
-        shape = self._shapes.get(principal.key_id)  # type: ignore[arg-type]
-        if shape is None or shape.principal is not principal or now >= shape.until:
-            shape = self._reshape(principal, now)
-        ticket = Ticket(self.new_id(), request_id, principal, endpoint, model, deployment, started, now, shape.day)
-        if shape.idle:
+        ticket, shape = self._open(principal, request_id, endpoint, model, deployment)
+        if shape is None:
             return ticket
         prompt = prompt_upper_bound(view, body_bytes)
         output = max_output_tokens(view, deployment, prompt) if endpoint != "embeddings" else 0
@@ -247,20 +240,37 @@ class Metering:
     ) -> Ticket:
         """A call of a known price (a tool call): one request in the request buckets and ``nanos`` against
         the cost budgets; token buckets and token quotas are not touched."""
-        now = time.time()
-        started = time.perf_counter()
-        if principal.anonymous:
-            return Ticket(self.new_id(), request_id, principal, endpoint, name, deployment, started, now, day_of(now))
-        shape = self._shapes.get(principal.key_id)  # type: ignore[arg-type]
-        if shape is None or shape.principal is not principal or now >= shape.until:
-            shape = self._reshape(principal, now)
-        ticket = Ticket(self.new_id(), request_id, principal, endpoint, name, deployment, started, now, shape.day)
-        if shape.idle:
+        ticket, shape = self._open(principal, request_id, endpoint, name, deployment)
+        if shape is None:
             return ticket
         ticket.buckets = list(shape.request_pairs)
         ticket.quotas = [(q, nanos) for q, counts_tokens in shape.quotas if not counts_tokens]
         await self._reserve(ticket, shape)
         return ticket
+
+    def unreserved(
+        self, principal: Principal, request_id: str, endpoint: str, name: str, deployment: Deployment
+    ) -> Ticket:
+        """A ticket that reserves nothing: to record a call refused before admission (a forbidden tool)."""
+        now = time.time()
+        return Ticket(
+            self.new_id(), request_id, principal, endpoint, name, deployment, time.perf_counter(), now, day_of(now)
+        )
+
+    def _open(
+        self, principal: Principal, request_id: str, endpoint: str, model: str, deployment: Deployment
+    ) -> tuple[Ticket, _Shape | None]:
+        """A new ticket, and the principal's admission shape (None: nothing to reserve — anonymous, or no limits)."""
+        if principal.anonymous:
+            return self.unreserved(principal, request_id, endpoint, model, deployment), None
+        now = time.time()
+        shape = self._shapes.get(principal.key_id)  # type: ignore[arg-type]
+        if shape is None or shape.principal is not principal or now >= shape.until:
+            shape = self._reshape(principal, now)
+        ticket = Ticket(
+            self.new_id(), request_id, principal, endpoint, model, deployment, time.perf_counter(), now, shape.day
+        )
+        return ticket, None if shape.idle else shape
 
     async def _reserve(self, ticket: Ticket, shape: _Shape) -> None:
         buckets, quotas = ticket.buckets, ticket.quotas

@@ -119,69 +119,55 @@ class Tracing(Observer):
     def agent_ran(self, event: AgentRunEvent) -> None:
         """An ``invoke_agent`` span over the run (its steps are request spans of their own, its calls
         ``execute_tool`` spans, all with the same request id)."""
-        span = self.tracer.start_span(
-            f"invoke_agent {event.model}",
-            context=self._root(),
-            kind=self.trace.SpanKind.INTERNAL,
-            start_time=int(event.started * 1e9),
-            attributes={
-                "gen_ai.operation.name": "invoke_agent",
-                "gen_ai.provider.name": "openmaas",
-                "gen_ai.request.model": event.model,
-                "openmaas.request_id": event.request_id,
-                "openmaas.surface": event.surface,
-                "openmaas.agent.end": event.end,
-                "openmaas.agent.steps": event.steps,
-                "openmaas.agent.tool_calls": event.tool_calls,
-                "openmaas.cost_usd": event.cost_nanos / 1e9,
-            },
-        )
-        span.end(end_time=int((event.started + event.seconds) * 1e9))
+        self._finished_span(f"invoke_agent {event.model}", event.started, event.seconds, {
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "openmaas",
+            "gen_ai.request.model": event.model, "openmaas.request_id": event.request_id,
+            "openmaas.surface": event.surface, "openmaas.agent.end": event.end, "openmaas.agent.steps": event.steps,
+            "openmaas.agent.tool_calls": event.tool_calls, "openmaas.cost_usd": event.cost_nanos / 1e9,
+        }, root=True)  # fmt: skip
 
     def retrieved(self, event: RetrievalEvent) -> None:
         """A ``retrieval`` span (GenAI conventions): the knowledge base searched and how; never the query."""
-        span = self.tracer.start_span(
-            f"retrieval {event.knowledge_base}",
-            kind=self.trace.SpanKind.INTERNAL,
-            start_time=int(event.started * 1e9),
-            attributes={
-                "gen_ai.operation.name": "retrieval",
-                "gen_ai.data_source.id": event.knowledge_base,
-                "openmaas.request_id": event.request_id,
-                "openmaas.retrieval.mode": event.mode,
-                "openmaas.retrieval.top_k": event.top_k,
-                "openmaas.retrieval.results": event.results,
-            },
-        )
-        span.end(end_time=int((event.started + event.seconds) * 1e9))
-
-    def _root(self) -> Any:
-        from opentelemetry import context
-
-        return context.Context()
+        self._finished_span(f"retrieval {event.knowledge_base}", event.started, event.seconds, {
+            "gen_ai.operation.name": "retrieval", "gen_ai.data_source.id": event.knowledge_base,
+            "openmaas.request_id": event.request_id, "openmaas.retrieval.mode": event.mode,
+            "openmaas.retrieval.top_k": event.top_k, "openmaas.retrieval.results": event.results,
+        })  # fmt: skip
 
     def tool_called(self, event: ToolCallEvent) -> None:
-        """An ``execute_tool`` span (GenAI conventions): the tool, its server and locality, never its arguments."""
+        """An ``execute_tool`` span (GenAI conventions, and MCP's ``mcp.method.name``: every tool here is an MCP
+        ``tools/call``): the tool, its server and where its arguments went, never the arguments."""
+        failed = event.error_code or (str(event.status) if event.status >= 400 else None)
+        self._finished_span(f"execute_tool {event.name}", event.started, event.seconds, {
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": event.name, "gen_ai.tool.type": "extension",
+            "gen_ai.tool.call.id": event.call_id or "", "mcp.method.name": "tools/call",
+            "openmaas.request_id": event.request_id, "openmaas.tool.server": event.server,
+            "openmaas.data.destination": event.locality, "openmaas.surface": event.surface,
+        }, error=failed)  # fmt: skip
+
+    def _finished_span(
+        self,
+        name: str,
+        started: float,
+        seconds: float,
+        attributes: dict[str, Any],
+        error: str | None = None,
+        root: bool = False,
+    ) -> None:
+        """A span for something that already ended (epoch ``started``, ``seconds`` long)."""
+        from opentelemetry import context
+
         span = self.tracer.start_span(
-            f"execute_tool {event.name}",
+            name,
+            context=context.Context() if root else None,
             kind=self.trace.SpanKind.INTERNAL,
-            start_time=int(event.started * 1e9),
-            attributes={
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": event.name,
-                "gen_ai.tool.type": "extension",
-                "gen_ai.tool.call.id": event.call_id or "",
-                "openmaas.request_id": event.request_id,
-                "openmaas.tool.server": event.server,
-                "openmaas.data.destination": event.locality,
-                "openmaas.surface": event.surface,
-            },
+            start_time=int(started * 1e9),
+            attributes=attributes,
         )
-        span.set_attribute("mcp.method.name", "tools/call")  # MCP conventions: every tool here is an MCP tools/call
-        if event.status >= 400 or event.error_code:
-            span.set_attribute("error.type", event.error_code or str(event.status))
+        if error is not None:
+            span.set_attribute("error.type", error)
             span.set_status(self.trace.Status(self.trace.StatusCode.ERROR))
-        span.end(end_time=int((event.started + event.seconds) * 1e9))
+        span.end(end_time=int((started + seconds) * 1e9))
 
     def finished(self, call: Call, outcome: Outcome) -> None:
         entry = self._open.pop(id(call), None)
