@@ -36,6 +36,16 @@ class ServerSettings(_Strict):
     access_log: bool = True  # one line per request (observability.logs.AccessLog): no prompt text, no key
 
 
+class ConsoleSettings(_Strict):
+    """The web console at ``/console``: sign-in sessions last ``session_hours`` from sign-in;
+    ``secure_cookie``: null sets the cookie's ``Secure`` flag when the request came over TLS (or a proxy
+    said ``x-forwarded-proto: https``), true/false forces it."""
+
+    enabled: bool = True
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    secure_cookie: bool | None = None
+
+
 class StoreSettings(_Strict):
     """Where keys, plans and the ledger live, and where shared counters live.
 
@@ -317,6 +327,7 @@ class Settings(_Strict):
     agents: AgentSettings = Field(default_factory=AgentSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Settings:

@@ -1,10 +1,15 @@
-"""``/admin/``: tenants, plans, keys and usage, guarded by the admin key (thin: the work is in ``store``)."""
+"""``/admin/``: tenants, plans, keys and usage (thin: the work is in ``store``).
+
+Writes need the admin key (or an admin console session). Reads also accept a tenant's key or a tenant's
+console session, and then show only that tenant's rows; an open-mode console session reads everything.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import os
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -12,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from openmaas.errors import AuthenticationFailed, PermissionDenied, from_validation_error
+from openmaas.console.sessions import CONSOLE_SESSION, Session
+from openmaas.errors import AuthenticationFailed, NotFound, PermissionDenied, from_validation_error
 from openmaas.protocol.admin import KeyCreate, KeyFields, PlanCreate, PlanFields, TenantCreate, TenantFields
-from openmaas.server.routes import _json, api_key, read_json
+from openmaas.server.routes import _json, api_key, authenticate, read_json
 from openmaas.services import Services
-from openmaas.store import audit, usage
+from openmaas.store import audit, insights, usage
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,7 +33,44 @@ def _services(request: Request) -> Services:
     return services
 
 
+@dataclass(frozen=True)
+class Access:
+    """What a caller may read: everything (``tenant_id`` None) or one tenant's rows; ``admin``: may write."""
+
+    admin: bool
+    tenant_id: str | None
+
+    def tenant(self, asked: str | None) -> str | None:
+        """The tenant a read is filtered to: the caller's own, or (reading everything) the one asked for."""
+        return self.tenant_id if self.tenant_id is not None else asked
+
+
+def access(request: Request) -> tuple[Services, Access]:
+    services: Services = request.app.state.services
+    session: Session | None = request.scope["state"].get(CONSOLE_SESSION)
+    token = api_key(request)
+    if token is None and session is not None and session.scope != "tenant":
+        return services, Access(session.admin, None)
+    if token is not None and _is_admin_key(token, services):
+        return services, Access(True, None)
+    if token is not None or session is not None:
+        principal = authenticate(request)
+        if principal.tenant_id is not None:
+            return services, Access(False, principal.tenant_id)
+    require_admin(request, services)  # says why not
+    return services, Access(True, None)
+
+
+def _is_admin_key(token: str, services: Services) -> bool:
+    expected = os.environ.get(services.settings.auth.admin_key_env) or ""
+    given = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    return bool(expected) and hmac.compare_digest(given, hashlib.sha256(expected.encode()).digest())
+
+
 def require_admin(request: Request, services: Services) -> None:
+    session: Session | None = request.scope["state"].get(CONSOLE_SESSION)
+    if session is not None and session.admin and api_key(request) is None:
+        return
     expected = os.environ.get(services.settings.auth.admin_key_env) or ""
     if not expected:
         raise PermissionDenied(
@@ -60,7 +103,12 @@ async def create_plan(request: Request) -> Response:
 
 
 async def list_plans(request: Request) -> Response:
-    return _json({"object": "list", "data": await _services(request).admin.list_plans()})
+    s, who = access(request)
+    plans = await s.admin.list_plans()
+    if who.tenant_id is not None:  # a tenant sees its own plan
+        own = (await s.admin.get_tenant(who.tenant_id)).get("plan_id")
+        plans = [p for p in plans if p["id"] == own]
+    return _json({"object": "list", "data": plans})
 
 
 async def update_plan(request: Request) -> Response:
@@ -75,11 +123,24 @@ async def create_tenant(request: Request) -> Response:
 
 
 async def list_tenants(request: Request) -> Response:
-    return _json({"object": "list", "data": await _services(request).admin.list_tenants()})
+    s, who = access(request)
+    rows = await s.admin.list_tenants()
+    if who.tenant_id is not None:
+        rows = [t for t in rows if t["id"] == who.tenant_id]
+    spent = await insights.spend(s.db, "tenant", [t["id"] for t in rows])
+    return _json({"object": "list", "data": [_with_spend(t, spent) for t in rows]})
 
 
 async def get_tenant(request: Request) -> Response:
-    return _json(await _services(request).admin.get_tenant(request.path_params["ref"]))
+    s, who = access(request)
+    tenant = await s.admin.get_tenant(request.path_params["ref"])
+    if who.tenant_id not in (None, tenant["id"]):
+        raise NotFound(f"No tenant '{request.path_params['ref']}'", param="ref")
+    return _json(_with_spend(tenant, await insights.spend(s.db, "tenant", [tenant["id"]])))
+
+
+def _with_spend(row: dict[str, Any], spent: dict[str, dict[str, float]]) -> dict[str, Any]:
+    return {**row, "spend_usd": spent.get(row["id"], {"day": 0.0, "month": 0.0})}
 
 
 async def update_tenant(request: Request) -> Response:
@@ -95,12 +156,18 @@ async def create_key(request: Request) -> Response:
 
 
 async def list_keys(request: Request) -> Response:
-    s = _services(request)
-    return _json({"object": "list", "data": await s.admin.list_keys(request.query_params.get("tenant"))})
+    s, who = access(request)
+    rows = await s.admin.list_keys(who.tenant(request.query_params.get("tenant")))
+    spent = await insights.spend(s.db, "key", [k["id"] for k in rows])
+    return _json({"object": "list", "data": [_with_spend(k, spent) for k in rows]})
 
 
 async def get_key(request: Request) -> Response:
-    return _json(await _services(request).admin.get_key(request.path_params["id"]))
+    s, who = access(request)
+    key = await s.admin.get_key(request.path_params["id"])
+    if who.tenant_id not in (None, key["tenant_id"]):
+        raise NotFound(f"No API key '{request.path_params['id']}'", param="id")
+    return _json(_with_spend(key, await insights.spend(s.db, "key", [key["id"]])))
 
 
 async def update_key(request: Request) -> Response:
@@ -120,10 +187,10 @@ async def rotate_key(request: Request) -> Response:
 
 
 async def usage_report(request: Request) -> Response:
-    s = _services(request)
+    s, who = access(request)
     q = request.query_params
     group_by = usage.parse_group_by(q.get("group_by") or "tenant,key,model,day")
-    tenant = q.get("tenant")
+    tenant = who.tenant(q.get("tenant"))
     await s.ledger.sync()  # every response already sent is in the report
     rows = await usage.report(
         s.db,
@@ -132,6 +199,8 @@ async def usage_report(request: Request) -> Response:
         end=usage.parse_day(q.get("end"), "end"),
         tenant_id=(await s.admin.get_tenant(tenant))["id"] if tenant else None,
         key_id=q.get("key"),
+        model=q.get("model"),
+        deployment=q.get("deployment"),
     )
     if q.get("format") == "csv":
         return Response(
@@ -144,12 +213,12 @@ async def usage_report(request: Request) -> Response:
 
 async def audit_trail(request: Request) -> Response:
     """Where a request's data went and why: its ledger events with the route decision."""
-    s = _services(request)
-    tenant = request.query_params.get("tenant")
+    s, who = access(request)
+    tenant = who.tenant(request.query_params.get("tenant"))
     tenant_id = (await s.admin.get_tenant(tenant))["id"] if tenant else None
     await s.ledger.sync()
     events = await audit.trail(s.db, request.path_params["request_id"], tenant_id)
-    return _json({"object": "list", "data": events})
+    return _json({"object": "list", "data": events, "summary": audit.summary(events)})
 
 
 async def routing_status(request: Request) -> Response:

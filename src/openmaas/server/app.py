@@ -15,6 +15,9 @@ from starlette.routing import BaseRoute, Route
 
 from openmaas.agents.chat import AgentChat
 from openmaas.agents.loop import AgentLoop
+from openmaas.console import routes as console
+from openmaas.console.middleware import ConsoleSessionMiddleware
+from openmaas.console.sessions import ConsoleSessions
 from openmaas.core.execute import Executor
 from openmaas.dialects.anthropic import routes as anthropic
 from openmaas.dialects.responses import routes as responses
@@ -36,6 +39,7 @@ from openmaas.routing.registry import Registry
 from openmaas.routing.router import Router
 from openmaas.server import errors, openapi
 from openmaas.server.admin_routes import admin_routes
+from openmaas.server.insight_routes import insight_routes
 from openmaas.server.kb_routes import kb_routes
 from openmaas.server.middleware import RequestIdMiddleware
 from openmaas.server.routes import routes
@@ -120,9 +124,22 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
         dialects += metrics_routes(metrics)
     if endpoint is not None:
         dialects.append(Route("/mcp", endpoint, methods=["GET", "POST", "DELETE"]))
+    sessions = ConsoleSessions(services.db, services.keys, settings.auth.admin_key_env, settings.console.session_hours)
+    middleware = [Middleware(RequestIdMiddleware)]
+    if settings.console.enabled:
+        middleware.append(Middleware(ConsoleSessionMiddleware, sessions=sessions))
     app = Starlette(
-        routes=_hot_first([*routes, *dialects, *kb_routes, *admin_routes]),
-        middleware=[Middleware(RequestIdMiddleware)],
+        routes=_hot_first(
+            [
+                *routes,
+                *dialects,
+                *kb_routes,
+                *admin_routes,
+                *insight_routes,
+                *(console.routes() if settings.console.enabled else []),
+            ]
+        ),
+        middleware=middleware,
         exception_handlers={
             OpenMaaSError: errors.handle_openmaas_error,
             HTTPException: errors.handle_http_exception,
@@ -138,6 +155,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
     app.state.agents = agents
     app.state.metrics = metrics
     app.state.services = services
+    app.state.console = sessions
     return app
 
 

@@ -10,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from openmaas.auth.principal import Principal
+from openmaas.console.sessions import CONSOLE_SESSION, ConsoleSessions
 from openmaas.dialects.anthropic import render as anthropic_render
 from openmaas.errors import InvalidRequest, ModelNotFound, OpenMaaSError, PayloadTooLarge
 from openmaas.gateway import Call, Gateway
@@ -88,9 +90,20 @@ def api_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def _call(request: Request) -> Call:
+def authenticate(request: Request) -> Principal:
+    """The caller: its API key's principal, or a console session's (``console.sessions``) when it sent no key."""
+    token = api_key(request)
+    if token is None:
+        session = request.scope["state"].get(CONSOLE_SESSION)
+        if session is not None:
+            sessions: ConsoleSessions = request.app.state.console
+            return sessions.principal(session)
     services: Services = request.app.state.services
-    return Call(request.state.request_id, services.keys.authenticate(api_key(request)))
+    return services.keys.authenticate(token)
+
+
+def _call(request: Request) -> Call:
+    return Call(request.state.request_id, authenticate(request))
 
 
 async def chat_completions(request: Request) -> Response:

@@ -105,6 +105,7 @@ usage_events = Table(
     Column("cached_tokens", Integer),
     Index("ix_usage_events_key_created", "key_id", "created_at"),
     Index("ix_usage_events_tenant_created", "tenant_id", "created_at"),
+    Index("ix_usage_events_created", "created_at"),  # the console's newest-first request log (0010)
 )
 
 # Knowledge bases (RAG). A knowledge base belongs to a tenant (null: the open, keyless mode);
@@ -172,4 +173,18 @@ responses = Table(
     Column("conversation", JSON),  # the whole conversation after this response, as input items
     Index("ix_responses_tenant_created", "tenant_id", "created_at"),
     Index("ix_responses_created", "created_at"),
+)
+
+# Console sign-ins (server side: the cookie holds a random token, this row its hash). ``key_hash`` is the
+# SHA-256 of the key signed in with (the admin key's too): a revoked key or a changed admin key ends the session.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # sha256 of the cookie's token
+    Column("scope", String(16), nullable=False),  # admin | tenant | open
+    Column("key_hash", String(64)),
+    Column("tenant_id", String(64)),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
 )

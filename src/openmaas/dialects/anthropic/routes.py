@@ -15,8 +15,7 @@ from openmaas.dialects.anthropic import render
 from openmaas.dialects.anthropic.load import compile_patterns, load
 from openmaas.errors import OpenMaaSError
 from openmaas.gateway import Call
-from openmaas.server.routes import api_key, read_json
-from openmaas.services import Services
+from openmaas.server.routes import authenticate, read_json
 from openmaas.settings import AnthropicDialect
 
 log = logging.getLogger("openmaas.server")
@@ -51,8 +50,7 @@ class MessagesAPI:
         self.volatile = compile_patterns(settings.volatile_system)
 
     def _call(self, request: Request) -> Call:
-        services: Services = request.app.state.services
-        principal = services.keys.authenticate(api_key(request))
+        principal = authenticate(request)
         return Call(request.state.request_id, principal, surface="messages")
 
     async def messages(self, request: Request) -> Response:

@@ -26,8 +26,7 @@ from openmaas.errors import InvalidRequest, OpenMaaSError, ServiceUnavailable
 from openmaas.gateway import Call
 from openmaas.ids import IdGenerator
 from openmaas.mcp.config import AgentSettings
-from openmaas.server.routes import api_key, read_json
-from openmaas.services import Services
+from openmaas.server.routes import authenticate, read_json
 from openmaas.settings import ResponsesDialect
 from openmaas.store.responses import ResponseStore, StoredResponse
 
@@ -51,8 +50,7 @@ class ResponsesAPI:
         self.last_purge = 0.0
 
     def _call(self, request: Request) -> Call:
-        services: Services = request.app.state.services
-        principal = services.keys.authenticate(api_key(request))
+        principal = authenticate(request)
         return Call(request.state.request_id, principal, surface="responses")
 
     async def _save(self, call: Call, shell: Shell, items: list[Item], history: list[Item], response: Item) -> None:

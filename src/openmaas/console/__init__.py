@@ -1,0 +1,1 @@
+"""The web console: sign-in sessions, the read models its pages need, and its static pages."""
