@@ -9,14 +9,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from openmaas.mcp.hub import McpHub
-from openmaas.server.routes import api_key
-from openmaas.services import Services
+from openmaas.server.routes import authenticate
 
 
 def routes(hub: McpHub) -> list[Route]:
     async def servers(request: Request) -> Response:
-        services: Services = request.app.state.services
-        principal = services.keys.authenticate(api_key(request))
+        principal = authenticate(request)
         allowed = hub.catalog(principal)
         data = []
         for status in hub.status():

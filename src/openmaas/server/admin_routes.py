@@ -140,7 +140,7 @@ async def get_tenant(request: Request) -> Response:
 
 
 def _with_spend(row: dict[str, Any], spent: dict[str, dict[str, float]]) -> dict[str, Any]:
-    return {**row, "spend_usd": spent.get(row["id"], {"day": 0.0, "month": 0.0})}
+    return {**row, "spend_usd": spent.get(row["id"], {"day": 0.0, "month": 0.0, "total": 0.0})}
 
 
 async def update_tenant(request: Request) -> Response:

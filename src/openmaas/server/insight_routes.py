@@ -6,6 +6,7 @@ sees only its own rows, whatever it asks for. Every query is bounded (``store.in
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from starlette.requests import Request
@@ -72,7 +73,7 @@ async def models(request: Request) -> Response:
     for name, spec in registry.deployments.items():
         if allowed is not None and name not in allowed and not any(name in t for t in aliases.values()):
             continue
-        engines = [vars(o) for o in registry.backends[name].occupancy()]
+        engines = [dataclasses.asdict(o) for o in registry.backends[name].occupancy()]
         data.append(
             {
                 "name": name,

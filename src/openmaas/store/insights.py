@@ -36,6 +36,7 @@ class Filters:
     key_id: str | None = None
     model: str | None = None
     deployment: str | None = None
+    endpoint: str | None = None  # the ledger's requests only (rollups do not keep it)
 
 
 def time_range(start: str | None, end: str | None, default_days: float = 1.0) -> tuple[float, float]:
@@ -83,7 +84,7 @@ async def overview(db: Database, start: float, end: float, f: Filters) -> dict[s
     sums = [func.sum(c[name]).label(name) for name in rollups.SUMS]
     series_q = _filtered(select(c.bucket, *sums).where(window), table, f).group_by(c.bucket).order_by(c.bucket)
     async with db.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in await conn.execute(series_q)]
+        rows = [{str(k): v for k, v in r._mapping.items()} for r in await conn.execute(series_q)]
         breakdowns: dict[str, list[dict[str, Any]]] = {}
         for dim in DIMENSIONS:
             column = c[f"{dim}_id" if dim in ("tenant", "key") else dim]
@@ -97,9 +98,11 @@ async def overview(db: Database, start: float, end: float, f: Filters) -> dict[s
             )
             query = _filtered(query.where(window), table, f).group_by(column)
             query = query.order_by(func.sum(c.cost_nanos).desc(), func.sum(c.requests).desc(), column).limit(TOP)
-            breakdowns[dim] = [_breakdown(dict(r._mapping)) for r in await conn.execute(query)]
+            breakdowns[dim] = [
+                _breakdown({str(k): v for k, v in r._mapping.items()}) for r in await conn.execute(query)
+            ]
         await _name(conn, breakdowns)
-    series = [_point(r) for r in rows]
+    series = _filled([_point(r) for r in rows], int(start // seconds) * seconds, end, seconds)
     total: dict[str, Any] = {name: sum(int(r[name] or 0) for r in rows) for name in rollups.SUMS}
     total["latency_ms_sum"] = sum(float(r["latency_ms_sum"] or 0) for r in rows)
     return {
@@ -111,6 +114,13 @@ async def overview(db: Database, start: float, end: float, f: Filters) -> dict[s
         "series": series,
         "by": breakdowns,
     }
+
+
+def _filled(points: list[dict[str, Any]], first: int, end: float, seconds: int) -> list[dict[str, Any]]:
+    """Every bucket of the range, those without requests as zeros (at most ~400: a chart's x axis)."""
+    have = {p["t"]: p for p in points}
+    blank = {name: 0 for name in rollups.SUMS}
+    return [have.get(t) or _point({"bucket": t, **blank}) for t in range(first, int(end), seconds)]
 
 
 def _histogram(row: dict[str, Any], prefix: str) -> list[int]:
@@ -212,7 +222,7 @@ async def requests_page(
         )
     query = query.order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)
     async with db.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in await conn.execute(query)]
+        rows = [{str(k): v for k, v in r._mapping.items()} for r in await conn.execute(query)]
     more = len(rows) > limit
     rows = rows[:limit]
     return {
@@ -243,18 +253,18 @@ def period_starts(now: float | None = None) -> dict[str, float]:
 
 
 async def spend(db: Database, by: str, ids: list[str]) -> dict[str, dict[str, float]]:
-    """``{id: {"day": usd, "month": usd}}`` for tenants or keys (``by``) in ``ids``."""
+    """``{id: {"day": usd, "month": usd, "total": usd}}`` for tenants or keys (``by``) in ``ids``: the
+    budget periods' spend so far (UTC), from the daily rollup."""
     if not ids:
         return {}
     c = rollups.daily.c
     column = c.tenant_id if by == "tenant" else c.key_id
     starts = period_starts()
-    today = func.sum(func.coalesce(c.cost_nanos, 0)).filter(c.bucket >= starts["day"])
-    query = (
-        select(column, func.sum(c.cost_nanos), today)
-        .where(column.in_(ids), c.bucket >= starts["month"])
-        .group_by(column)
-    )
+    month = func.sum(c.cost_nanos).filter(c.bucket >= starts["month"])
+    today = func.sum(c.cost_nanos).filter(c.bucket >= starts["day"])
+    query = select(column, func.sum(c.cost_nanos), month, today).where(column.in_(ids)).group_by(column)
     async with db.engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return {r[0]: {"month": int(r[1] or 0) / 1e9, "day": int(r[2] or 0) / 1e9} for r in rows}
+    return {
+        r[0]: {"total": int(r[1] or 0) / 1e9, "month": int(r[2] or 0) / 1e9, "day": int(r[3] or 0) / 1e9} for r in rows
+    }
