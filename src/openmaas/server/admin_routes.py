@@ -69,8 +69,13 @@ def _is_admin_key(token: str, services: Services) -> bool:
 
 def require_admin(request: Request, services: Services) -> None:
     session: Session | None = request.scope["state"].get(CONSOLE_SESSION)
-    if session is not None and session.admin and api_key(request) is None:
-        return
+    if session is not None and api_key(request) is None:
+        if session.admin:
+            return
+        raise PermissionDenied(
+            "This console session may only read: sign in with the admin key to change tenants, keys and plans.",
+            code="admin_required",
+        )
     expected = os.environ.get(services.settings.auth.admin_key_env) or ""
     if not expected:
         raise PermissionDenied(

@@ -99,7 +99,9 @@ class Operation:
     ok: Schema = field(default_factory=lambda: OBJECT)
     status: int = 200
     dialect: Literal["openai", "anthropic", "jsonrpc"] = "openai"
-    auth: Literal["key", "admin", "public"] = "key"
+    # key: an API key (or a console session); admin: the admin key (or an admin console session);
+    # reader: the admin key, or a tenant's key or console session (then only that tenant's rows)
+    auth: Literal["key", "admin", "reader", "public"] = "key"
     streams: bool = False
     multipart: bool = False
     query: tuple[tuple[str, Schema], ...] = ()
@@ -108,6 +110,8 @@ class Operation:
 def operations() -> list[Operation]:
     responses = "/v1/responses/{response_id}"
     day = {"type": "string", "format": "date"}
+    when = {"type": "string", "description": "epoch seconds or an ISO date/time"}
+    filters = tuple((name, {"type": "string"}) for name in ("tenant", "key", "model", "deployment"))
     return [
         Operation(
             "post", "/v1/chat/completions", "Chat completion", ChatCompletionRequest, CHAT_COMPLETION, streams=True
@@ -156,31 +160,56 @@ def operations() -> list[Operation]:
         Operation("delete", "/v1/knowledge_bases/{kb_id}/documents/{document_id}", "Delete a document"),
         Operation("post", "/v1/knowledge_bases/{kb_id}/search", "Search a knowledge base", SearchRequest),
         Operation("post", "/admin/plans", "Create a plan", PlanCreate, status=201, auth="admin"),
-        Operation("get", "/admin/plans", "Plans", ok=LIST, auth="admin"),
+        Operation("get", "/admin/plans", "Plans", ok=LIST, auth="reader"),
         Operation("patch", "/admin/plans/{id}", "Update a plan", PlanFields, auth="admin"),
         Operation("post", "/admin/tenants", "Create a tenant", TenantCreate, status=201, auth="admin"),
-        Operation("get", "/admin/tenants", "Tenants", ok=LIST, auth="admin"),
-        Operation("get", "/admin/tenants/{ref}", "A tenant", auth="admin"),
+        Operation("get", "/admin/tenants", "Tenants", ok=LIST, auth="reader"),
+        Operation("get", "/admin/tenants/{ref}", "A tenant", auth="reader"),
         Operation("patch", "/admin/tenants/{ref}", "Update a tenant", TenantFields, auth="admin"),
         Operation("post", "/admin/keys", "Create a key", KeyCreate, status=201, auth="admin"),
-        Operation("get", "/admin/keys", "Keys", ok=LIST, auth="admin"),
-        Operation("get", "/admin/keys/{id}", "A key", auth="admin"),
+        Operation("get", "/admin/keys", "Keys", ok=LIST, auth="reader"),
+        Operation("get", "/admin/keys/{id}", "A key", auth="reader"),
         Operation("patch", "/admin/keys/{id}", "Update a key", KeyFields, auth="admin"),
         Operation("post", "/admin/keys/{id}/revoke", "Revoke a key", auth="admin"),
         Operation("post", "/admin/keys/{id}/rotate", "Rotate a key", auth="admin"),
         Operation(
             "get",
             "/admin/usage",
-            "Usage report",
-            auth="admin",
+            "Usage report (from the daily rollup)",
+            auth="reader",
             query=(
                 ("start", day),
                 ("end", day),
                 ("group_by", {"type": "string"}),
                 ("format", {"enum": ["json", "csv"]}),
+                *filters,
             ),
         ),
-        Operation("get", "/admin/audit/{request_id}", "A request's audit trail", auth="admin"),
+        Operation(
+            "get",
+            "/admin/overview",
+            "Series, totals and top-10 breakdowns for the console (from the rollups)",
+            auth="reader",
+            query=(("start", when), ("end", when), *filters),
+        ),
+        Operation(
+            "get",
+            "/admin/requests",
+            "Ledger rows newest first (keyset pagination)",
+            ok=LIST,
+            auth="reader",
+            query=(
+                ("start", when),
+                ("end", when),
+                ("status", {"type": "string"}),
+                ("cursor", {"type": "string"}),
+                ("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+                ("endpoint", {"type": "string"}),
+                *filters,
+            ),
+        ),
+        Operation("get", "/admin/models", "Deployments, aliases, health and engine slots", ok=LIST, auth="reader"),
+        Operation("get", "/admin/audit/{request_id}", "A request's audit trail", auth="reader"),
         Operation("get", "/admin/routing", "Routing state", auth="admin"),
         Operation("get", "/healthz", "Process up", auth="public"),
         Operation(
@@ -199,6 +228,10 @@ def operations() -> list[Operation]:
         ),
         Operation("delete", "/mcp", "MCP session end (no sessions: the endpoint is stateless)", dialect="jsonrpc"),
         Operation("get", "/readyz", "Every deployment ready", auth="public"),
+        Operation("get", "/console", "The web console (redirects to /console/)", auth="public"),
+        Operation("post", "/console/session", "Console sign-in: a key for a session cookie", auth="public"),
+        Operation("get", "/console/session", "The console session, or how to sign in", auth="public"),
+        Operation("delete", "/console/session", "Console sign-out (cookie and CSRF header)", auth="public"),
         Operation("get", "/openapi.json", "This document", auth="public"),
     ]
 
@@ -224,7 +257,7 @@ def _operation(op: Operation, refs: Mapping[tuple[Any, Any], Schema]) -> Schema:
     }
     if op.auth == "key":
         out["security"] = [{"bearer": []}, {"apiKey": []}, {}]
-    elif op.auth == "admin":
+    elif op.auth in ("admin", "reader"):
         out["security"] = [{"bearer": []}]
     params = [
         {"name": name[1:-1], "in": "path", "required": True, "schema": PATH_ID}
