@@ -42,7 +42,7 @@ async def make_tenant(client: httpx.AsyncClient, name: str) -> tuple[str, dict[s
 
 
 async def test_the_cookie_is_httponly_strict_and_only_secure_over_tls(app_client: Any) -> None:
-    app, client = app_client
+    _app, client = app_client
     resp, _ = await sign_in(client, ADMIN)
     assert resp.status_code == 200 and resp.json()["scope"] == "admin"
     cookie = SimpleCookie(resp.headers["set-cookie"])[COOKIE]

@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from openmaas.store.db import Database, normalize_url
 from openmaas.store import rollups  # noqa: F401  (its tables join the metadata)
+from openmaas.store.db import Database, normalize_url
 from openmaas.store.schema import metadata
 
 pytestmark = pytest.mark.anyio

@@ -51,7 +51,7 @@ def events(n: int, seed: int = 7) -> list[UsageEvent]:
                 rng.random() < 0.2,
                 None,
                 rng.choice([None, 0, 64]),
-            )  # fmt: skip
+            )
         )
     return out
 
