@@ -97,12 +97,18 @@ async def test_allowed_models_and_disabled_tenants(env: Env) -> None:
     assert disabled.status_code == 403 and disabled.json()["error"]["code"] == "tenant_disabled"
 
 
-async def test_admin_api_refuses_tenant_keys(env: Env) -> None:
+async def test_admin_api_refuses_tenant_keys_every_write_and_shows_them_only_their_tenant(env: Env) -> None:
     await env.tenant("acme")
+    await env.tenant("other")
     key = await env.key("acme")
-    as_tenant = await env.client.get("/admin/tenants", headers={"authorization": f"Bearer {key}"})
-    anonymous = await env.client.get("/admin/tenants")
+    tenant_key = {"authorization": f"Bearer {key}"}
+    as_tenant = await env.client.post("/admin/tenants", json={"name": "mine"}, headers=tenant_key)
     assert as_tenant.status_code == 403 and as_tenant.json()["error"]["code"] == "admin_required"
+    new_key = await env.client.post("/admin/keys", json={"tenant": "acme"}, headers=tenant_key)
+    assert new_key.status_code == 403 and new_key.json()["error"]["code"] == "admin_required"
+    listed = await env.client.get("/admin/tenants", headers=tenant_key)
+    assert [t["name"] for t in listed.json()["data"]] == ["acme"]  # reads: its own tenant only
+    anonymous = await env.client.get("/admin/tenants")
     assert anonymous.status_code == 401
     invalid = await env.client.post("/admin/tenants", json={"name": "x", "budget_usd": -1}, headers=ADMIN)
     assert invalid.status_code == 400 and invalid.json()["error"]["param"] == "budget_usd"

@@ -112,14 +112,15 @@ function route(main, links) {
   if (!session) return;
   const [id, ...rest] = (window.location.hash.replace(/^#\/?/, "") || "overview").split("/");
   const page = PAGES.find(([p]) => p === id) || PAGES[0];
-  for (const a of links) a.toggleAttribute("aria-current", a.dataset.page === page[0]) || a.removeAttribute("aria-current");
+  for (const a of links) a.removeAttribute("aria-current");
   for (const a of links) if (a.dataset.page === page[0]) a.setAttribute("aria-current", "page");
   if (stopPage) stopPage();
   stopPage = null;
   clear(main);
   document.title = `${page[1]} · OpenMaaS console`;
   try {
-    stopPage = page[2].render(main, { session, args: rest.map(decodeURIComponent) }) || null;
+    const stop = page[2].render(main, { session, args: rest.map(decodeURIComponent) });
+    stopPage = typeof stop === "function" ? stop : null;
   } catch (error) {
     main.append(errorBox(error));
   }
