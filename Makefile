@@ -34,6 +34,7 @@ services:
 test: install services
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	bash scripts/console_vendor.sh --check
 	$(BIN)/pytest -q
 
 bench: install
