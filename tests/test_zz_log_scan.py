@@ -14,8 +14,11 @@ from typing import Any
 
 import pytest
 
+from openmaas.console.sessions import COOKIE, CSRF_HEADER
 from openmaas.testing.serve import serve_app
 from tests.conftest import metered_settings, running_app
+from tests.console.conftest import ADMIN_KEY as CONSOLE_ADMIN_KEY
+from tests.console.test_sessions import ADMIN as SESSIONS_ADMIN_KEY
 from tests.helpers import ADMIN_KEY, log_dir
 from tests.observability.test_tracing import Receiver
 from tests.server.test_upstreams_e2e import ANTHROPIC_KEY, UPSTREAM_KEY
@@ -43,6 +46,13 @@ async def test_no_secret_reaches_any_log(tmp_path: Any, monkeypatch: pytest.Monk
             body = {"model": "fake-chat", "messages": [{"role": "user", "content": SECRET_PROMPT}]}
             await client.post("/v1/chat/completions", json=body, headers=auth)
         await client.post("/v1/chat/completions", json={"model": "x"}, headers={"x-api-key": created["key"] + "x"})
+        signed_in = await client.post("/console/session", json={"key": created["key"]})  # a console session too
+        used.append(client.cookies[COOKIE])
+        csrf = {CSRF_HEADER: signed_in.json()["csrf"]}
+        await client.get("/admin/requests", headers=csrf)
+        body = {"model": "fake-chat", "messages": [{"role": "user", "content": SECRET_PROMPT}]}
+        await client.post("/v1/chat/completions", json=body, headers=csrf)
+        await client.delete("/console/session", headers=csrf)
         rotated = (await client.post(f"/admin/keys/{created['id']}/rotate", headers=admin)).json()
         used.append(rotated["key"])
         await client.post(f"/admin/keys/{created['id']}/revoke", headers=admin)
@@ -62,7 +72,7 @@ async def test_no_secret_reaches_any_log(tmp_path: Any, monkeypatch: pytest.Monk
     assert logs, f"no logs found in {log_dir()}"
     text = "\n".join(p.read_text(errors="replace") for p in logs)
     assert "openmaas" in text  # the scan reads real log output
-    secrets = [*used, ADMIN_KEY, UPSTREAM_KEY, ANTHROPIC_KEY]
+    secrets = [*used, ADMIN_KEY, UPSTREAM_KEY, ANTHROPIC_KEY, CONSOLE_ADMIN_KEY, SESSIONS_ADMIN_KEY]
     leaked = [s[:6] for s in secrets if s in text]
     assert not leaked, f"secrets starting with {leaked} appear in the logs under {log_dir()}"
     shaped = FULL_KEY.findall(text)

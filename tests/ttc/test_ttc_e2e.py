@@ -93,6 +93,12 @@ async def test_best_of_n_picks_what_the_requests_regex_accepts_and_bills_every_c
         event = await ledger(s, raw)
         assert event["completion_tokens"] == completion and event["prompt_tokens"] == body["usage"]["prompt_tokens"]
         assert raw.headers["x-openmaas-ttc"] == "best_of_n"
+        # the audit record (the console's data-flow view) keeps every call: role, score, tokens — never the text
+        calls = event["route"]["ttc"]["calls"]
+        assert len(calls) == 4 and sum(c["completion_tokens"] for c in calls) == completion
+        assert sorted(c["score"] for c in calls) == [0.0, 0.0, 1.0, 1.0]
+        assert [c["score"] for c in calls if c["chosen"]] == [1.0]
+        assert not any(v in json.dumps(event["route"]) for v in VOTES)
 
 
 async def test_best_of_n_keeps_one_greedy_candidate_unless_the_request_sets_a_temperature(tmp_path, monkeypatch):

@@ -51,6 +51,8 @@ class RouteDecision:
     chosen: str | None = None
     chosen_locality: str | None = None
     degraded: bool = False
+    # test-time compute: the strategy and every model call it made (role, deployment, tokens, cost; no text)
+    ttc: dict[str, Any] | None = None
 
     @property
     def plan(self) -> list[Candidate]:
@@ -114,6 +116,7 @@ class RouteDecision:
             "masked": self.masked,
             "data_went_to": self.data_went_to(),
             "cached_tokens": cached_tokens,
+            **({"ttc": self.ttc} if self.ttc is not None else {}),
         }
 
     def to_json(self, cached_tokens: int | None = None) -> str:

@@ -174,6 +174,22 @@ class TtcRun:
         for other in self.routes[1:]:  # one audit trail: every call's attempts, wherever it went
             main.decision.attempts += other.decision.attempts
         served = Served(self.gateway.registry.target(run.chosen.deployment), {}, None) if run is not None else None
+        scores = {id(c): round(s.value, 4) for c, s in zip(run.candidates, run.scores, strict=False)} if run else {}
+        main.decision.ttc = {
+            "strategy": self.spec.strategy,
+            "calls": [
+                {
+                    "role": c.role,
+                    "deployment": c.deployment,
+                    "score": scores.get(id(c)),
+                    "chosen": run is not None and c is run.chosen,
+                    "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": c.completion_tokens,
+                    "cost_usd": c.cost_nanos / 1e9,
+                }
+                for c in self.calls
+            ],
+        }
         self.call.headers["x-openmaas-ttc"] = self.spec.strategy
         outcome = Outcome(
             sum(c.prompt_tokens for c in self.calls),

@@ -113,7 +113,17 @@ function step(e, n) {
       ["Placement", (a) => a.placement || ""],
     ], route.attempts, "Attempts"));
   }
-  if (route.ttc) parts.push(h("h3", {}, "Test-time compute"), h("pre", { class: "panel mono" }, JSON.stringify(route.ttc, null, 2)));
+  if (route.ttc) {
+    parts.push(h("h3", {}, `Test-time compute: ${route.ttc.strategy}`), table([
+      ["#", (c) => String(route.ttc.calls.indexOf(c) + 1)],
+      ["Role", (c) => c.role],
+      ["Deployment", (c) => c.deployment],
+      ["Score", (c) => (c.score === null || c.score === undefined ? "" : String(c.score))],
+      ["", (c) => (c.chosen ? badge("chosen", "ok") : "")],
+      ["Tokens in / out", (c) => `${fmt.int(c.prompt_tokens)} / ${fmt.int(c.completion_tokens)}`, { num: true }],
+      ["Cost", (c) => fmt.usd(c.cost_usd), { num: true }],
+    ], route.ttc.calls, "Test-time compute calls"));
+  }
   if (route.error) parts.push(h("p", { class: "error" }, route.error));
   return h("section", { class: "panel" }, parts);
 }
