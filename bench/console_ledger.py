@@ -10,7 +10,12 @@
    (concurrency 16), with and without a console open on the overview (its API calls every 5 s), alternating
    for ``--rounds`` rounds; the ledger rows of these requests go into the same 10M-row table.
 
-Usage: python bench/console_ledger.py [--rows 10000000] [--rounds 3] [--seconds 10] [--regenerate]
+4. ``sqlite_import``: what the rollup trigger adds to importing ledger rows into SQLite (the spool import's own
+   ``executemany``, 50,000 rows per round, with and without the trigger, interleaved, best of 5): on SQLite the
+   import runs in the gateway's process, so this is the console's whole cost to the request path there.
+
+Usage: python bench/console_ledger.py [--parts generate,queries,throughput,sqlite_import] [--rows 10000000]
+       [--rounds 3] [--seconds 10] [--regenerate]
 """
 
 from __future__ import annotations
@@ -232,14 +237,61 @@ def throughput(base: str, key: str, rounds: int, seconds: int, core: str) -> dic
     }
 
 
+def sqlite_import(tmp: Path, rounds: int = 5, n: int = 50_000) -> dict[str, Any]:
+    import sqlite3
+
+    from openmaas.store.ledger_spool import SQL
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from tests.store.test_rollups import events
+
+    rows = [tuple(e) for e in events(n, seed=1)]
+    paths = {}
+    for name in ("with_trigger", "without_trigger"):
+        paths[name] = tmp / f"{name}.db"
+        db = Database(f"sqlite:///{paths[name]}", spool=None)
+        asyncio.run(db.migrate())
+        asyncio.run(db.close())
+    with sqlite3.connect(paths["without_trigger"]) as conn:
+        conn.execute("DROP TRIGGER usage_rollup")
+    best: dict[str, float] = {}
+    for r in range(rounds):
+        for name in ("with_trigger", "without_trigger") if r % 2 == 0 else ("without_trigger", "with_trigger"):
+            conn = sqlite3.connect(paths[name], isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            batch = [(f"{row[0]}_{r}", *row[1:]) for row in rows]
+            started = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(SQL, batch)
+            conn.execute("COMMIT")
+            took = (time.perf_counter() - started) / n * 1e6
+            conn.close()
+            best[name] = min(best.get(name, took), took)
+    out = {f"{k}_us_per_row": round(v, 2) for k, v in best.items()}
+    out["trigger_us_per_row"] = round(best["with_trigger"] - best["without_trigger"], 2)
+    print(out, flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--parts", default="generate,queries,throughput,sqlite_import")
     args = parser.parse_args()
-    result: dict[str, Any] = {"ledger": asyncio.run(generate(args.rows, args.regenerate))}
+    parts = args.parts.split(",")
+    out = RESULTS / "console_ledger.json"
+    result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    if "sqlite_import" in parts:
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            result["sqlite_import"] = sqlite_import(Path(tmp_dir))
+        out.write_text(json.dumps(result, indent=2))
+    if not {"generate", "queries", "throughput"} & set(parts):
+        return
+    result["ledger"] = asyncio.run(generate(args.rows, args.regenerate))
     print(result["ledger"], flush=True)
     gw_core, other = cores()
     pin_services(other)
@@ -265,13 +317,14 @@ def main() -> None:
             key = httpx.post(
                 f"{base}/admin/keys", json={"tenant": "bench-tenant-3", "name": "bench-live"}, headers=admin
             ).json()["key"]
-            result["queries"] = queries(base, key)
-            result["throughput"] = throughput(base, key, args.rounds, args.seconds, other)
+            if "queries" in parts:
+                result["queries"] = queries(base, key)
+            if "throughput" in parts:
+                result["throughput"] = throughput(base, key, args.rounds, args.seconds, other)
         finally:
             stop(proc)
-    out = RESULTS / "console_ledger.json"
     out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result["throughput"], indent=2))
+    print(json.dumps(result.get("throughput"), indent=2))
     print(f"wrote {out}")
 
 

@@ -175,3 +175,25 @@ async def test_anonymous_callers_get_nothing_from_the_console_api(app_client: An
         resp = await client.get(path)
         assert resp.status_code in (401, 403), path
         assert resp.json()["error"]["message"]
+
+
+async def test_bad_console_queries_are_400s_in_the_openai_envelope(app_client: Any) -> None:
+    _, client = app_client
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    bad = [
+        ("/admin/overview", {"start": "nan"}),
+        ("/admin/overview", {"start": "yesterday"}),
+        ("/admin/overview", {"start": "2026-01-02", "end": "2026-01-01"}),
+        ("/admin/overview", {"start": "2020-01-01"}),  # longer than 400 days
+        ("/admin/requests", {"limit": "0"}),
+        ("/admin/requests", {"limit": "²"}),
+        ("/admin/requests", {"limit": "1000"}),
+        ("/admin/requests", {"status": "99999999999999999999"}),
+        ("/admin/requests", {"status": "²"}),
+        ("/admin/requests", {"cursor": "not-a-cursor"}),
+        ("/admin/requests", {"end": "inf"}),
+    ]
+    for path, params in bad:
+        resp = await client.get(path, params=params, headers=admin)
+        assert resp.status_code == 400, (path, params, resp.text)
+        assert resp.json()["error"]["type"] == "invalid_request_error"

@@ -45,7 +45,7 @@ async def requests_log(request: Request) -> Response:
     q = request.query_params
     start, end = insights.time_range(q.get("start"), q.get("end"), default_days=30)
     limit = q.get("limit") or "50"
-    if not limit.isdigit():
+    if not (limit.isascii() and limit.isdigit()):
         raise InvalidRequest("'limit' must be a whole number", param="limit")
     await s.ledger.sync()
     page = await insights.requests_page(

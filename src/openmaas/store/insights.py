@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -53,14 +54,18 @@ def time_range(start: str | None, end: str | None, default_days: float = 1.0) ->
 
 def _instant(text: str, param: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value) or abs(value) > 1e11:
+            raise InvalidRequest(f"'{param}' is not a time", param=param)
+        return value
     try:
         moment = dt.datetime.fromisoformat(text)
-    except ValueError:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
+    except (ValueError, OverflowError):
         raise InvalidRequest(f"'{param}' must be epoch seconds or an ISO date/time", param=param) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def _filtered(query: Select[Any], table: Any, f: Filters) -> Select[Any]:
@@ -212,7 +217,7 @@ async def requests_page(
     elif status == "error":
         query = query.where(c.status >= 400)
     elif status:
-        if not status.isdigit():
+        if not (status.isascii() and status.isdigit() and 100 <= int(status) <= 599):
             raise InvalidRequest("'status' must be ok, error or an HTTP status code", param="status")
         query = query.where(c.status == int(status))
     if cursor:
