@@ -10,9 +10,9 @@
    (concurrency 16), with and without a console open on the overview (its API calls every 5 s), alternating
    for ``--rounds`` rounds; the ledger rows of these requests go into the same 10M-row table.
 
-4. ``sqlite_import``: what the rollup trigger adds to importing ledger rows into SQLite (the spool import's own
-   ``executemany``, 50,000 rows per round, with and without the trigger, interleaved, best of 5): on SQLite the
-   import runs in the gateway's process, so this is the console's whole cost to the request path there.
+4. ``sqlite_import``: what the rollups add to importing ledger rows into SQLite (the spool import's transaction,
+   4,096-row batches, with and without the grouped upserts, interleaved, best of 5): on SQLite the import runs
+   in the gateway's process, so this is the console's whole cost to the request path there.
 
 Usage: python bench/console_ledger.py [--parts generate,queries,throughput,sqlite_import] [--rows 10000000]
        [--rounds 3] [--seconds 10] [--regenerate]
@@ -237,39 +237,43 @@ def throughput(base: str, key: str, rounds: int, seconds: int, core: str) -> dic
     }
 
 
-def sqlite_import(tmp: Path, rounds: int = 5, n: int = 50_000) -> dict[str, Any]:
+def sqlite_import(tmp: Path, rounds: int = 5, n: int = 20_000) -> dict[str, Any]:
+    """The spool import's transaction (``ledger_spool.import_file``) with and without the rollups' grouped
+    upserts, in batches of 4,096 rows (the import's size at load), best of ``rounds``."""
     import sqlite3
 
+    from openmaas.store import rollups
     from openmaas.store.ledger_spool import SQL
 
     sys.path.insert(0, str(Path(__file__).parents[1]))
     from tests.store.test_rollups import events
 
     rows = [tuple(e) for e in events(n, seed=1)]
-    paths = {}
-    for name in ("with_trigger", "without_trigger"):
-        paths[name] = tmp / f"{name}.db"
-        db = Database(f"sqlite:///{paths[name]}", spool=None)
-        asyncio.run(db.migrate())
-        asyncio.run(db.close())
-    with sqlite3.connect(paths["without_trigger"]) as conn:
-        conn.execute("DROP TRIGGER usage_rollup")
+    path = tmp / "import.db"
+    db = Database(f"sqlite:///{path}", spool=None)
+    asyncio.run(db.migrate())
+    asyncio.run(db.close())
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
     best: dict[str, float] = {}
     for r in range(rounds):
-        for name in ("with_trigger", "without_trigger") if r % 2 == 0 else ("without_trigger", "with_trigger"):
-            conn = sqlite3.connect(paths[name], isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            batch = [(f"{row[0]}_{r}", *row[1:]) for row in rows]
+        for name in ("with_rollups", "without_rollups") if r % 2 == 0 else ("without_rollups", "with_rollups"):
+            batch = [(f"{row[0]}_{r}_{name}", *row[1:]) for row in rows]
             started = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(SQL, batch)
-            conn.execute("COMMIT")
+            for i in range(0, n, 4096):
+                conn.execute("BEGIN IMMEDIATE")
+                before = conn.execute(rollups.SQLITE_LAST_ROWID).fetchone()[0]
+                conn.executemany(SQL, batch[i : i + 4096])
+                if name == "with_rollups":
+                    for statement in rollups.SQLITE_AFTER:
+                        conn.execute(statement, {"before": before})
+                conn.execute("COMMIT")
             took = (time.perf_counter() - started) / n * 1e6
-            conn.close()
             best[name] = min(best.get(name, took), took)
+    conn.close()
     out = {f"{k}_us_per_row": round(v, 2) for k, v in best.items()}
-    out["trigger_us_per_row"] = round(best["with_trigger"] - best["without_trigger"], 2)
+    out["rollups_us_per_row"] = round(best["with_rollups"] - best["without_rollups"], 2)
     print(out, flush=True)
     return out
 

@@ -17,6 +17,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import text
+
+from openmaas.store import rollups
 from openmaas.store.db import Database
 from openmaas.store.schema import usage_events
 
@@ -66,4 +69,9 @@ class EngineSink(LedgerSink):
 
     async def write(self, rows: Sequence[Row]) -> None:
         async with self.db.engine.begin() as conn:
+            sqlite = self.db.dialect == "sqlite"
+            before = (await conn.execute(text(rollups.SQLITE_LAST_ROWID))).scalar_one() if sqlite else 0
             await conn.execute(self.db.insert_ignore(usage_events), [dict(zip(COLUMNS, r, strict=True)) for r in rows])
+            if sqlite:  # PostgreSQL's trigger keeps the rollups; SQLite's writers do (store.rollups)
+                for statement in rollups.SQLITE_AFTER:
+                    await conn.execute(text(statement), {"before": before})

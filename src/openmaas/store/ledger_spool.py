@@ -47,6 +47,7 @@ from typing import Any
 
 import orjson
 
+from openmaas.store import rollups
 from openmaas.store.ledger_sink import COLUMNS, LedgerSink, Row
 
 log = logging.getLogger("openmaas.ledger")
@@ -291,7 +292,10 @@ def import_file(conn: sqlite3.Connection, path: Path) -> int:
         if rows:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                before = conn.execute(rollups.SQLITE_LAST_ROWID).fetchone()[0]
                 conn.executemany(SQL, rows)
+                for statement in rollups.SQLITE_AFTER:  # the console's rollups, in the same transaction
+                    conn.execute(statement, {"before": before})
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):

@@ -89,14 +89,6 @@ def _grouped(table: str, source: str, postgres: bool) -> str:
     )
 
 
-def _sqlite_row(table: str) -> str:
-    values = [*_keys("NEW", GRAINS[table], postgres=False), *_values("NEW", "COALESCE(({}), 0)")]
-    return (
-        f"INSERT INTO {table} ({', '.join((*KEYS, *SUMS))}) VALUES ({', '.join(values)})"
-        f" ON CONFLICT ({', '.join(KEYS)}) DO UPDATE SET " + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUMS)
-    )
-
-
 def upgrade() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
     for table in GRAINS:
@@ -132,9 +124,7 @@ def upgrade() -> None:
             "CREATE TRIGGER usage_rollup AFTER INSERT ON usage_events REFERENCING NEW TABLE AS inserted"
             " FOR EACH STATEMENT EXECUTE FUNCTION usage_rollup()"
         )
-    else:
-        body = "; ".join(_sqlite_row(t) for t in GRAINS)
-        op.execute(f"CREATE TRIGGER usage_rollup AFTER INSERT ON usage_events BEGIN {body}; END")
+    # SQLite has no statement triggers: its ledger writers add each batch themselves (store.rollups)
 
 
 def downgrade() -> None:
