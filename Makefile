@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python bench/claude_code_ttft.py
 	$(BIN)/python bench/agents.py
 	$(BIN)/python bench/observability.py
+	$(BIN)/python bench/console_ledger.py
 	$(BIN)/openmaas privacy eval --out bench/results/privacy.json
 
 clean:
