@@ -116,11 +116,18 @@ def test_admin_creates_a_key_sees_it_once_and_follows_its_requests_to_the_data_f
     assert re.search(r"\$0\.00", flow)
     admin.shot("data-flow")
 
-    # revoke it in the console: its next request is refused
+    # rotate it: a new secret, shown once; the old one stops working
     page = admin.open("keys")
+    page.locator("tr", has_text="ci-key").locator("button:has-text('Rotate')").click()
+    page.locator("#new-key").wait_for()
+    rotated = page.locator("#new-key").inner_text()
+    assert rotated.startswith("om-") and rotated != secret
+    assert chat(console_server, secret).status_code == 401
+    assert chat(console_server, rotated).status_code == 200
+    # revoke it in the console: its next request is refused
     page.locator("tr", has_text="ci-key").locator("button:has-text('Revoke')").click()
     page.locator("tr", has_text="ci-key").locator("text=revoked").wait_for()
-    refused = chat(console_server, secret)
+    refused = chat(console_server, rotated)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "key_revoked"
 
 
