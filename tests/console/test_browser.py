@@ -78,6 +78,12 @@ def test_admin_creates_a_key_sees_it_once_and_follows_its_requests_to_the_data_f
     page.fill("input[name=tenant_name]", "browser-co")
     page.click("form[aria-label='Create a tenant'] button")
     page.locator("td", has_text="browser-co").wait_for()
+    page.select_option("select[aria-label='Privacy policy of browser-co']", "local_only")
+    page.locator("select[aria-label='Privacy policy of browser-co'] option[selected]", has_text="local_only").wait_for(
+        state="attached"
+    )
+    tenants = admin_api(console_server, "GET", "/admin/tenants")["data"]
+    assert next(t for t in tenants if t["name"] == "browser-co")["privacy"] == "local_only"
     page.select_option("select[name=key_tenant]", label="browser-co")
     page.fill("input[name=key_name]", "ci-key")
     page.click("form[aria-label='Create a key'] button")

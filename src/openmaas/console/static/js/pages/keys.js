@@ -31,7 +31,7 @@ export function render(main, { session }) {
     const tenantRows = table([
       ["Tenant", (t) => h("span", {}, t.name, " ", h("span", { class: "muted mono" }, t.id))],
       ["Plan", (t) => t.plan_id || "–"],
-      ["Privacy", (t) => t.privacy],
+      ["Privacy", (t) => (admin ? privacySelect(t, act) : t.privacy)],
       ["Budget", budget],
       ["Spend today", (t) => fmt.usd(t.spend_usd.day), { num: true }],
       ["Spend this month", (t) => fmt.usd(t.spend_usd.month), { num: true }],
@@ -66,6 +66,16 @@ export function render(main, { session }) {
       ], plans.data, "Plans") : empty("No plans."),
     );
   }
+}
+
+// The tenant's privacy policy (allow | mask | local_only, or a per-category spec set through the API).
+function privacySelect(tenant, act) {
+  const options = ["allow", "mask", "local_only"];
+  if (!options.includes(tenant.privacy)) options.push(tenant.privacy);
+  return h("select", {
+    "aria-label": `Privacy policy of ${tenant.name}`,
+    onchange: (e) => act(() => api("PATCH", `/admin/tenants/${tenant.id}`, { privacy: e.target.value }))(),
+  }, options.map((p) => h("option", { value: p, selected: p === tenant.privacy }, p)));
 }
 
 function forms(tenants, plans, act, showKey) {
