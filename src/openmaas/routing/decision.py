@@ -116,7 +116,7 @@ class RouteDecision:
             "masked": self.masked,
             "data_went_to": self.data_went_to(),
             "cached_tokens": cached_tokens,
-            **({"ttc": self.ttc} if self.ttc is not None else {}),
+            "ttc": self.ttc,
         }
 
     def to_json(self, cached_tokens: int | None = None) -> str:
