@@ -76,8 +76,7 @@ def require_admin(request: Request, services: Services) -> None:
             "This console session may only read: sign in with the admin key to change tenants, keys and plans.",
             code="admin_required",
         )
-    expected = os.environ.get(services.settings.auth.admin_key_env) or ""
-    if not expected:
+    if not os.environ.get(services.settings.auth.admin_key_env):
         raise PermissionDenied(
             f"The admin API is disabled: set {services.settings.auth.admin_key_env} to enable it.",
             code="admin_disabled",
@@ -85,8 +84,7 @@ def require_admin(request: Request, services: Services) -> None:
     token = api_key(request)
     if token is None:
         raise AuthenticationFailed("The admin API needs the admin key.", code="missing_api_key")
-    given = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-    if not hmac.compare_digest(given, hashlib.sha256(expected.encode()).digest()):
+    if not _is_admin_key(token, services):
         raise PermissionDenied("This key may not use the admin API.", code="admin_required")
 
 
