@@ -248,3 +248,25 @@ def test_the_console_fits_a_phone_and_signs_out(browser: Any, console_server: Ru
         assert after.status_code in (401, 403) and time.time() - started < 30
     finally:
         console.close()
+
+
+def test_the_embedded_default_opens_in_open_mode_without_a_key(browser: Any, tmp_path: Path) -> None:
+    """`make serve` on a fresh machine: no admin key, no API key — the console opens without a key (reads only)."""
+    from tests.helpers import start_server
+
+    server = start_server("console-open", tmp_path, None, env={"OPENMAAS_ADMIN_KEY": ""})
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        body = {"model": "default", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+        sent = httpx.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=120)
+        page = context.new_page()
+        page.goto(f"{server.base_url}/console")  # the redirect to /console/
+        page.click("#open-mode")
+        page.locator(".card", has_text="Requests").wait_for()
+        page.goto(f"{server.base_url}/console/#/requests")
+        page.locator(f"a:has-text('{sent.headers['x-request-id']}')").wait_for()
+        page.goto(f"{server.base_url}/console/#/keys")
+        page.locator("text=Open mode: start the gateway with OPENMAAS_ADMIN_KEY set").wait_for()
+    finally:
+        context.close()
+        server.stop()
