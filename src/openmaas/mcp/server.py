@@ -9,11 +9,18 @@ admission, ledger) under the HTTP request's id.
 A client with a tool-count cap: when a key may use more than ``mcp.max_listed_tools`` tools, the list
 holds two tools instead — ``search_tools`` (find tools by words, with their schemas) and ``call_tool``
 (call one by name) — so every tool stays reachable through two.
+
+``tools/call`` on the handshake protocol versions (what clients speak today) is answered without the SDK's
+per-request machinery (a transport, memory streams, a dispatcher and a task group per POST: ~1 ms here), by
+the SDK's own pieces — its Accept check, its request validation, its result serialisation, its error mapping.
+Anything else, and any request the fast path is not sure of, goes to the SDK unchanged (the body is
+replayed); ``tests/mcp/test_fast_path.py`` checks both paths give the same answers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,10 +28,14 @@ from typing import Any
 import mcp_types as types
 import orjson
 from mcp.server.lowlevel.server import Server
+from mcp.server.streamable_http import check_accept_headers
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
+from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
+from mcp_types import methods as mcp_methods
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.requests import Request
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from openmaas.auth.cache import KeyCache
 from openmaas.auth.principal import Principal
@@ -33,6 +44,8 @@ from openmaas.mcp.hub import McpHub, ToolEntry
 from openmaas.mcp.upstream import ToolOutput
 from openmaas.server.routes import api_key
 
+log = logging.getLogger("openmaas.mcp")
+FAST_MAX_BYTES = 256 * 1024  # larger calls (or chunked bodies) take the SDK's path, with its size limit
 FORBIDDEN = -32003  # JSON-RPC server error range: the key may not use this tool (data.code: tool_not_allowed)
 REFUSED = -32004  # refused by policy or limits (privacy, rate limit, budget); data.code says which
 
@@ -79,6 +92,7 @@ class McpEndpoint:
             on_call_tool=self._call_tool,
         )
         self.manager = StreamableHTTPSessionManager(self.server, stateless=True, json_response=True)
+        self.fast_path = True
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -96,7 +110,54 @@ class McpEndpoint:
             await _respond(send, exc.status, orjson.dumps(body), {"www-authenticate": "Bearer"})
             return
         scope.setdefault("state", {})["principal"] = principal
+        length = request.headers.get("content-length", "")
+        if self.fast_path and scope["method"] == "POST" and length.isdigit() and int(length) <= FAST_MAX_BYTES:
+            payload = await _read_body(receive)
+            if await self._fast(request, payload, principal, send):
+                return
+            receive = _replay(payload, receive)
         await self.manager.handle_request(scope, receive, send)
+
+    async def _fast(self, request: Request, body: bytes, principal: Principal, send: Send) -> bool:
+        """Answer a plain ``tools/call``; False (nothing sent) when the SDK should handle the request."""
+        version = request.headers.get("mcp-protocol-version", types.DEFAULT_NEGOTIATED_VERSION)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip()
+        if version not in HANDSHAKE_PROTOCOL_VERSIONS or content_type != "application/json":
+            return False
+        if not check_accept_headers(request)[0]:
+            return False
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        if not (
+            isinstance(message, dict)
+            and message.keys() == {"jsonrpc", "id", "method", "params"}
+            and message["jsonrpc"] == "2.0"
+            and message["method"] == "tools/call"
+            and isinstance(message["params"], dict)
+            and isinstance(message["id"], (str, int))
+            and not isinstance(message["id"], bool)
+        ):
+            return False
+        try:
+            mcp_methods.validate_client_request("tools/call", version, message["params"])
+            params = types.CallToolRequestParams.model_validate(message["params"], by_name=False)
+        except (KeyError, ValueError):
+            return False  # the SDK's own error, from the SDK
+        reply: dict[str, Any] = {"jsonrpc": "2.0", "id": message["id"]}
+        try:
+            result = await self._tool_call(principal, str(request.scope["state"].get("request_id")), params)
+            dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+            reply["result"] = mcp_methods.serialize_server_result("tools/call", version, dumped)
+        except Exception as exc:  # the SDK's mapping: MCPError as is, anything else code 0 with its text
+            error = handler_exception_to_error_data(exc)
+            if error is None:
+                log.exception("handler for 'tools/call' raised")
+                error = types.ErrorData(code=0, message=str(exc))
+            reply["error"] = error.model_dump(by_alias=True, mode="json", exclude_none=True)
+        await _respond(send, 200, orjson.dumps(reply), {})
+        return True
 
     @staticmethod
     def _caller(ctx: Any) -> tuple[Principal, str]:
@@ -116,6 +177,11 @@ class McpEndpoint:
 
     async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         principal, request_id = self._caller(ctx)
+        return await self._tool_call(principal, request_id, params)
+
+    async def _tool_call(
+        self, principal: Principal, request_id: str, params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
         name, arguments = params.name, dict(params.arguments or {})
         if name == SEARCH_TOOLS.name and name not in self.hub.entries():
             limit = arguments.get("limit", 10)
@@ -151,6 +217,32 @@ def _result(output: ToolOutput) -> types.CallToolResult:
         structured_content=structured,
         is_error=output.is_error,
     )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` that hands the SDK the body already read, then the connection's own messages."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
