@@ -9,7 +9,7 @@ export function rangeAndFilters(session, onChange, opts = {}) {
   const to = h("input", { type: "date", name: "to", hidden: true, "aria-label": "To date" });
   const inputs = {};
   const names = ["model", "deployment", ...(session.scope === "tenant" ? [] : ["tenant"]), "key", ...(opts.extra || [])];
-  for (const name of names) inputs[name] = h("input", { name, placeholder: "any", size: 14, list: `list-${name}` });
+  for (const name of names) inputs[name] = h("input", { name, placeholder: "any", size: 14 });
   const params = () => {
     const p = {};
     if (preset.value === "custom") {
