@@ -86,14 +86,18 @@ def main() -> None:
     config = tmp / "openmaas.yaml"
     deployment = {"name": "bench", "backend": "openai_compat", "params": {"base_url": f"http://127.0.0.1:{up_port}/v1"}}
     config.write_text(json.dumps({"server": {"log_level": "warning"}, "deployments": [deployment], "aliases": {}}))
-    # the same features as the code before: the disclosure classifier (issue 20, priced in bench/routing.py)
-    # did not exist there, so it is off here — this run measures the dialects and the typed core
+    # the same features as the code before: what did not exist there is off here — the disclosure classifier
+    # (issue 20, priced in bench/routing.py), metrics and the access log (§k), MCP's endpoint and built-in tools,
+    # the console — so this run measures the dialects and the typed core
     config_now = tmp / "openmaas-now.yaml"
     same = {
-        "server": {"log_level": "warning"},
+        "server": {"log_level": "warning", "access_log": False},
         "deployments": [deployment],
         "aliases": {},
         "privacy": {"topics": False},
+        "metrics": {"enabled": False},
+        "mcp": {"endpoint": False, "builtin_tools": False},
+        "console": {"enabled": False},
     }
     config_now.write_text(json.dumps(same))
     procs = [start([python(), "bench/upstream.py", str(up_port)], other, tmp / "upstream.log")]
