@@ -197,3 +197,16 @@ async def test_bad_console_queries_are_400s_in_the_openai_envelope(app_client: A
         resp = await client.get(path, params=params, headers=admin)
         assert resp.status_code == 400, (path, params, resp.text)
         assert resp.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_sign_in_refuses_form_posts_and_other_origins(app_client: Any) -> None:
+    """Login CSRF: another site must not sign a visitor in (with its own key) through a form or a fetch."""
+    _, client = app_client
+    as_form = await client.post(
+        "/console/session", content=f'{{"key": "{ADMIN}", "x": "="}}', headers={"content-type": "text/plain"}
+    )
+    assert as_form.status_code == 400 and "set-cookie" not in as_form.headers
+    elsewhere = await client.post("/console/session", json={"key": ADMIN}, headers={"origin": "https://evil.example"})
+    assert elsewhere.status_code == 403 and "set-cookie" not in elsewhere.headers
+    own = await client.post("/console/session", json={"key": ADMIN}, headers={"origin": "http://test"})
+    assert own.status_code == 200 and "set-cookie" in own.headers

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.requests import Request
@@ -19,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from openmaas.console.middleware import session_token
 from openmaas.console.sessions import COOKIE, CSRF_HEADER, ConsoleSessions, Session, csrf_matches
-from openmaas.errors import AuthenticationFailed, InvalidRequest
+from openmaas.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from openmaas.server.routes import read_json
 
 STATIC = Path(__file__).parent / "static"
@@ -70,7 +71,20 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
 
 
+def _same_origin(request: Request) -> None:
+    """Sign-in only from this gateway's own page: a JSON body (an HTML form cannot send one to another site
+    without a CORS preflight, which this server never grants) and, when the browser says where the request
+    came from, this host. Otherwise another site could sign a visitor in with the other site's key."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise InvalidRequest("Sign in with a JSON body (Content-Type: application/json)", code="invalid_content_type")
+    origin = request.headers.get("origin")
+    host = request.headers.get("x-forwarded-host") or request.headers.get("host")  # as the browser addressed us
+    if origin is not None and urlsplit(origin).netloc != host:  # "null" (a sandboxed page) too
+        raise PermissionDenied("Sign-in is only accepted from this gateway's own console page", code="cross_origin")
+
+
 async def sign_in(request: Request) -> Response:
+    _same_origin(request)
     body = await read_json(request)
     key = body.get("key")
     if key is not None and not isinstance(key, str):
