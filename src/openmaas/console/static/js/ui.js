@@ -97,8 +97,12 @@ export function field(label, input) {
   return h("label", {}, label, input);
 }
 
-// A time-series chart (uPlot, vendored): series are [label, values, unit-formatter].
-export function chart(title, times, series, unit) {
+const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7];
+
+// A time-series chart (uPlot, vendored): series are [label, values], ``unit`` formats values; ``opts.whole``:
+// counts (whole-number ticks); ``opts.floor``: the least top of the y axis (an all-zero range stays readable);
+// ``opts.axis``: a shorter formatter for the axis' ticks.
+export function chart(title, times, series, unit, opts = {}) {
   const box = h("div", { class: "panel chart", role: "img", "aria-label": `${title} chart` }, h("h3", {}, title));
   if (!times.length) {
     box.append(empty("No requests in this range."));
@@ -111,7 +115,8 @@ export function chart(title, times, series, unit) {
     width: 400,
     height: 200,
     series: [{}, ...series.map(([label], i) => ({ label, stroke: colors[i % colors.length], width: 2, value: (u, v) => format(v), spanGaps: true }))],
-    axes: [{}, { values: (u, ticks) => ticks.map(format), size: 70 }],
+    axes: [{}, { values: (u, ticks) => ticks.map(opts.axis || format), size: 70, ...(opts.whole ? { incrs: WHOLE } : {}) }],
+    scales: { y: { range: (u, min, max) => [0, Math.max(max || 0, opts.floor || 0) * 1.05 || 1] } },
     legend: { live: true },
   };
   requestAnimationFrame(() => {

@@ -48,12 +48,12 @@ function draw(body, data, session) {
   const charts = h(
     "div",
     { class: "charts" },
-    chart(`Requests ${per}`, times, [["requests", s.map((p) => p.requests)], ["errors", s.map((p) => p.errors)]], fmt.int),
-    chart(`Tokens ${per}`, times, [["prompt", s.map((p) => p.prompt_tokens)], ["completion", s.map((p) => p.completion_tokens)]], fmt.int),
-    chart(`Cost ${per} (USD)`, times, [["cost", s.map((p) => p.cost_usd)]], fmt.usd),
-    chart("Latency", times, [["p50", s.map((p) => p.latency_ms.p50)], ["p95", s.map((p) => p.latency_ms.p95)], ["p99", s.map((p) => p.latency_ms.p99)]], fmt.ms),
-    chart("Time to first token", times, [["p50", s.map((p) => p.ttft_ms.p50)], ["p95", s.map((p) => p.ttft_ms.p95)]], fmt.ms),
-    chart("Error rate", times, [["errors", s.map((p) => p.error_rate)]], fmt.pct),
+    chart(`Requests ${per}`, times, [["requests", s.map((p) => p.requests)], ["errors", s.map((p) => p.errors)]], fmt.int, { whole: true, floor: 1 }),
+    chart(`Tokens ${per}`, times, [["prompt", s.map((p) => p.prompt_tokens)], ["completion", s.map((p) => p.completion_tokens)]], fmt.int, { whole: true, floor: 1 }),
+    chart(`Cost ${per} (USD)`, times, [["cost", s.map((p) => p.cost_usd)]], fmt.usd, { floor: 0.01, axis: (v) => `$${Number(v.toPrecision(2))}` }),
+    chart("Latency", times, [["p50", s.map((p) => p.latency_ms.p50)], ["p95", s.map((p) => p.latency_ms.p95)], ["p99", s.map((p) => p.latency_ms.p99)]], fmt.ms, { floor: 100 }),
+    chart("Time to first token", times, [["p50", s.map((p) => p.ttft_ms.p50)], ["p95", s.map((p) => p.ttft_ms.p95)]], fmt.ms, { floor: 100 }),
+    chart("Error rate", times, [["errors", s.map((p) => p.error_rate)]], fmt.pct, { floor: 0.05 }),
   );
   const breakdown = (title, rows, linkKey) =>
     h("div", {}, h("h2", {}, title), rows.length ? table([
