@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from openmaas.console.config import ConsoleSettings
 from openmaas.mcp.config import AgentSettings, McpSettings
 from openmaas.observability.config import MetricsSettings, TracingSettings
 
@@ -34,16 +35,6 @@ class ServerSettings(_Strict):
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (for a log pipeline)
     access_log: bool = True  # one line per request (observability.logs.AccessLog): no prompt text, no key
-
-
-class ConsoleSettings(_Strict):
-    """The web console at ``/console``: sign-in sessions last ``session_hours`` from sign-in;
-    ``secure_cookie``: null sets the cookie's ``Secure`` flag when the request came over TLS (or a proxy
-    said ``x-forwarded-proto: https``), true/false forces it."""
-
-    enabled: bool = True
-    session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
-    secure_cookie: bool | None = None
 
 
 class StoreSettings(_Strict):

@@ -108,8 +108,9 @@ async def overview(db: Database, start: float, end: float, f: Filters) -> dict[s
             ]
         await _name(conn, breakdowns)
     series = _filled([_point(r) for r in rows], int(start // seconds) * seconds, end, seconds)
-    total: dict[str, Any] = {name: sum(int(r[name] or 0) for r in rows) for name in rollups.SUMS}
-    total["latency_ms_sum"] = sum(float(r["latency_ms_sum"] or 0) for r in rows)
+    total: dict[str, Any] = {
+        name: sum((float if name.endswith("_sum") else int)(r[name] or 0) for r in rows) for name in rollups.SUMS
+    }
     return {
         "object": "console.overview",
         "grain": grain,
