@@ -30,6 +30,7 @@ from openmaas.errors import (
 from openmaas.settings import Deployment
 
 log = logging.getLogger("openmaas.upstream")
+MAX_SSE_LINE = 16 * 1024 * 1024  # one server-sent event line, in bytes
 
 
 def resolve_api_key(api_key_env: str | None, api_key: str | None) -> str | None:
@@ -124,21 +125,37 @@ class HTTPProvider:
             raise self.transport_error(exc) from exc
 
     async def stream_sse(self, path: str, body: dict[str, Any]) -> AsyncIterator[tuple[str | None, bytes]]:
-        """POST and yield ``(event, data)`` for each server-sent event."""
+        """POST and yield ``(event, data)`` for each server-sent event.
+
+        Lines are split here from whatever each socket read brought (one wake-up per read, not one per
+        line: an engine sends each token as ``data: …`` plus a blank line, so this halves the relay's
+        steps per token); a line longer than ``MAX_SSE_LINE`` is an upstream error, never unbounded memory."""
         try:
             async with await self._post(path, orjson.dumps(body), self.timeout) as resp:
                 if resp.status >= 400:
                     raise self.http_error(resp.status, await resp.read())
                 event: str | None = None
-                async for line in resp.content:
-                    line = line.rstrip(b"\r\n")
-                    if not line:
-                        event = None
-                        continue
-                    if line.startswith(b"data:"):
-                        yield event, line[5:].lstrip()
-                    elif line.startswith(b"event:"):
-                        event = line[6:].strip().decode()
+                pending = b""
+                async for data in resp.content.iter_any():
+                    if pending:
+                        data = pending + data
+                    start = 0
+                    while (end := data.find(b"\n", start)) >= 0:
+                        line = data[start:end]
+                        start = end + 1
+                        if line.endswith(b"\r"):
+                            line = line[:-1]
+                        if not line:
+                            event = None
+                        elif line.startswith(b"data:"):
+                            yield event, line[5:].lstrip()
+                        elif line.startswith(b"event:"):
+                            event = line[6:].strip().decode()
+                    pending = data[start:]
+                    if len(pending) > MAX_SSE_LINE:
+                        raise UpstreamError(f"upstream for '{self.name}' sent a stream line over {MAX_SSE_LINE} bytes")
+                if pending.startswith(b"data:"):  # the last line had no newline
+                    yield event, pending[5:].rstrip(b"\r").lstrip()
         except OpenMaaSError:
             raise
         except Exception as exc:

@@ -1,0 +1,75 @@
+"""HTTPProvider.stream_sse against a real loopback server that writes server-sent events in awkward pieces."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from openmaas.backends import http
+from openmaas.backends.http import HTTPProvider
+from openmaas.errors import UpstreamError
+from openmaas.settings import Deployment
+
+pytestmark = pytest.mark.anyio
+
+
+async def serve(pieces: list[bytes]) -> AsyncIterator[str]:
+    """A loopback server whose POST /sse writes ``pieces`` one by one, each flushed on its own."""
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        for piece in pieces:
+            await resp.write(piece)
+            await asyncio.sleep(0.005)  # separate socket reads on the client side
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/sse", sse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def events(pieces: list[bytes]) -> list[tuple[str | None, bytes]]:
+    async for base in serve(pieces):
+        provider = HTTPProvider(Deployment(name="up", backend="openai_compat"), base, {})
+        try:
+            return [e async for e in provider.stream_sse("/sse", {})]
+        finally:
+            await provider.close()
+    raise AssertionError("unreachable")
+
+
+async def test_events_split_anywhere_across_reads_arrive_whole() -> None:
+    body = b'event: a\ndata: {"x": 1}\n\ndata: {"y": 2}\r\n\r\n: a comment\ndata: [DONE]\n\n'
+    # every split point, three pieces at a time
+    for cut in range(1, len(body) - 1, 3):
+        got = await events([body[:cut], body[cut : cut + 2], body[cut + 2 :]])
+        assert got == [("a", b'{"x": 1}'), (None, b'{"y": 2}'), (None, b"[DONE]")], cut
+
+
+async def test_a_last_line_without_newline_is_still_delivered() -> None:
+    assert await events([b"data: one\n\n", b"data: two"]) == [(None, b"one"), (None, b"two")]
+
+
+async def test_a_line_far_beyond_one_read_arrives_whole() -> None:
+    big = b'{"text": "' + b"x" * 300_000 + b'"}'
+    got = await events([b"data: " + big[:100_000], big[100_000:], b"\n\ndata: [DONE]\n\n"])
+    assert got == [(None, big), (None, b"[DONE]")]
+
+
+async def test_an_endless_line_is_an_upstream_error_not_unbounded_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "MAX_SSE_LINE", 10_000)
+    with pytest.raises(UpstreamError, match="over 10000 bytes"):
+        await events([b"data: " + b"y" * 8_000, b"y" * 8_000, b"\n\n"])
