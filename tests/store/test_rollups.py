@@ -7,6 +7,7 @@ import importlib
 import random
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import func, select
 
@@ -202,3 +203,65 @@ async def test_the_migration_backfills_the_rollups_of_an_existing_ledger(store: 
         close(await stored(db, "day"), expected(rows, 86400))
     finally:
         await db.close()
+
+
+async def test_an_import_of_new_rows_sums_them_in_python_and_a_partly_known_file_by_sql(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spool importer's two ways of keeping the rollups (store.ledger_spool.import_file): every row new —
+    summed in Python (``rollups.sqlite_add``); some already imported — summed by SQL over the ones that were
+    not. Both give what the ledger holds."""
+    import sqlite3
+
+    from openmaas.store.ledger_spool import import_file
+
+    db = Database(f"sqlite:///{tmp_path / 'r.db'}", spool=None)
+    await db.migrate()
+    await db.close()
+    conn = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    rows = events(700, seed=5)
+    used: list[str] = []
+    original = rollups.sqlite_add
+
+    def spy(c: sqlite3.Connection, batch: Any) -> None:
+        used.append("python")
+        original(c, batch)
+
+    def spool(name: str, batch: list[UsageEvent]) -> None:
+        (tmp_path / name).write_bytes(b"".join(orjson.dumps([list(r)]) + b"\n" for r in batch))
+        assert import_file(conn, tmp_path / name) == len(batch)
+
+    monkeypatch.setattr(rollups, "sqlite_add", spy)
+    try:
+        spool("a.jsonl", rows[:400])  # all new
+        assert used == ["python"]
+        spool("b.jsonl", rows[300:])  # 100 already there: SQL sums the 300 new ones
+        assert used == ["python"]
+        spool("c.jsonl", rows[:10])  # nothing new
+    finally:
+        conn.close()
+    db = Database(f"sqlite:///{tmp_path / 'r.db'}", spool=None)
+    try:
+        close(await stored(db, "hour"), expected(rows, 3600))
+        close(await stored(db, "day"), expected(rows, 86400))
+    finally:
+        await db.close()
+
+
+def test_python_sums_equal_the_grouped_sql_on_the_same_rows() -> None:
+    """``rollups.grouped`` against SQLite running ``grouped_sql`` over the same rows (bucket edges included)."""
+    import sqlite3
+
+    rows = events(500, seed=9)
+    edges = [r._replace(latency_ms=b, ttft_ms=b) for r, b in zip(rows, rollups.LATENCY_BOUNDS_MS, strict=False)]
+    rows = rows + [r._replace(id=r.id + "_edge") for r in edges]
+    conn = sqlite3.connect(":memory:")
+    columns = list(usage_events.c.keys())
+    conn.execute(f"CREATE TABLE usage_events ({', '.join(columns)})")
+    conn.executemany(f"INSERT INTO usage_events VALUES ({', '.join('?' * len(columns))})", rows)
+    for grain, seconds in rollups.GRAINS.items():
+        sql = rollups.grouped_sql(rollups.TABLES[grain].name, "usage_events", postgres=False)
+        select_part = sql[sql.index("SELECT") : sql.index(" ON CONFLICT")]
+        by_sql = {tuple(r[:5]): dict(zip(rollups.SUMS, r[5:], strict=True)) for r in conn.execute(select_part)}
+        by_python = {k: dict(zip(rollups.SUMS, v, strict=True)) for k, v in rollups.grouped(rows, seconds).items()}
+        close(by_python, by_sql)

@@ -293,9 +293,16 @@ def import_file(conn: sqlite3.Connection, path: Path) -> int:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 before = conn.execute(rollups.SQLITE_LAST_ROWID).fetchone()[0]
+                changes = conn.total_changes
                 conn.executemany(SQL, rows)
-                for statement in rollups.SQLITE_AFTER:  # the console's rollups, in the same transaction
-                    conn.execute(statement, {"before": before})
+                added = conn.total_changes - changes
+                # the console's rollups, in the same transaction: summed here when every row was new (the usual
+                # case), else by SQL over the rows that were (a file imported again after a crash)
+                if added == len(rows):
+                    rollups.sqlite_add(conn, rows)
+                elif added:
+                    for statement in rollups.SQLITE_AFTER:
+                        conn.execute(statement, {"before": before})
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):

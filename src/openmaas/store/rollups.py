@@ -8,8 +8,9 @@ batch (``grouped_sql``):
   (spool import, direct batches, any replica) keeps them exact.
 - SQLite: the ledger's two writers (``ledger_spool.import_file``, ``ledger_sink.EngineSink``) run the same
   grouped upsert over the rows whose rowid is above the table's largest before the insert (SQLite has no
-  statement triggers; a row trigger cost ~32 µs per row here, the grouped upsert ~2 µs — bench §l). The
-  database has one writer at a time, so those rows are exactly the batch's new ones.
+  statement triggers; a row trigger cost ~32 µs per row here — bench §l). The database has one writer at a
+  time, so those rows are exactly the batch's new ones. The spool importer, when every row of its file was
+  new (the usual case), sums them in Python instead (``sqlite_add``: ~2 µs a row against the SQL's ~7–10).
 
 Latency and time to first token are kept as histograms over fixed bounds, so percentiles over any range
 and any filter are sums of a few hundred rows, never a scan of the ledger. A percentile is interpolated
@@ -20,9 +21,14 @@ The bounds are frozen: migration 0010 holds the same list, and a test keeps the 
 
 from __future__ import annotations
 
+import sqlite3
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import Any
+
 from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table
 
-from openmaas.store.schema import metadata
+from openmaas.store.schema import metadata, usage_events
 
 LATENCY_BOUNDS_MS: tuple[float, ...] = (
     10, 25, 50, 100, 200, 350, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 15000, 20000, 30000, 60000,
@@ -115,6 +121,62 @@ SQLITE_AFTER = [
     for t in (hourly, daily)
 ]
 SQLITE_LAST_ROWID = "SELECT COALESCE(MAX(rowid), 0) FROM usage_events"
+SQLITE_UPSERT = {
+    grain: f"INSERT INTO {t.name} ({', '.join((*KEYS, *SUMS))}) VALUES ({', '.join('?' * (len(KEYS) + len(SUMS)))})"
+    f" ON CONFLICT ({', '.join(KEYS)}) DO UPDATE SET " + ", ".join(f"{c} = {t.name}.{c} + excluded.{c}" for c in SUMS)
+    for grain, t in TABLES.items()
+}
+_AT = {name: i for i, name in enumerate(usage_events.c.keys())}  # a ledger row's column positions
+
+
+def sqlite_add(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
+    """Add ledger rows that were all just inserted (in ``usage_events`` column order) to both grains — the sums
+    ``grouped_sql`` computes, done here over the rows the importer already holds: a grouped upsert evaluates 42
+    bucket conditions per row in SQL (~7 µs a row), this ~2 µs (bench §l)."""
+    for grain, seconds in GRAINS.items():
+        conn.executemany(SQLITE_UPSERT[grain], [[*key, *sums] for key, sums in grouped(rows, seconds).items()])
+
+
+def grouped(rows: Sequence[Sequence[Any]], seconds: int) -> dict[tuple[Any, ...], list[Any]]:
+    """Rollup rows (``KEYS`` → ``SUMS``) of ledger rows, as ``grouped_sql`` sums them."""
+    at = _AT
+    created, tenant, key_id, model, deployment = (at[c] for c in ("created_at", *KEYS[1:]))
+    status, interrupted, degraded = at["status"], at["interrupted"], at["degraded"]
+    prompt, completion = at["prompt_tokens"], at["completion_tokens"]
+    cached, cost = at["cached_tokens"], at["cost_nanos"]
+    latency, ttft = at["latency_ms"], at["ttft_ms"]
+    lat0, ttft0 = SUMS.index("lat_0"), SUMS.index("ttft_0")
+    out: dict[tuple[Any, ...], list[Any]] = {}
+    for row in rows:
+        group = (
+            int(row[created] / seconds) * seconds,
+            row[tenant] or "",
+            row[key_id] or "",
+            row[model],
+            row[deployment] or "",
+        )
+        sums = out.get(group)
+        if sums is None:
+            sums = out[group] = [0] * len(SUMS)
+            sums[8] = sums[10] = 0.0  # latency_ms_sum, ttft_ms_sum
+        sums[0] += 1
+        sums[1] += (row[status] or 0) >= 400
+        sums[2] += bool(row[interrupted])
+        sums[3] += bool(row[degraded])
+        sums[4] += row[prompt] or 0
+        sums[5] += row[completion] or 0
+        sums[6] += row[cached] or 0
+        sums[7] += row[cost] or 0
+        ms = row[latency]
+        if ms is not None:
+            sums[8] += ms
+            sums[lat0 + bisect_right(LATENCY_BOUNDS_MS, ms)] += 1
+        ms = row[ttft]
+        if ms is not None:
+            sums[9] += 1
+            sums[10] += ms
+            sums[ttft0 + bisect_right(LATENCY_BOUNDS_MS, ms)] += 1
+    return out
 
 
 def percentile(counts: list[int], q: float) -> float | None:
