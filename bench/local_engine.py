@@ -8,10 +8,11 @@ pure-Python busy process).
   beside one busy core, for the old default (every core, never switching) and the new one (every core
   while calm, ``contended`` threads once the load watch sees the host contended — measured after it
   switched). Ratios: loaded / idle, and idle / best idle.
-- ``speculative``: decode tokens/s (the engine's ``timings.predicted_per_second``) on a copy-heavy set —
-  answers grounded in sources from the project's RAG evaluation corpus (Python docs, first two chunks of
-  each question's relevant page), code edits — and a free-writing set, with ``speculative`` off, on and
-  auto; outputs at temperature 0 are compared with off's.
+- ``speculative``: decode tokens/s (the engine's ``timings``: tokens over decode time of the whole set) on a
+  copy-heavy set — answers grounded in sources from the project's RAG evaluation corpus (Python docs, first two
+  chunks of each question's relevant page), code edits — and a free-writing set, with ``speculative`` off, on
+  and auto running side by side (every prompt to each in turn, the order rotating, two passes); outputs at
+  temperature 0 are compared with off's.
 - ``placement``: 2 engines × 4 slots, a ~2,000-token system prompt shared by 4 conversations of 5 turns
   (turns interleaved across conversations), time to first token per turn, placement ``prefix`` vs
   ``least_loaded``.
@@ -62,6 +63,9 @@ FREE = [
     "Write a short story about a lighthouse keeper.",
     "Describe a walk through a forest in autumn.",
     "Write a poem about the city at night.",
+    "Tell me about the history of the bicycle.",
+    "Write a letter to a friend who moved abroad.",
+    "Describe your ideal weekend.",
 ]
 
 
@@ -131,42 +135,45 @@ async def part_threads(tmp: Path) -> dict[str, Any]:
     return out
 
 
-async def rates(engine: LlamaCppEngine, prompts: list[dict[str, Any]]) -> tuple[list[float], list[str]]:
-    speeds, texts = [], []
-    for p in prompts:
-        result = await engine.chat(dict(p))
-        speeds.append(float(result["timings"]["predicted_per_second"]))
-        texts.append(result["choices"][0]["message"]["content"])
-    return speeds, texts
-
-
-async def part_speculative(tmp: Path) -> dict[str, Any]:
+async def part_speculative(tmp: Path, passes: int = 2) -> dict[str, Any]:
+    """The three settings run side by side (their engines all started) and every prompt goes to each in turn,
+    the order rotating: the VM's drift lands on all three alike. Rates: tokens over decode time of a whole set."""
     copy = [body(p["messages"]) for p in grounded_prompts()]
     copy += [body([{"role": "user", "content": f"{e}\n```python\n{CODE}```"}], 160) for e in EDITS]
     free = [body([{"role": "user", "content": f}]) for f in FREE]
-    out: dict[str, Any] = {"copy_heavy_requests": len(copy), "free_requests": len(free)}
-    baseline: dict[str, list[str]] = {}
-    for mode in ("off", "on", "auto"):
-        backend = pool(tmp, f"spec-{mode}", parallel=1, speculative=mode, prompt_cache={"save_slots": False}, **FIXED)
-        await backend.start()
-        try:
-            row: dict[str, Any] = {}
-            for name, prompts in (("copy_heavy", copy), ("free", free)):
-                await backend.place(dict(prompts[0])).backend.chat(dict(prompts[0]))  # warm-up
-                speeds, texts = [], []
-                for p in prompts:
-                    engine = backend.place(dict(p)).backend
-                    assert isinstance(engine, LlamaCppEngine)
-                    s, t = await rates(engine, [p])
-                    speeds += s
-                    texts += t
-                row[name] = round(statistics.mean(speeds), 1)
-                if mode == "off":
-                    baseline[name] = texts
-                else:
-                    row[f"{name}_identical"] = sum(a == b for a, b in zip(texts, baseline[name], strict=True))
-            out[mode] = row
-        finally:
+    modes = ("off", "on", "auto")
+    out: dict[str, Any] = {"copy_heavy_requests": len(copy), "free_requests": len(free), "passes": passes}
+    backends = {
+        mode: pool(tmp, f"spec-{mode}", parallel=1, speculative=mode, prompt_cache={"save_slots": False}, **FIXED)
+        for mode in modes
+    }
+    try:
+        for backend in backends.values():
+            await backend.start()
+        for name, prompts in (("copy_heavy", copy), ("free", free)):
+            tokens = {m: 0 for m in modes}
+            ms = {m: 0.0 for m in modes}
+            texts: dict[str, list[str]] = {m: [] for m in modes}
+            for mode in modes:  # warm-up
+                await backends[mode].place(dict(prompts[0])).backend.chat(dict(prompts[0]))
+            for n in range(passes):
+                for i, p in enumerate(prompts):
+                    turn = (n * len(prompts) + i) % len(modes)
+                    for mode in modes[turn:] + modes[:turn]:
+                        engine = backends[mode].place(dict(p)).backend
+                        assert isinstance(engine, LlamaCppEngine)
+                        result = await engine.chat(dict(p))
+                        tokens[mode] += int(result["timings"]["predicted_n"])
+                        ms[mode] += float(result["timings"]["predicted_ms"])
+                        if n == 0:
+                            texts[mode].append(result["choices"][0]["message"]["content"])
+            for mode in modes:
+                row = out.setdefault(mode, {})
+                row[name] = round(tokens[mode] / ms[mode] * 1000, 1)
+                if mode != "off":
+                    row[f"{name}_identical"] = sum(a == b for a, b in zip(texts[mode], texts["off"], strict=True))
+    finally:
+        for backend in backends.values():
             await backend.close()
     for mode in ("on", "auto"):
         for name in ("copy_heavy", "free"):
