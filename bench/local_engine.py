@@ -274,4 +274,6 @@ if __name__ == "__main__":
     args = parser.parse_args()
     result = asyncio.run(main(args.parts.split(",")))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "local_engine.json").write_text(json.dumps(result, indent=2))
+    out = RESULTS / "local_engine.json"
+    kept = json.loads(out.read_text()) if out.is_file() else {}  # the parts not run this time stay as they were
+    out.write_text(json.dumps({**kept, **result}, indent=2))
