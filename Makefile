@@ -47,6 +47,8 @@ bench: install
 	$(BIN)/python bench/local_engine.py
 	$(BIN)/python bench/embeddings.py
 	$(BIN)/python bench/dialects.py
+	$(BIN)/python bench/core_cost.py
+	$(BIN)/python bench/relay_cpu.py
 	$(BIN)/python bench/claude_code_ttft.py
 	$(BIN)/python bench/agents.py
 	$(BIN)/python bench/observability.py
