@@ -16,8 +16,9 @@ Method (as bench/dialects.py): one fast OpenAI-compatible upstream and ``hey`` s
 test has the other; every gateway runs one worker with metering on, SQLite. Each round measures the three
 gateways in a rotating order (``--seconds`` each, concurrency 16), so neither drift nor order favours one. Per
 round: requests/s ratio and gateway CPU time per request (``/proc``) of ``core`` and ``control`` against the
-``before`` of the same round; reported: the median over rounds, the quartiles, and the ratio of median CPU per
-request (steadier on a VM than wall-clock rates). Raw rounds: ``bench/results/core_cost-<core>.json``.
+``before`` of the same round; reported: the quartiles (median in the middle) of those per-round ratios, for
+requests/s and for CPU per request (steadier on a VM than wall-clock rates). Raw rounds:
+``bench/results/core_cost-<core commit>.json``.
 
 Usage: python bench/core_cost.py [--rounds 9] [--seconds 5] [--before 7250679] [--core 0390400] [--off privacy.topics]
 """
@@ -57,6 +58,9 @@ def main() -> None:
     # metrics.enabled,server.access_log,mcp.endpoint,mcp.builtin_tools,console.enabled
     parser.add_argument("--off", default="privacy.topics")
     args = parser.parse_args()
+    args.core = subprocess.run(  # a commit, not a moving name like HEAD: the results name what was measured
+        ["git", "-C", str(ROOT), "rev-parse", "--short", args.core], check=True, capture_output=True, text=True
+    ).stdout.strip()
     gw_core, other = cores()
     tmp = Path(tempfile.mkdtemp(prefix="openmaas-bench-core-"))
     trees = {ref: tmp / f"tree-{ref}" for ref in (args.before, args.core)}

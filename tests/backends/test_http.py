@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
@@ -16,6 +17,7 @@ from openmaas.settings import Deployment
 pytestmark = pytest.mark.anyio
 
 
+@asynccontextmanager
 async def serve(pieces: list[bytes]) -> AsyncIterator[str]:
     """A loopback server whose POST /sse writes ``pieces`` one by one, each flushed on its own."""
 
@@ -42,13 +44,12 @@ async def serve(pieces: list[bytes]) -> AsyncIterator[str]:
 
 
 async def events(pieces: list[bytes]) -> list[tuple[str | None, bytes]]:
-    async for base in serve(pieces):
+    async with serve(pieces) as base:
         provider = HTTPProvider(Deployment(name="up", backend="openai_compat"), base, {})
         try:
             return [e async for e in provider.stream_sse("/sse", {})]
         finally:
             await provider.close()
-    raise AssertionError("unreachable")
 
 
 async def test_events_split_anywhere_across_reads_arrive_whole() -> None:
