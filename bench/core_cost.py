@@ -20,22 +20,32 @@ round: requests/s ratio and gateway CPU time per request (``/proc``) of ``core``
 requests/s and for CPU per request (steadier on a VM than wall-clock rates). Raw rounds:
 ``bench/results/core_cost-<core commit>.json``.
 
+With ``--instructions N`` it counts instead of timing: each gateway runs under ``valgrind --tool=callgrind``
+(instrumentation switched on after a 300-request warm-up), ``hey`` sends N requests at the same concurrency, and
+the figure is the whole process's user-space instructions per request — what a VM's neighbours cannot move
+(``bench/metering_instructions.py`` has the method; it counts no system calls and no cache misses). Results:
+``bench/results/core_instructions-<core commit>.json``.
+
 Usage: python bench/core_cost.py [--rounds 9] [--seconds 5] [--before 7250679] [--core 0390400] [--off privacy.topics]
+       [--instructions 1000]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, cores, free_port, python, start, stop, wait_http, warm_up
+from metering_instructions import instructions
 
 from dialects import BODIES, measured
 
@@ -45,6 +55,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def quartiles(values: list[float]) -> tuple[float, float, float]:
     q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
     return round(q1, 3), round(q2, 3), round(q3, 3)
+
+
+def counted(pid: int, url: str, body: str, requests: int, concurrency: int, core: str, dumps: Path) -> float:
+    """Instructions per request of ``requests`` requests sent to a gateway running under callgrind."""
+    control = ["callgrind_control"]
+    subprocess.run([*control, "-z", str(pid)], check=True, capture_output=True)
+    subprocess.run([*control, "-i", "on", str(pid)], check=True, capture_output=True)
+    cmd = ["taskset", "-c", core, "hey", "-n", str(requests), "-c", str(concurrency), "-m", "POST"]
+    out = subprocess.run([*cmd, "-T", "application/json", "-d", body, url], capture_output=True, text=True).stdout
+    subprocess.run([*control, "-i", "off", str(pid)], check=True, capture_output=True)
+    subprocess.run([*control, "-d", str(pid)], check=True, capture_output=True)
+    ok = re.search(r"\[200\]\s+(\d+) responses", out)
+    if not ok or int(ok.group(1)) != requests:
+        raise RuntimeError(f"not every request succeeded:\n{out}")
+    time.sleep(1)
+    return instructions(dumps, pid) / requests
 
 
 def main() -> None:
@@ -57,10 +83,12 @@ def main() -> None:
     # what ``--core`` has and ``--before`` lacked, switched off (dotted settings); for a later commit also
     # metrics.enabled,server.access_log,mcp.endpoint,mcp.builtin_tools,console.enabled
     parser.add_argument("--off", default="privacy.topics")
+    parser.add_argument("--instructions", type=int, default=0, help="count N requests under callgrind instead")
     args = parser.parse_args()
     args.core = subprocess.run(  # a commit, not a moving name like HEAD: the results name what was measured
         ["git", "-C", str(ROOT), "rev-parse", "--short", args.core], check=True, capture_output=True, text=True
     ).stdout.strip()
+    args.instructions -= args.instructions % args.concurrency  # hey sends requests // concurrency per worker
     gw_core, other = cores()
     tmp = Path(tempfile.mkdtemp(prefix="openmaas-bench-core-"))
     trees = {ref: tmp / f"tree-{ref}" for ref in (args.before, args.core)}
@@ -87,26 +115,48 @@ def main() -> None:
             data.mkdir()
             port = free_port()
             cmd = [python(), "-m", "openmaas", "serve", "--config", str(config), "--port", str(port)]
+            if args.instructions:
+                (tmp / f"callgrind-{name}").mkdir()
+                out = f"--callgrind-out-file={tmp}/callgrind-{name}/callgrind.out.%p"
+                cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-systime=no", out, *cmd]
             env = {"OPENMAAS_DATA_DIR": str(data), "PYTHONPATH": str(trees[ref] / "src")}
             procs[name] = start(cmd, gw_core, tmp / f"{name}.log", env)
             urls[name] = f"http://127.0.0.1:{port}/v1/chat/completions"
         body = json.dumps(BODIES["chat"][1])
         for url in urls.values():
-            wait_http(url.replace("/v1/chat/completions", "/readyz"))
-            warm_up(url, body, {}, 200)
+            wait_http(url.replace("/v1/chat/completions", "/readyz"), 600 if args.instructions else 120)
+            warm_up(url, body, {}, 300 if args.instructions else 200)
         names = list(gateways)
-        for n in range(args.rounds):
-            order = names[n % 3 :] + names[: n % 3]
-            row: dict[str, Any] = {"round": n, "order": order}
-            for name in order:
-                row[name] = measured(urls[name], body, procs[name].pid, args, other, {})
-            print(json.dumps({k: (v["rps"], v["cpu_us_per_request"]) for k, v in row.items() if k in gateways}))
-            rows.append(row)
+        if args.instructions:
+            for name in names:
+                dumps = tmp / f"callgrind-{name}"
+                per = counted(procs[name].pid, urls[name], body, args.instructions, args.concurrency, other, dumps)
+                rows.append({"gateway": name, "instructions_per_request": round(per)})
+                print(json.dumps(rows[-1]), flush=True)
+        else:
+            for n in range(args.rounds):
+                order = names[n % 3 :] + names[: n % 3]
+                row: dict[str, Any] = {"round": n, "order": order}
+                for name in order:
+                    row[name] = measured(urls[name], body, procs[name].pid, args, other, {})
+                print(json.dumps({k: (v["rps"], v["cpu_us_per_request"]) for k, v in row.items() if k in gateways}))
+                rows.append(row)
     finally:
         for proc in [*procs.values(), upstream]:
             stop(proc)
         for tree in trees.values():
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    RESULTS.mkdir(exist_ok=True)
+    if args.instructions:
+        per_request = {r["gateway"]: r["instructions_per_request"] for r in rows}
+        result = {
+            "method": vars(args),
+            "instructions_per_request": per_request,
+            "ratio_to_before": {k: round(v / per_request["before"], 3) for k, v in per_request.items()},
+        }
+        (RESULTS / f"core_instructions-{args.core}.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        return
     summary: dict[str, Any] = {"method": vars(args), "runs": rows}
     for name in ("core", "control"):
         rps = [r[name]["rps"] / r["before"]["rps"] for r in rows]
@@ -122,7 +172,6 @@ def main() -> None:
         "median_cpu_us_per_request": statistics.median(r["before"]["cpu_us_per_request"] for r in rows),
         "median_rps": statistics.median(r["before"]["rps"] for r in rows),
     }
-    RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"core_cost-{args.core}.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: summary[k] for k in ("before", "core", "control")}, indent=2))
 

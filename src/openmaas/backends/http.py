@@ -29,6 +29,12 @@ from openmaas.errors import (
 )
 from openmaas.settings import Deployment
 
+try:  # opentelemetry-api ships with the MCP SDK; the SDK (exporting) is the ``otel`` extra
+    from opentelemetry import context as otel_context
+    from opentelemetry import propagate, trace
+except ImportError:  # pragma: no cover
+    otel_context = None  # type: ignore[assignment]
+
 log = logging.getLogger("openmaas.upstream")
 MAX_SSE_LINE = 16 * 1024 * 1024  # one server-sent event line, in bytes
 
@@ -41,10 +47,9 @@ def resolve_api_key(api_key_env: str | None, api_key: str | None) -> str | None:
 
 
 def traced(headers: dict[str, str]) -> dict[str, str]:
-    """``headers`` with the W3C ``traceparent`` of the current span, when tracing runs (observability.tracing)."""
-    try:
-        from opentelemetry import propagate, trace
-    except ImportError:  # pragma: no cover - opentelemetry-api ships with the MCP SDK
+    """``headers`` with the W3C ``traceparent`` of the current span, when tracing runs (observability.tracing).
+    Nothing attached to the OpenTelemetry context (tracing off, or this request not sampled) is one lookup."""
+    if otel_context is None or not otel_context.get_current():
         return headers
     if not trace.get_current_span().get_span_context().is_valid:
         return headers

@@ -11,7 +11,6 @@ what is masked can never drift apart.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 from openmaas.core.chat import CEILING_KEY
@@ -79,19 +78,24 @@ class PromptView:
         self.ceiling = bool(payload.get(CEILING_KEY))
         self.choices = int(payload.get("n") or 1)
         self.hints: Any = payload.get("route")
+        self._prompt_bytes: int | None = None
 
-    @cached_property
+    @property
     def prompt_bytes(self) -> int:
         """UTF-8 bytes of every value the prompt carries (roles and types aside): the basis of the token
-        upper bound when the JSON body's own size is unknown."""
-        p = self._payload
-        if "messages" in p:
-            return (
-                _text_bytes(p.get("messages") or [])
-                + _text_bytes(p.get("tools"))
-                + _text_bytes(p.get("response_format"))
-            )
-        return _text_bytes(p.get("prompt") if "prompt" in p else p.get("input"))
+        upper bound when the JSON body's own size is unknown. Walked once, when first asked (a plain check:
+        ``functools.cached_property`` takes a lock on every first read in Python 3.11)."""
+        if self._prompt_bytes is None:
+            p = self._payload
+            if "messages" in p:
+                self._prompt_bytes = (
+                    _text_bytes(p.get("messages") or [])
+                    + _text_bytes(p.get("tools"))
+                    + _text_bytes(p.get("response_format"))
+                )
+            else:
+                self._prompt_bytes = _text_bytes(p.get("prompt") if "prompt" in p else p.get("input"))
+        return self._prompt_bytes
 
     @property
     def is_chat(self) -> bool:
