@@ -113,6 +113,7 @@ class Gateway:
         """Register chat extensions; they are tried in the order registered."""
         self.extensions += extensions
         self.preparing = [e for e in self.extensions if type(e).prepare is not ChatExtension.prepare]
+        self.extension_keys = frozenset(e.key for e in self.extensions)  # a plain request: one set test
 
     async def admit(
         self,
@@ -267,9 +268,10 @@ class Gateway:
             if prepared is not body:
                 body, request = prepared, validate(ChatCompletionRequest, prepared)
                 head = RequestHead.of(request)
-        for extension in self.extensions:  # the first whose body key is set runs the request (in app order)
-            if body.get(extension.key) is not None:
-                return await extension.handle(self, body, call, request or validate(ChatCompletionRequest, body))
+        if not self.extension_keys.isdisjoint(body):
+            for extension in self.extensions:  # the first whose body key is set runs the request (in app order)
+                if body.get(extension.key) is not None:
+                    return await extension.handle(self, body, call, request or validate(ChatCompletionRequest, body))
         route = self._route(call, head.model, "chat", body, head.output_limit)
         ticket = await self.admit(call, call.surface, head.model, route, body_bytes=call.body_bytes)
         if head.stream:
