@@ -60,6 +60,7 @@ class Backend(ABC):
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
+        self.here = Placement(self)  # the one place of a backend that is not a pool (immutable: made once)
 
     def typed_params(self, kind: type[P]) -> P:
         """``deployment.params`` as this backend's ``Params`` (the registry already refused bad ones at
@@ -81,7 +82,7 @@ class Backend(ABC):
     def place(self, payload: Payload) -> Placement:
         """Where ``payload`` runs within this deployment (``routing.router`` asks before each attempt).
         One backend, one place; a pool of engine processes chooses one (prompt-cache affinity)."""
-        return Placement(self)
+        return self.here
 
     async def start(self) -> None:
         """Acquire resources (HTTP pools, engine processes). Called once."""

@@ -15,8 +15,7 @@ Rules for what chat cannot express (documented in docs/dialects.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from openmaas.core.types import (
     Document,
@@ -169,8 +168,7 @@ def to_payload(request: Request) -> Payload:
     return payload
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHead:
+class RequestHead(NamedTuple):  # immutable and one tuple allocation (a frozen dataclass sets each field by a call)
     """What the gateway reads of a chat request to run it: from a validated ``ChatCompletionRequest``, or
     straight from a payload ``to_payload`` built (``request_head``) — the dialect validated its wire body and
     ``to_payload`` writes only well-formed values, so that payload is not validated a second time."""

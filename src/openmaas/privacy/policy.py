@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from openmaas.privacy.classify import PrivacyClass
 from openmaas.privacy.sensitivity import CATEGORIES
@@ -63,8 +64,7 @@ def valid(spec: str) -> str:
     return str(parse(spec))
 
 
-@dataclass(frozen=True)
-class Applied:
+class Applied(NamedTuple):
     policy: str  # the strictest that applies: allow | mask | local_only | refuse
     rule: str | None  # what set it, e.g. "HEALTH:local_only" or "identifiers:mask"
 
