@@ -16,37 +16,38 @@ from typing import Any
 from openmaas.core.chat import CEILING_KEY
 
 Slot = tuple[Any, Any]  # (container, key): where a text lives in the payload
+NUMBER = (int, float)  # for isinstance (``int | float`` would build a union object on every call)
 
 
 def text_slots(payload: dict[str, Any]) -> list[Slot]:
     """Every text the request sends, in order: message contents (strings and text parts, which carry
     system prompts, tool results and documents), tool-call arguments, ``prompt`` and ``input``."""
     slots: list[Slot] = []
-
-    def add(container: Any, key: Any) -> None:
-        value = container[key]
-        if isinstance(value, str):
-            slots.append((container, key))
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, str):
-                    slots.append((value, i))
-                elif isinstance(item, dict) and isinstance(item.get("text"), str):
-                    slots.append((item, "text"))
-
     for message in payload.get("messages") or []:
         if not isinstance(message, dict):
             continue
         if "content" in message:
-            add(message, "content")
+            _add(slots, message, "content")
         for call in message.get("tool_calls") or []:
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict) and isinstance(function.get("arguments"), str):
                 slots.append((function, "arguments"))
     for key in ("prompt", "input"):
         if key in payload:
-            add(payload, key)
+            _add(slots, payload, key)
     return slots
+
+
+def _add(slots: list[Slot], container: Any, key: Any) -> None:
+    value = container[key]
+    if isinstance(value, str):
+        slots.append((container, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                slots.append((value, i))
+            elif isinstance(item, dict) and isinstance(item.get("text"), str):
+                slots.append((item, "text"))
 
 
 def _text_bytes(value: Any) -> int:
@@ -74,7 +75,7 @@ class PromptView:
         self.output_format: str | None = response_format.get("type") if isinstance(response_format, dict) else None
         self.logprobs = bool(payload.get("logprobs"))
         limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
-        self.output_limit: int | None = int(limit) if isinstance(limit, int | float) else None
+        self.output_limit: int | None = int(limit) if isinstance(limit, NUMBER) else None
         self.ceiling = bool(payload.get(CEILING_KEY))
         self.choices = int(payload.get("n") or 1)
         self.hints: Any = payload.get("route")
@@ -129,13 +130,13 @@ def engine_timings(result: Any) -> tuple[float, float | None, float] | None:
     """llama.cpp's ``timings`` of an answer (or of a stream's last chunk), in seconds: (prompt processing, time per
     output token, whole request); None when the upstream sent none."""
     timings = result.get("timings") if isinstance(result, dict) else None
-    if not isinstance(timings, dict) or not isinstance(timings.get("prompt_ms"), int | float):
+    if not isinstance(timings, dict) or not isinstance(timings.get("prompt_ms"), NUMBER):
         return None
     prompt = float(timings["prompt_ms"]) / 1000
     per_token = timings.get("predicted_per_token_ms")
     predicted = timings.get("predicted_ms")
-    total = prompt + (float(predicted) / 1000 if isinstance(predicted, int | float) else 0.0)
-    return prompt, (float(per_token) / 1000 if isinstance(per_token, int | float) and per_token > 0 else None), total
+    total = prompt + (float(predicted) / 1000 if isinstance(predicted, NUMBER) else 0.0)
+    return prompt, (float(per_token) / 1000 if isinstance(per_token, NUMBER) and per_token > 0 else None), total
 
 
 def reported_usage(result: dict[str, Any]) -> tuple[int, int] | None:

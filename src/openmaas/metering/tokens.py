@@ -23,8 +23,7 @@ async def from_response(backend: Backend, payload: Payload, result: Payload) -> 
     reported = reported_usage(result)
     if reported is not None:
         outcome = Outcome(*reported, "upstream", cached_tokens=cached_tokens(result.get("usage")))
-        timed = engine_timings(result)
-        if timed is not None:
+        if "timings" in result and (timed := engine_timings(result)) is not None:  # a llama.cpp engine's
             outcome.engine = EngineTimings(*timed)
         return outcome
     prompt, source = await _prompt_tokens(backend, payload)
