@@ -74,3 +74,32 @@ async def test_an_endless_line_is_an_upstream_error_not_unbounded_memory(monkeyp
     monkeypatch.setattr(http, "MAX_SSE_LINE", 10_000)
     with pytest.raises(UpstreamError, match="over 10000 bytes"):
         await events([b"data: " + b"y" * 8_000, b"y" * 8_000, b"\n\n"])
+
+
+async def test_cookies_an_upstream_sets_are_never_sent_back() -> None:
+    """One upstream session serves every tenant: a cookie set in answer to one request must not ride along on the
+    next one (which may be another tenant's)."""
+    seen: list[str | None] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("cookie"))
+        resp = web.json_response({"ok": True})
+        resp.set_cookie("session", "tenant-a", path="/")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/x", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    # by name: aiohttp's default jar already ignores cookies from bare IP addresses
+    provider = HTTPProvider(Deployment(name="up", backend="openai_compat"), f"http://localhost:{port}", {})
+    try:
+        for _ in range(3):
+            assert await provider.post_json("/v1/x", {}) == {"ok": True}
+    finally:
+        await provider.close()
+        await runner.cleanup()
+    assert seen == [None, None, None]

@@ -78,6 +78,9 @@ class HTTPProvider:
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                # one session carries every tenant's calls: a cookie an upstream sets (a CDN's bot-management
+                # cookie, a sticky-session cookie) must not tie one tenant's requests to another's
+                cookie_jar=aiohttp.DummyCookieJar(),
                 json_serialize=lambda o: orjson.dumps(o).decode(),
                 auto_decompress=True,
             )
