@@ -248,13 +248,19 @@ async def test_an_import_of_new_rows_sums_them_in_python_and_a_partly_known_file
         await db.close()
 
 
-def test_python_sums_equal_the_grouped_sql_on_the_same_rows() -> None:
-    """``rollups.grouped`` against SQLite running ``grouped_sql`` over the same rows (bucket edges included)."""
+@pytest.mark.parametrize("one_group", [False, True])
+def test_python_sums_equal_the_grouped_sql_on_the_same_rows(one_group: bool) -> None:
+    """``rollups.grouped`` against SQLite running ``grouped_sql`` over the same rows (bucket edges included): rows
+    of many groups (some of one row), and a batch whose rows all share one group (summed without splitting)."""
     import sqlite3
 
     rows = events(500, seed=9)
     edges = [r._replace(latency_ms=b, ttft_ms=b) for r, b in zip(rows, rollups.LATENCY_BOUNDS_MS, strict=False)]
     rows = rows + [r._replace(id=r.id + "_edge") for r in edges]
+    if one_group:
+        rows = [
+            r._replace(tenant_id="ten_a", key_id=None, model="m1", deployment="d1", created_at=BASE + 60) for r in rows
+        ]
     conn = sqlite3.connect(":memory:")
     columns = list(usage_events.c.keys())
     conn.execute(f"CREATE TABLE usage_events ({', '.join(columns)})")

@@ -332,6 +332,8 @@ def parse(data: bytes, path: Path) -> list[list[object]] | None:
             log.error("ledger spool %s: line %d unreadable; file kept as %s", path.name, number, corrupt.name)
             return None
     width = len(COLUMNS)  # a spool written by an older version lacks the columns added since: null
+    if not rows or min(map(len, rows)) >= width:  # the usual case, checked without a Python step per row
+        return rows
     return [row + [None] * (width - len(row)) if len(row) < width else row for row in rows]
 
 

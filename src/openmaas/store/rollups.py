@@ -23,7 +23,11 @@ from __future__ import annotations
 
 import sqlite3
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Sequence
+from functools import partial
+from itertools import repeat
+from operator import is_not, itemgetter, mul, truediv
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table
@@ -159,51 +163,87 @@ def fold(groups: dict[tuple[Any, ...], list[Any]], seconds: int) -> dict[tuple[A
 
 _HOUR = GRAINS["hour"]
 _LAT0, _TTFT0 = SUMS.index("lat_0"), SUMS.index("ttft_0")
+_GROUP = tuple(_AT[c] for c in ("tenant_id", "key_id", "model", "deployment"))
+_SUMMED = tuple(
+    _AT[c]
+    for c in (
+        "status",
+        "interrupted",
+        "degraded",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "cost_nanos",
+        "latency_ms",
+        "ttft_ms",
+    )
+)
+_NOT_NONE = partial(is_not, None)
+_BUCKET = partial(bisect_right, LATENCY_BOUNDS_MS)
 
 
 def _hours(rows: Sequence[Sequence[Any]]) -> dict[tuple[Any, ...], list[Any]]:
-    """The hourly rollup rows of ledger rows: the importer's per-row work, so kept to plain local reads."""
-    at = _AT
-    created, tenant, key_id, model, deployment = (at[c] for c in ("created_at", *KEYS[1:]))
-    status, interrupted, degraded = at["status"], at["interrupted"], at["degraded"]
-    prompt, completion = at["prompt_tokens"], at["completion_tokens"]
-    cached, cost = at["cached_tokens"], at["cost_nanos"]
-    latency, ttft = at["latency_ms"], at["ttft_ms"]
-    lat0, ttft0, bounds, hour, width = _LAT0, _TTFT0, LATENCY_BOUNDS_MS, _HOUR, len(SUMS)
+    """The hourly rollup rows of ledger rows: the importer's per-row work, so done column-wise by builtins (sum,
+    map, Counter) over each group's columns. Python code runs per group; per row, at most one list append (when
+    a batch holds several groups)."""
+    if not rows:
+        return {}
+    columns = list(zip(*rows, strict=True))
+    starts = map(mul, map(int, map(truediv, columns[_AT["created_at"]], repeat(_HOUR))), repeat(_HOUR))
+    keys = list(zip(starts, *(columns[i] for i in _GROUP), strict=True))
+    members: dict[tuple[Any, ...], list[int]] = {}
+    if len(set(keys)) == 1:
+        members[keys[0]] = list(range(len(rows)))
+    else:
+        for i, key in enumerate(keys):
+            members.setdefault(key, []).append(i)
+    summed: list[Sequence[Any]] = [columns[i] for i in _SUMMED]
     out: dict[tuple[Any, ...], list[Any]] = {}
-    for row in rows:
-        group = (
-            int(row[created] / hour) * hour,
-            row[tenant] or "",
-            row[key_id] or "",
-            row[model],
-            row[deployment] or "",
-        )
-        sums = out.get(group)
-        if sums is None:
-            sums = out[group] = [0] * width
-            sums[8] = sums[10] = 0.0  # latency_ms_sum, ttft_ms_sum
-        sums[0] += 1
-        if row[status] >= 400:
-            sums[1] += 1
-        if row[interrupted]:
-            sums[2] += 1
-        if row[degraded]:
-            sums[3] += 1
-        sums[4] += row[prompt]
-        sums[5] += row[completion]
-        sums[6] += row[cached] or 0
-        sums[7] += row[cost]
-        ms = row[latency]
-        if ms is not None:
-            sums[8] += ms
-            sums[lat0 + bisect_right(bounds, ms)] += 1
-        ms = row[ttft]
-        if ms is not None:
-            sums[9] += 1
-            sums[10] += ms
-            sums[ttft0 + bisect_right(bounds, ms)] += 1
+    for (start, tenant, key_id, model, deployment), index in members.items():
+        if len(index) == len(rows):
+            parts: list[Sequence[Any]] = summed
+        else:
+            pick = itemgetter(*index)
+            parts = [pick(c) if len(index) > 1 else (pick(c),) for c in summed]
+        group = (start, tenant or "", key_id or "", model, deployment or "")
+        sums = _sums(*parts)
+        if group in out:  # only if a NULL and an empty string both appear in one key column
+            sums = [a + b for a, b in zip(out[group], sums, strict=True)]
+        out[group] = sums
     return out
+
+
+def _sums(
+    status: Sequence[int],
+    interrupted: Sequence[Any],
+    degraded: Sequence[Any],
+    prompt: Sequence[int],
+    completion: Sequence[int],
+    cached: Sequence[int | None],
+    cost: Sequence[int],
+    latency: Sequence[Any],  # float, or None
+    ttft: Sequence[Any],
+) -> list[Any]:
+    """``SUMS`` of one group's columns."""
+    sums: list[Any] = [0] * len(SUMS)
+    sums[0] = len(status)
+    sums[1] = sum(map((400).__le__, status))
+    sums[2] = sum(map(bool, interrupted))
+    sums[3] = sum(map(bool, degraded))
+    sums[4] = sum(prompt)
+    sums[5] = sum(completion)
+    sums[6] = sum(filter(None, cached))
+    sums[7] = sum(cost)
+    timed: list[float] = list(filter(_NOT_NONE, latency))
+    sums[8] = sum(timed, 0.0)
+    for bucket, n in Counter(map(_BUCKET, timed)).items():
+        sums[_LAT0 + bucket] = n
+    timed = list(filter(_NOT_NONE, ttft))
+    sums[9] = len(timed)
+    sums[10] = sum(timed, 0.0)
+    for bucket, n in Counter(map(_BUCKET, timed)).items():
+        sums[_TTFT0 + bucket] = n
+    return sums
 
 
 def percentile(counts: list[int], q: float) -> float | None:
