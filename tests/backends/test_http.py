@@ -18,6 +18,19 @@ pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
+async def loopback(app: web.Application) -> AsyncIterator[int]:
+    """``app`` served on a free loopback port (yielded) for the duration."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
 async def serve(pieces: list[bytes]) -> AsyncIterator[str]:
     """A loopback server whose POST /sse writes ``pieces`` one by one, each flushed on its own."""
 
@@ -32,15 +45,8 @@ async def serve(pieces: list[bytes]) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/sse", sse)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with loopback(app) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 async def events(pieces: list[bytes]) -> list[tuple[str | None, bytes]]:
@@ -89,17 +95,12 @@ async def test_cookies_an_upstream_sets_are_never_sent_back() -> None:
 
     app = web.Application()
     app.router.add_post("/v1/x", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    # by name: aiohttp's default jar already ignores cookies from bare IP addresses
-    provider = HTTPProvider(Deployment(name="up", backend="openai_compat"), f"http://localhost:{port}", {})
-    try:
-        for _ in range(3):
-            assert await provider.post_json("/v1/x", {}) == {"ok": True}
-    finally:
-        await provider.close()
-        await runner.cleanup()
+    async with loopback(app) as port:
+        # by name: aiohttp's default jar already ignores cookies from bare IP addresses
+        provider = HTTPProvider(Deployment(name="up", backend="openai_compat"), f"http://localhost:{port}", {})
+        try:
+            for _ in range(3):
+                assert await provider.post_json("/v1/x", {}) == {"ok": True}
+        finally:
+            await provider.close()
     assert seen == [None, None, None]

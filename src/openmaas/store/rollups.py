@@ -163,7 +163,7 @@ def fold(groups: dict[tuple[Any, ...], list[Any]], seconds: int) -> dict[tuple[A
 
 _HOUR = GRAINS["hour"]
 _LAT0, _TTFT0 = SUMS.index("lat_0"), SUMS.index("ttft_0")
-_GROUP = tuple(_AT[c] for c in ("tenant_id", "key_id", "model", "deployment"))
+_GROUP = tuple(_AT[c] for c in KEYS[1:])  # the key columns after the time bucket
 _SUMMED = tuple(
     _AT[c]
     for c in (
