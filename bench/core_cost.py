@@ -34,18 +34,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, cores, free_port, python, start, stop, wait_http, warm_up
-from metering_instructions import instructions
+from metering_instructions import counted
 
 from dialects import BODIES, measured
 
@@ -55,22 +53,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def quartiles(values: list[float]) -> tuple[float, float, float]:
     q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
     return round(q1, 3), round(q2, 3), round(q3, 3)
-
-
-def counted(pid: int, url: str, body: str, requests: int, concurrency: int, core: str, dumps: Path) -> float:
-    """Instructions per request of ``requests`` requests sent to a gateway running under callgrind."""
-    control = ["callgrind_control"]
-    subprocess.run([*control, "-z", str(pid)], check=True, capture_output=True)
-    subprocess.run([*control, "-i", "on", str(pid)], check=True, capture_output=True)
-    cmd = ["taskset", "-c", core, "hey", "-n", str(requests), "-c", str(concurrency), "-m", "POST"]
-    out = subprocess.run([*cmd, "-T", "application/json", "-d", body, url], capture_output=True, text=True).stdout
-    subprocess.run([*control, "-i", "off", str(pid)], check=True, capture_output=True)
-    subprocess.run([*control, "-d", str(pid)], check=True, capture_output=True)
-    ok = re.search(r"\[200\]\s+(\d+) responses", out)
-    if not ok or int(ok.group(1)) != requests:
-        raise RuntimeError(f"not every request succeeded:\n{out}")
-    time.sleep(1)
-    return instructions(dumps, pid) / requests
 
 
 def main() -> None:
@@ -130,7 +112,7 @@ def main() -> None:
         if args.instructions:
             for name in names:
                 dumps = tmp / f"callgrind-{name}"
-                per = counted(procs[name].pid, urls[name], body, args.instructions, args.concurrency, other, dumps)
+                per = counted(procs[name].pid, urls[name], body, {}, args.instructions, args.concurrency, other, dumps)
                 rows.append({"gateway": name, "instructions_per_request": round(per)})
                 print(json.dumps(rows[-1]), flush=True)
         else:

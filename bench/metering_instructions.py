@@ -38,6 +38,28 @@ def instructions(dump_dir: Path, pid: int) -> int:
     return total
 
 
+def counted(
+    pid: int, url: str, body: str, headers: dict[str, str], requests: int, concurrency: int, core: str, dumps: Path
+) -> float:
+    """Instructions per request of ``requests`` POSTs (``hey``, pinned to ``core``) to a process running under
+    ``valgrind --tool=callgrind --instr-atstart=no``, its dumps written to ``dumps``."""
+    control = ["callgrind_control"]
+    subprocess.run([*control, "-z", str(pid)], check=True, capture_output=True)
+    subprocess.run([*control, "-i", "on", str(pid)], check=True, capture_output=True)
+    cmd = ["taskset", "-c", core, "hey", "-n", str(requests), "-c", str(concurrency), "-m", "POST"]
+    cmd += ["-T", "application/json", "-d", body]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True).stdout
+    subprocess.run([*control, "-i", "off", str(pid)], check=True, capture_output=True)
+    subprocess.run([*control, "-d", str(pid)], check=True, capture_output=True)
+    ok = re.search(r"\[200\]\s+(\d+) responses", out)
+    if not ok or int(ok.group(1)) != requests:
+        raise RuntimeError(f"{url}: not every request succeeded:\n{out}")
+    time.sleep(1)
+    return instructions(dumps, pid) / requests
+
+
 def _config_and_key(tmp: Path, name: str, up_port: int) -> tuple[Path, str]:
     """``off``, ``sqlite``, ``pg_redis`` as in metering_overhead.py, plus two partial targets on SQLite that
     split the cost: ``auth_only`` (keys checked, metering off) and ``ledger_only`` (a key with no limits and no
@@ -94,19 +116,10 @@ def measure(name: str, tmp: Path, up_port: int, requests: int, concurrency: int,
         headers = {"Authorization": f"Bearer {key}"}
         wait_http(url + "/healthz", 600, headers)
         warm_up(url + "/v1/chat/completions", BODY, headers, count=300)
-        subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
-        subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True)
-        cmd = ["taskset", "-c", other, "hey", "-n", str(requests), "-c", str(concurrency), "-m", "POST"]
-        cmd += ["-T", "application/json", "-d", BODY, "-H", f"Authorization: Bearer {key}"]
-        cmd.append(url + "/v1/chat/completions")
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        ok = re.search(r"\[200\]\s+(\d+) responses", out)
-        if not ok or int(ok.group(1)) != requests:
-            raise RuntimeError(f"{name}: not every request succeeded:\n{out}")
-        subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True, capture_output=True)
-        subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
-        time.sleep(1)
-        return instructions(dumps, proc.pid)
+        return round(
+            counted(proc.pid, url + "/v1/chat/completions", BODY, headers, requests, concurrency, other, dumps)
+            * requests
+        )
     finally:
         stop(proc)
 
