@@ -227,7 +227,7 @@ class Gateway:
         call.finish(outcome)
 
     def _route(self, call: Call, model: str, endpoint: str, body: Payload, output_limit: int | None) -> Route:
-        return self.router.route(model, endpoint, body, call.principal, output_limit)
+        return self.router.route(model, endpoint, body, call.principal, output_limit, call.body_bytes)
 
     async def _observed(self, call: Call, endpoint: str, serve: Awaitable[R]) -> R:
         """Serve with the observers told: ``started`` now, ``finished`` by whichever settle path owns the

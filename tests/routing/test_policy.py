@@ -86,6 +86,29 @@ def test_capability_drops_and_the_context_window_fallback() -> None:
     assert next(c for c in d.candidates if c.name == "local-small").reason == "context"
 
 
+def test_the_window_is_checked_by_the_body_size_first_and_the_prompt_walked_only_when_that_does_not_fit() -> None:
+    import json
+
+    from openmaas.metering.pricing import estimate_prompt_tokens
+
+    p, _ = policy()
+    short = {"messages": [{"role": "user", "content": "word " * 100}]}
+    view = PromptView(short, body_bytes=len(json.dumps(short)))
+    d = p.decide("auto", view, PUBLIC, "allow", None)
+    assert "local-small" in plan(d) and view._prompt_bytes is None  # the bound fitted: nothing walked
+    # a body whose JSON is far larger than its text (say, padded or escaped): the bound does not fit
+    # local-small's 2,048 tokens, the prompt itself does, so local-small is kept, after one walk
+    view = PromptView(short, body_bytes=20_000)
+    d = p.decide("auto", view, PUBLIC, "allow", None)
+    assert "local-small" in plan(d) and view._prompt_bytes is not None
+    long = {"messages": [{"role": "user", "content": "word " * 4000}]}
+    view = PromptView(long, body_bytes=len(json.dumps(long)))
+    d = p.decide("auto", view, PUBLIC, "allow", None)
+    assert next(c for c in d.candidates if c.name == "local-small").reason == "context"
+    with pytest.raises(Exception, match=rf"about {estimate_prompt_tokens(PromptView(long))} tokens"):
+        p.decide("local-small", PromptView(long, body_bytes=len(json.dumps(long))), PUBLIC, "allow", None)
+
+
 def test_an_open_circuit_is_dropped() -> None:
     p, health = policy()
     health["cloud-a"].open()

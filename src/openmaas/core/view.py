@@ -62,11 +62,14 @@ def _text_bytes(value: Any) -> int:
 
 class PromptView:
     """What a request asks for, read once from its execution payload (``endpoint``: chat, completions,
-    embeddings). Attributes are plain values; the byte size of the prompt is walked only when asked."""
+    embeddings). Attributes are plain values; the byte size of the prompt is walked only when asked.
+    ``body_bytes``: the size of the JSON the payload was parsed from, when it was and nothing was added since
+    (``gateway.Call.body_bytes``) — an upper bound on ``prompt_bytes`` that costs no walk."""
 
-    def __init__(self, payload: dict[str, Any], endpoint: str = "chat") -> None:
+    def __init__(self, payload: dict[str, Any], endpoint: str = "chat", body_bytes: int | None = None) -> None:
         self._payload = payload
         self.endpoint = endpoint
+        self.body_bytes = body_bytes
         self.texts: list[str] = [container[key] for container, key in text_slots(payload)]
         messages = payload.get("messages")
         self.messages = len(messages) if isinstance(messages, list) else 0

@@ -44,9 +44,10 @@ def max_output_tokens(view: PromptView, deployment: Deployment, prompt_bound: in
     return limit * view.choices
 
 
-def estimate_prompt_tokens(view: PromptView) -> int:
-    """Only when no usage and no tokenizer exist (a cloud stream cut short): about 4 bytes per token."""
-    return max(1, (prompt_upper_bound(view) - REQUEST_OVERHEAD) // 4)
+def estimate_prompt_tokens(view: PromptView, body_bytes: int | None = None) -> int:
+    """Only when no usage and no tokenizer exist (a cloud stream cut short): about 4 bytes per token. With
+    ``body_bytes`` (``PromptView.body_bytes``), a bound on that estimate that walks nothing: never below it."""
+    return max(1, (prompt_upper_bound(view, body_bytes) - REQUEST_OVERHEAD) // 4)
 
 
 def period_start(period: str, now: float) -> tuple[str, float, int | None]:

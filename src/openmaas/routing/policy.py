@@ -179,7 +179,9 @@ class Policy:
             prefer=hints.get("prefer"),
             max_cost_usd=hints.get("max_cost_usd"),
         )
-        prompt = estimate_prompt_tokens(view)
+        # the window is checked against a bound from the body's size first; the prompt is walked only when that
+        # bound does not fit (or a cost limit needs the estimate itself)
+        bound = estimate_prompt_tokens(view, view.body_bytes)
         weights: dict[str, float] = {}
         errors: list[Exception] = []
         for name, role, weight in self.expand(model):
@@ -187,7 +189,7 @@ class Policy:
             weights[name] = weight
             candidate = Candidate(name, d.locality, role)
             decision.candidates.append(candidate)
-            reason = self._drop_reason(d, decision, view, prompt, output_limit, errors)
+            reason = self._drop_reason(d, decision, view, bound, output_limit, errors)
             if reason:
                 candidate.kept, candidate.reason = False, reason
         if not decision.plan:
@@ -200,10 +202,11 @@ class Policy:
         d: Deployment,
         decision: RouteDecision,
         view: PromptView,
-        prompt: int,
+        bound: int,
         output_limit: int | None,
         errors: list[Exception],
     ) -> str | None:
+        """Why ``d`` cannot serve, or None. ``bound``: an upper bound on ``estimate_prompt_tokens(view)``."""
         endpoint = decision.endpoint
         if decision.privacy.sensitive and decision.policy == "local_only" and d.locality != "local":
             return "privacy"
@@ -235,7 +238,8 @@ class Policy:
             return "context"
         # Embeddings: the window applies to each input, not to a batch's sum, and a byte estimate of one input
         # is no measure of its tokens; local encoders truncate to their window and upstreams apply their own.
-        if endpoint != "embeddings" and prompt + (output_limit or 0) > d.context_length:
+        room = d.context_length - (output_limit or 0)
+        if endpoint != "embeddings" and bound > room and (prompt := estimate_prompt_tokens(view)) > room:
             errors.append(
                 ContextLengthExceeded(
                     f"the prompt (about {prompt} tokens) does not fit the context of '{d.name}' "
@@ -249,6 +253,7 @@ class Policy:
             return "circuit_open"
         limit = decision.max_cost_usd
         if limit is not None:
+            prompt = estimate_prompt_tokens(view)
             worst = (prompt * d.pricing.input_per_mtok + (output_limit or 0) * d.pricing.output_per_mtok) / 1e6
             if worst > limit:
                 return "over_max_cost"

@@ -102,8 +102,10 @@ class Router:
         body: Payload,
         principal: Principal,
         output_limit: int | None,
+        body_bytes: int | None = None,
     ) -> Route:
-        view = PromptView(body, endpoint)
+        """``body_bytes``: the size of the JSON ``body`` was parsed from, when nothing was added to it since."""
+        view = PromptView(body, endpoint, body_bytes)
         if view.ceiling:  # a ceiling is fitted to each deployment (``payload_for``), never refused
             output_limit = None
         scanned = scan_request(self.scanner, view, self.sensitivity) if self.scanner is not None else None
