@@ -24,10 +24,11 @@ With ``--instructions N`` it counts instead of timing: each gateway runs under `
 (instrumentation switched on after a 300-request warm-up), ``hey`` sends N requests at the same concurrency, and
 the figure is the whole process's user-space instructions per request — what a VM's neighbours cannot move
 (``bench/metering_instructions.py`` has the method; it counts no system calls and no cache misses). Results:
-``bench/results/core_instructions-<core commit>.json``.
+``bench/results/core_instructions-<core commit>.json``. ``--before-gc 10000,20,20`` starts the code before (and the
+control) with the collector threshold ``openmaas serve`` now sets: the typed core's cost like for like.
 
 Usage: python bench/core_cost.py [--rounds 9] [--seconds 5] [--before 7250679] [--core 0390400] [--off privacy.topics]
-       [--instructions 1000]
+       [--instructions 1000] [--before-gc 10000,20,20]
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def main() -> None:
     # metrics.enabled,server.access_log,mcp.endpoint,mcp.builtin_tools,console.enabled
     parser.add_argument("--off", default="privacy.topics")
     parser.add_argument("--instructions", type=int, default=0, help="count N requests under callgrind instead")
+    # like for like: the code before started with the collector setting ``openmaas serve`` now applies
+    parser.add_argument("--before-gc", default="", help="e.g. 10000,20,20: gc.set_threshold for before and control")
     args = parser.parse_args()
     args.core = subprocess.run(  # a commit, not a moving name like HEAD: the results name what was measured
         ["git", "-C", str(ROOT), "rev-parse", "--short", args.core], check=True, capture_output=True, text=True
@@ -102,6 +105,11 @@ def main() -> None:
                 out = f"--callgrind-out-file={tmp}/callgrind-{name}/callgrind.out.%p"
                 cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-systime=no", out, *cmd]
             env = {"OPENMAAS_DATA_DIR": str(data), "PYTHONPATH": str(trees[ref] / "src")}
+            if args.before_gc and name != "core":
+                site = tmp / "before-gc"  # a sitecustomize the interpreter imports at start-up
+                site.mkdir(exist_ok=True)
+                (site / "sitecustomize.py").write_text(f"import gc\ngc.set_threshold({args.before_gc})\n")
+                env["PYTHONPATH"] += f":{site}"
             procs[name] = start(cmd, gw_core, tmp / f"{name}.log", env)
             urls[name] = f"http://127.0.0.1:{port}/v1/chat/completions"
         body = json.dumps(BODIES["chat"][1])
@@ -136,7 +144,8 @@ def main() -> None:
             "instructions_per_request": per_request,
             "ratio_to_before": {k: round(v / per_request["before"], 3) for k, v in per_request.items()},
         }
-        (RESULTS / f"core_instructions-{args.core}.json").write_text(json.dumps(result, indent=2))
+        tag = f"-before-gc-{args.before_gc.replace(',', '-')}" if args.before_gc else ""
+        (RESULTS / f"core_instructions-{args.core}{tag}.json").write_text(json.dumps(result, indent=2))
         print(json.dumps(result, indent=2))
         return
     summary: dict[str, Any] = {"method": vars(args), "runs": rows}
