@@ -33,6 +33,21 @@ async def test_request_id_is_echoed_when_the_client_sends_one(fake_client: httpx
     assert missing.headers["x-request-id"].startswith("req_")
 
 
+async def test_request_id_is_also_sent_under_anthropics_name_on_the_routes_its_clients_call(
+    fake_client: httpx.AsyncClient,
+) -> None:
+    chat = await fake_client.post("/v1/chat/completions", json=CHAT)
+    assert "request-id" not in chat.headers
+    message = {"model": "fake-chat", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    for resp in (
+        await fake_client.post("/v1/messages?beta=true", json=message),
+        await fake_client.post("/v1/messages", json={"model": "fake-chat"}),  # an error: max_tokens is required
+        await fake_client.get("/v1/models", headers={"anthropic-version": "2023-06-01"}),
+    ):
+        assert resp.headers["request-id"] == resp.headers["x-request-id"]
+        assert resp.headers["request-id"].startswith("req_")
+
+
 async def test_streaming_sends_chunks_then_done_and_hides_usage_unless_asked(fake_client: httpx.AsyncClient) -> None:
     resp = await fake_client.post("/v1/chat/completions", json={**CHAT, "stream": True})
     assert resp.status_code == 200

@@ -9,10 +9,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openmaas.ids import IdGenerator
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+ANTHROPIC_PATHS = ("/v1/messages", "/v1/models")  # the routes Anthropic's clients call: they read ``request-id``
 
 
 class RequestIdMiddleware:
-    """Every response carries ``x-request-id`` (and ``request-id``): the client's if valid, else a new one."""
+    """Every response carries ``x-request-id``: the client's if valid, else a new one; responses on the routes
+    Anthropic's clients call also carry it as ``request-id`` (their name; one header less on every other route,
+    each a few thousand instructions in the HTTP server's header checks)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -33,7 +36,9 @@ class RequestIdMiddleware:
             request_id = self.new_id()
         scope.setdefault("state", {})["request_id"] = request_id
         encoded = request_id.encode()
-        headers = [(b"x-request-id", encoded), (b"request-id", encoded)]  # the second as Anthropic names it
+        headers = [(b"x-request-id", encoded)]
+        if scope["path"].startswith(ANTHROPIC_PATHS):
+            headers.append((b"request-id", encoded))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
