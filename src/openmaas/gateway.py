@@ -229,24 +229,26 @@ class Gateway:
     def _route(self, call: Call, model: str, endpoint: str, body: Payload, output_limit: int | None) -> Route:
         return self.router.route(model, endpoint, body, call.principal, output_limit, call.body_bytes)
 
-    async def _observed(self, call: Call, endpoint: str, serve: Awaitable[R]) -> R:
-        """Serve with the observers told: ``started`` now, ``finished`` by whichever settle path owns the
-        ending, or here for a request refused before any (invalid, unknown model, over its limits)."""
-        call.begin(self.observer, endpoint)
-        try:
-            return await serve
-        except BaseException as exc:
-            if not call.settled:
-                call.settled = True
-                status, code, interrupted = failure(exc)
-                call.finish(Outcome(status=status, error_code=code, interrupted=interrupted))
-            raise
+    def _refused(self, call: Call, exc: BaseException) -> None:
+        """Observers see ``finished`` for a request refused before any settle path owned its ending (invalid,
+        unknown model, over its limits); ``started`` was told when the gateway took the call (``Call.begin``).
+        ``chat``, the path of every dialect, calls this from its own ``except`` rather than through a wrapping
+        coroutine (``_observed``): one await level less on every resumption of every request."""
+        if not call.settled:
+            call.settled = True
+            status, code, interrupted = failure(exc)
+            call.finish(Outcome(status=status, error_code=code, interrupted=interrupted))
 
     async def chat(self, body: Payload, call: Call | None = None, head: RequestHead | None = None) -> Payload | Stream:
         """``head``: what the gateway reads of a body the core built (``core.chat.request_head``), which then is
         not validated again (an extension that takes the request over still gets it validated)."""
         call = call or Call()
-        return await self._observed(call, "chat", self._chat(body, call, head))
+        call.begin(self.observer, "chat")
+        try:
+            return await self._chat(body, call, head)
+        except BaseException as exc:
+            self._refused(call, exc)
+            raise
 
     async def complete(self, body: Payload, call: Call | None = None) -> Payload | Stream:
         call = call or Call()
@@ -255,6 +257,15 @@ class Gateway:
     async def embed(self, body: Payload, call: Call | None = None) -> Payload:
         call = call or Call()
         return await self._observed(call, "embeddings", self._embed(body, call))
+
+    async def _observed(self, call: Call, endpoint: str, serve: Awaitable[R]) -> R:
+        """``chat``'s pattern for the other entry points (not on every dialect's path, so one helper)."""
+        call.begin(self.observer, endpoint)
+        try:
+            return await serve
+        except BaseException as exc:
+            self._refused(call, exc)
+            raise
 
     async def _chat(self, body: Payload, call: Call, head: RequestHead | None) -> Payload | Stream:
         resolved = self.registry.resolve_pattern(body)
