@@ -241,11 +241,37 @@ class Gateway:
 
     async def chat(self, body: Payload, call: Call | None = None, head: RequestHead | None = None) -> Payload | Stream:
         """``head``: what the gateway reads of a body the core built (``core.chat.request_head``), which then is
-        not validated again (an extension that takes the request over still gets it validated)."""
+        not validated again (an extension that takes the request over still gets it validated). One coroutine,
+        not a wrapper around another: it is every dialect's path, and each await level costs on every resumption."""
         call = call or Call()
         call.begin(self.observer, "chat")
         try:
-            return await self._chat(body, call, head)
+            resolved = self.registry.resolve_pattern(body)
+            request = None
+            if head is None or resolved is not body:
+                request = validate(ChatCompletionRequest, resolved)
+                head = RequestHead.of(request)
+            body = resolved
+            for extension in self.preparing:  # e.g. a model-name suffix that asks for test-time compute
+                prepared = extension.prepare(body, head.model, self.names)
+                if prepared is not body:
+                    body, request = prepared, validate(ChatCompletionRequest, prepared)
+                    head = RequestHead.of(request)
+            if not self.extension_keys.isdisjoint(body):
+                for extension in self.extensions:  # the first whose body key is set runs the request (in app order)
+                    if body.get(extension.key) is not None:
+                        return await extension.handle(
+                            self, body, call, request or validate(ChatCompletionRequest, body)
+                        )
+            route = self._route(call, head.model, "chat", body, head.output_limit)
+            ticket = await self.admit(call, call.surface, head.model, route, body_bytes=call.body_bytes)
+            if head.stream:
+                return await self._stream(
+                    call, ticket, route, lambda t, p: t.backend.chat_stream(p), head.model, head.wants_usage_chunk
+                )
+            result = await self._unary(call, ticket, route, lambda t, p: t.backend.chat(p))
+            result["model"] = head.model
+            return result
         except BaseException as exc:
             self._refused(call, exc)
             raise
@@ -266,32 +292,6 @@ class Gateway:
         except BaseException as exc:
             self._refused(call, exc)
             raise
-
-    async def _chat(self, body: Payload, call: Call, head: RequestHead | None) -> Payload | Stream:
-        resolved = self.registry.resolve_pattern(body)
-        request = None
-        if head is None or resolved is not body:
-            request = validate(ChatCompletionRequest, resolved)
-            head = RequestHead.of(request)
-        body = resolved
-        for extension in self.preparing:  # e.g. a model-name suffix that asks for test-time compute
-            prepared = extension.prepare(body, head.model, self.names)
-            if prepared is not body:
-                body, request = prepared, validate(ChatCompletionRequest, prepared)
-                head = RequestHead.of(request)
-        if not self.extension_keys.isdisjoint(body):
-            for extension in self.extensions:  # the first whose body key is set runs the request (in app order)
-                if body.get(extension.key) is not None:
-                    return await extension.handle(self, body, call, request or validate(ChatCompletionRequest, body))
-        route = self._route(call, head.model, "chat", body, head.output_limit)
-        ticket = await self.admit(call, call.surface, head.model, route, body_bytes=call.body_bytes)
-        if head.stream:
-            return await self._stream(
-                call, ticket, route, lambda t, p: t.backend.chat_stream(p), head.model, head.wants_usage_chunk
-            )
-        result = await self._unary(call, ticket, route, lambda t, p: t.backend.chat(p))
-        result["model"] = head.model
-        return result
 
     async def _complete(self, body: Payload, call: Call) -> Payload | Stream:
         request = validate(CompletionRequest, body)

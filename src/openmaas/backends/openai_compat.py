@@ -9,7 +9,7 @@ holding the key), ``headers`` (extra headers), ``stream_usage`` (ask for
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from pydantic import Field
@@ -55,14 +55,15 @@ class OpenAICompatBackend(Backend):
             return False
         return True
 
-    async def chat(self, payload: Payload) -> Payload:
-        return await self._post("/chat/completions", payload)
+    # the coroutine of ``_post`` itself, not one awaiting it: an await level less on every resumption of a call
+    def chat(self, payload: Payload) -> Coroutine[Any, Any, Payload]:
+        return self._post("/chat/completions", payload)
 
-    async def complete(self, payload: Payload) -> Payload:
-        return await self._post("/completions", payload)
+    def complete(self, payload: Payload) -> Coroutine[Any, Any, Payload]:
+        return self._post("/completions", payload)
 
-    async def embed(self, payload: Payload) -> Payload:
-        return await self._post("/embeddings", payload)
+    def embed(self, payload: Payload) -> Coroutine[Any, Any, Payload]:
+        return self._post("/embeddings", payload)
 
     def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
         return self._stream("/chat/completions", payload)
