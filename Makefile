@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python bench/dialects.py
 	$(BIN)/python bench/core_cost.py
 	$(BIN)/python bench/core_cost.py --core HEAD --off privacy.topics,metrics.enabled,server.access_log,mcp.endpoint,mcp.builtin_tools,console.enabled --instructions 1008
+	$(BIN)/python bench/core_cost.py --core HEAD --off privacy.topics,metrics.enabled,server.access_log,mcp.endpoint,mcp.builtin_tools,console.enabled --instructions 1008 --before-gc 10000,20,20
 	$(BIN)/python bench/relay_cpu.py
 	$(BIN)/python bench/claude_code_ttft.py
 	$(BIN)/python bench/agents.py
