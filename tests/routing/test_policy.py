@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from openmaas.core.view import PromptView
-from openmaas.errors import ModelNotFound, PrivacyPolicyViolation
+from openmaas.errors import ContextLengthExceeded, ModelNotFound, PrivacyPolicyViolation
+from openmaas.metering.pricing import estimate_prompt_tokens
 from openmaas.privacy.classify import PrivacyClass
 from openmaas.routing.health import Health
 from openmaas.routing.policy import Policy, estimate_difficulty
@@ -87,10 +89,6 @@ def test_capability_drops_and_the_context_window_fallback() -> None:
 
 
 def test_the_window_is_checked_by_the_body_size_first_and_the_prompt_walked_only_when_that_does_not_fit() -> None:
-    import json
-
-    from openmaas.metering.pricing import estimate_prompt_tokens
-
     p, _ = policy()
     short = {"messages": [{"role": "user", "content": "word " * 100}]}
     view = PromptView(short, body_bytes=len(json.dumps(short)))
@@ -105,7 +103,7 @@ def test_the_window_is_checked_by_the_body_size_first_and_the_prompt_walked_only
     view = PromptView(long, body_bytes=len(json.dumps(long)))
     d = p.decide("auto", view, PUBLIC, "allow", None)
     assert next(c for c in d.candidates if c.name == "local-small").reason == "context"
-    with pytest.raises(Exception, match=rf"about {estimate_prompt_tokens(PromptView(long))} tokens"):
+    with pytest.raises(ContextLengthExceeded, match=rf"about {estimate_prompt_tokens(PromptView(long))} tokens"):
         p.decide("local-small", PromptView(long, body_bytes=len(json.dumps(long))), PUBLIC, "allow", None)
 
 
