@@ -26,9 +26,12 @@ the figure is the whole process's user-space instructions per request — what a
 (``bench/metering_instructions.py`` has the method; it counts no system calls and no cache misses). Results:
 ``bench/results/core_instructions-<core commit>.json``. ``--before-gc 10000,20,20`` starts the code before (and the
 control) with the collector threshold ``openmaas serve`` now sets: the typed core's cost like for like.
+``--no-rollups`` also leaves out, in ``core``, the console's hourly and daily ledger rollups (a later issue's
+feature, ``c6d8458``, kept on the ledger thread with every import and without a setting of their own, since the
+console's and the admin API's figures are read from them): a ``sitecustomize`` makes ``rollups.sqlite_add`` a no-op.
 
 Usage: python bench/core_cost.py [--rounds 9] [--seconds 5] [--before 7250679] [--core 0390400] [--off privacy.topics]
-       [--instructions 1000] [--before-gc 10000,20,20]
+       [--instructions 1000] [--before-gc 10000,20,20] [--no-rollups]
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def main() -> None:
     parser.add_argument("--instructions", type=int, default=0, help="count N requests under callgrind instead")
     # like for like: the code before started with the collector setting ``openmaas serve`` now applies
     parser.add_argument("--before-gc", default="", help="e.g. 10000,20,20: gc.set_threshold for before and control")
+    parser.add_argument("--no-rollups", action="store_true", help="core without the console's ledger rollups")
     args = parser.parse_args()
     args.core = subprocess.run(  # a commit, not a moving name like HEAD: the results name what was measured
         ["git", "-C", str(ROOT), "rev-parse", "--short", args.core], check=True, capture_output=True, text=True
@@ -105,10 +109,15 @@ def main() -> None:
                 out = f"--callgrind-out-file={tmp}/callgrind-{name}/callgrind.out.%p"
                 cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-systime=no", out, *cmd]
             env = {"OPENMAAS_DATA_DIR": str(data), "PYTHONPATH": str(trees[ref] / "src")}
+            site_code = ""  # a sitecustomize the interpreter imports at start-up
             if args.before_gc and name != "core":
-                site = tmp / "before-gc"  # a sitecustomize the interpreter imports at start-up
-                site.mkdir(exist_ok=True)
-                (site / "sitecustomize.py").write_text(f"import gc\ngc.set_threshold({args.before_gc})\n")
+                site_code = f"import gc\ngc.set_threshold({args.before_gc})\n"
+            if args.no_rollups and name == "core":
+                site_code = "import openmaas.store.rollups as r\nr.sqlite_add = lambda conn, rows: None\n"
+            if site_code:
+                site = tmp / f"site-{name}"
+                site.mkdir()
+                (site / "sitecustomize.py").write_text(site_code)
                 env["PYTHONPATH"] += f":{site}"
             procs[name] = start(cmd, gw_core, tmp / f"{name}.log", env)
             urls[name] = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -145,6 +154,7 @@ def main() -> None:
             "ratio_to_before": {k: round(v / per_request["before"], 3) for k, v in per_request.items()},
         }
         tag = f"-before-gc-{args.before_gc.replace(',', '-')}" if args.before_gc else ""
+        tag += "-no-rollups" if args.no_rollups else ""
         (RESULTS / f"core_instructions-{args.core}{tag}.json").write_text(json.dumps(result, indent=2))
         print(json.dumps(result, indent=2))
         return
