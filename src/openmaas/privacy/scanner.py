@@ -215,6 +215,8 @@ class Scanner:
 
     def _pii(self, text: str) -> list[Finding]:
         candidates = _pii_candidates(text)
+        if not candidates:  # most prompts: no digit run, no @ — no recognizer to run
+            return []
         found: list[Finding] = []
         for entity, recognizer in self.recognizers.items():
             if entity != _PHONE and entity in candidates:
@@ -249,6 +251,8 @@ class Scanner:
 
     def _secrets(self, text: str) -> list[Finding]:
         tokens, assignments = _secret_candidates(text)
+        if not tokens and not assignments:  # most prompts: no credential-shaped word, no assignment
+            return []
         out = []
         for name, plugin in self.secret_plugins:
             if name == "SECRET_SECRET_KEYWORD":

@@ -78,12 +78,12 @@ def estimate_difficulty(view: PromptView) -> float:
         # The ask sits at the start (system prompt) or the end (the question) of a long prompt; the
         # middle is pasted material, and scanning it cost more than the rest of the decision.
         text = text[:_SIGNAL_HEAD] + "\n" + text[-_SIGNAL_TAIL:]
-    # Substring counts only (C speed): a regex pass would cost more than the whole decision.
-    lower = text.lower()
-    score += 0.2 * min(1.0, sum(w in lower for w in _HARD_WORDS) / 2)
-    if any(mark in text for mark in _CODE_MARKS):
+    # Substring tests only, each list walked by map in C (a generator ran ~14 bytecodes per word, ~430 a
+    # request — more than the rest of the decision); a regex pass would cost more still.
+    score += 0.2 * min(1.0, sum(map(text.lower().__contains__, _HARD_WORDS)) / 2)
+    if any(map(text.__contains__, _CODE_MARKS)):
         score += 0.15
-    if sum(text.count(mark) for mark in _MATH_MARKS) >= 3:
+    if sum(map(text.count, _MATH_MARKS)) >= 3:
         score += 0.1
     if view.tools or view.output_format == "json_schema":
         score += 0.1
