@@ -15,8 +15,10 @@ Params: ``model_path`` (``builtin:NAME`` or a file), ``parallel`` (slots per eng
 max(64, 8 × parallel): every waiting request holds one of llama-server's HTTP threads, and when they are
 all taken even ``/health`` waits), ``speculative`` (``off`` | ``on`` | ``auto``, or a mapping with ``mode``,
 ``type`` and the n-gram sizes), ``prompt_cache`` (placement, ``--cache-reuse``, saved hot slots),
-``binary`` (a llama-server to use instead of the cached build), ``extra_args``, ``tools`` (``auto`` |
-``native`` | ``emulated``).
+``batch_invariant`` (default: on with speculation — an answer is the same token for token whether or not it
+was speculated, and whatever the thread count; it slows prompt processing, not decoding: docs/benchmarks.md §i),
+``binary`` (a llama-server to use instead of the cached build; batch invariance needs the project's build),
+``extra_args``, ``tools`` (``auto`` | ``native`` | ``emulated``).
 """
 
 from __future__ import annotations
@@ -105,6 +107,9 @@ class LlamaCppParams(Params):
     http_threads: int | None = Field(default=None, ge=1)
     speculative: SpeculativeParams = Field(default_factory=SpeculativeParams)
     prompt_cache: PromptCacheParams = Field(default_factory=PromptCacheParams)
+    # identical tokens whether or not a request is speculated (and at any thread count): ggml's batch-invariant
+    # kernels (engine.build.PATCHES) and no weight repacking; default: on when speculation is on or auto
+    batch_invariant: bool | None = None
     binary: str | None = None
     extra_args: list[str] = Field(default_factory=list)
     tools: Literal["auto", "native", "emulated"] = "auto"
@@ -130,6 +135,8 @@ class LlamaCppBackend(Backend):
         self.kinds = [spec.mode == "on"] * plain + [True] * extra  # speculative or not, per engine
         self.plain = [i for i, s in enumerate(self.kinds) if not s] or list(range(len(self.kinds)))
         self.fast_copy = [i for i, s in enumerate(self.kinds) if s] or self.plain
+        invariant = self.params.batch_invariant
+        self.batch_invariant = spec.mode != "off" if invariant is None else invariant
         self.thread_plan = threads.resolve(
             self.params.threads,
             self.params.threads_batch,
@@ -169,8 +176,16 @@ class LlamaCppBackend(Backend):
             args += ["--slot-save-path", str(self.slot_folder)]
         if speculative:
             args += self.params.speculative.args()
+        if self.batch_invariant:
+            args.append("--no-repack")  # repacked weights have a gemv kernel for one row, a gemm for a batch
         args += self.params.extra_args
         return args
+
+    def engine_env(self) -> dict[str, str]:
+        env = self.thread_plan.env()
+        if self.batch_invariant:
+            env["GGML_CPU_BATCH_INVARIANT"] = "1"  # read by the project's build (engine.build.PATCHES)
+        return env
 
     async def start(self) -> None:
         model_path = resolve_model_path(self.params.model_path)
@@ -195,7 +210,7 @@ class LlamaCppBackend(Backend):
                 binary,
                 self.engine_args(model_path, speculative),
                 self.data_dir / "logs" / f"engine-{name if len(self.kinds) > 1 else self.deployment.name}.log",
-                env=self.thread_plan.env(),
+                env=self.engine_env(),
                 on_ready=self._restorer(index, store),
             )
             engine = LlamaCppEngine(
