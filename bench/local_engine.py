@@ -12,14 +12,17 @@ pure-Python busy process).
   copy-heavy set — answers grounded in sources from the project's RAG evaluation corpus (Python docs, first two
   chunks of each question's relevant page), code edits — and a free-writing set, with ``speculative`` off, on
   and auto running side by side (every prompt to each in turn, the order rotating, two passes); outputs at
-  temperature 0 are compared with off's.
+  temperature 0 are compared with off's. All three run ggml's batch-invariant kernels (the default with
+  speculation; off given them too), so the comparison is speculation's alone.
+- ``invariance``: what batch-invariant kernels cost a plain engine: prompt tokens/s over a ~1,100-token prompt
+  (no prompt cache) and decode tokens/s, ``batch_invariant`` false against true side by side, order rotating.
 - ``placement``: 2 engines × 4 slots, a ~2,000-token system prompt shared by 4 conversations of 5 turns
   (turns interleaved across conversations), time to first token per turn, placement ``prefix`` vs
   ``least_loaded``.
 - ``restart``: time to first token of the first request after an engine restart, with and without the
   saved slots restored.
 
-Usage: python bench/local_engine.py [--parts threads,speculative,placement,restart]
+Usage: python bench/local_engine.py [--parts threads,speculative,invariance,placement,restart]
 """
 
 from __future__ import annotations
@@ -144,7 +147,15 @@ async def part_speculative(tmp: Path, passes: int = 2) -> dict[str, Any]:
     modes = ("off", "on", "auto")
     out: dict[str, Any] = {"copy_heavy_requests": len(copy), "free_requests": len(free), "passes": passes}
     backends = {
-        mode: pool(tmp, f"spec-{mode}", parallel=1, speculative=mode, prompt_cache={"save_slots": False}, **FIXED)
+        mode: pool(
+            tmp,
+            f"spec-{mode}",
+            parallel=1,
+            speculative=mode,
+            batch_invariant=True,
+            prompt_cache={"save_slots": False},
+            **FIXED,
+        )
         for mode in modes
     }
     try:
@@ -178,6 +189,50 @@ async def part_speculative(tmp: Path, passes: int = 2) -> dict[str, Any]:
     for mode in ("on", "auto"):
         for name in ("copy_heavy", "free"):
             out[mode][f"{name}_vs_off"] = round(out[mode][name] / out["off"][name], 3)
+    return out
+
+
+async def part_invariance(tmp: Path, rounds: int = 4) -> dict[str, Any]:
+    long_system = " ".join(
+        f"Rule {i}: the assistant of the harbour office answers briefly and names the pier, berth {i} and tide table."
+        for i in range(40)
+    )
+    settings = {"fast kernels": False, "batch-invariant": True}
+    backends = {
+        label: pool(tmp, f"inv-{i}", parallel=1, batch_invariant=on, prompt_cache={"save_slots": False}, **FIXED)
+        for i, (label, on) in enumerate(settings.items())
+    }
+    sums = {label: [0, 0.0, 0, 0.0] for label in settings}
+    try:
+        for backend in backends.values():
+            await backend.start()
+        labels = list(settings)
+        for n in range(rounds):
+            for label in labels if n % 2 == 0 else labels[::-1]:
+                messages = [
+                    {"role": "system", "content": long_system},
+                    {"role": "user", "content": f"Tell a long story about berth {n}."},
+                ]
+                payload = {**body(messages), "cache_prompt": False}
+                [engine] = backends[label].engines
+                t = (await engine.chat(payload))["timings"]
+                for i, value in enumerate((t["prompt_n"], t["prompt_ms"], t["predicted_n"], t["predicted_ms"])):
+                    sums[label][i] += value
+    finally:
+        for backend in backends.values():
+            await backend.close()
+    out: dict[str, Any] = {
+        label: {
+            "prompt_tokens_per_s": round(s[0] / s[1] * 1000, 1),
+            "decode_tokens_per_s": round(s[2] / s[3] * 1000, 1),
+        }
+        for label, s in sums.items()
+    }
+    out["prompt_tokens"] = sums["fast kernels"][0] // rounds
+    out["invariant_vs_fast"] = {
+        k: round(out["batch-invariant"][k] / out["fast kernels"][k], 3)
+        for k in ("prompt_tokens_per_s", "decode_tokens_per_s")
+    }
     return out
 
 
@@ -270,7 +325,7 @@ async def main(parts: list[str]) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--parts", default="threads,speculative,placement,restart")
+    parser.add_argument("--parts", default="threads,speculative,invariance,placement,restart")
     args = parser.parse_args()
     result = asyncio.run(main(args.parts.split(",")))
     RESULTS.mkdir(exist_ok=True)
