@@ -12,6 +12,15 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 ANTHROPIC_PATHS = ("/v1/messages", "/v1/models")  # the routes Anthropic's clients call: they read ``request-id``
 
 
+def header(scope: Scope, name: bytes) -> str | None:
+    """A request header's first value (``name`` lower-case, as ASGI servers give them), read from the scope:
+    starlette's ``Headers.get`` builds a mapping and raises a KeyError for every header that is absent."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 class RequestIdMiddleware:
     """Every response carries ``x-request-id``: the client's if valid, else a new one; responses on the routes
     Anthropic's clients call also carry it as ``request-id`` (their name; one header less on every other route,
@@ -25,14 +34,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                candidate = value.decode("latin-1")
-                if _VALID_ID.match(candidate):
-                    request_id = candidate
-                break
-        if request_id is None:
+        request_id = header(scope, b"x-request-id")
+        if request_id is None or not _VALID_ID.match(request_id):
             request_id = self.new_id()
         scope.setdefault("state", {})["request_id"] = request_id
         encoded = request_id.encode()

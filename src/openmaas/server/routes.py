@@ -15,6 +15,7 @@ from openmaas.console.sessions import CONSOLE_SESSION, ConsoleSessions
 from openmaas.dialects.anthropic import render as anthropic_render
 from openmaas.errors import InvalidRequest, ModelNotFound, OpenMaaSError, PayloadTooLarge
 from openmaas.gateway import Call, Gateway
+from openmaas.server.middleware import header
 from openmaas.services import Services
 from openmaas.store import usage
 from openmaas.streams import Stream
@@ -26,19 +27,10 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
 
 
-def header(request: Request, name: bytes) -> str | None:
-    """A request header's first value (``name`` lower-case, as ASGI servers give them), read from the scope:
-    starlette's ``Headers.get`` builds a mapping and raises a KeyError for every header that is absent."""
-    for key, value in request.scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
 async def read_json(request: Request, call: Call | None = None) -> dict[str, Any]:
     """The JSON object in the body (``call``, if given, learns the body's size)."""
     limit: int = request.app.state.settings.server.max_body_bytes
-    declared = header(request, b"content-length")
+    declared = header(request.scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes")
     body = bytearray()
@@ -91,12 +83,12 @@ def _gateway(request: Request) -> Gateway:
 
 
 def api_key(request: Request) -> str | None:
-    auth = header(request, b"authorization")
+    auth = header(request.scope, b"authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    return header(request, b"x-api-key") or None
+    return header(request.scope, b"x-api-key") or None
 
 
 def authenticate(request: Request) -> Principal:
