@@ -14,8 +14,9 @@ pure-Python busy process).
   and auto running side by side (every prompt to each in turn, the order rotating, two passes); outputs at
   temperature 0 are compared with off's. All three run ggml's batch-invariant kernels (the default with
   speculation; off given them too), so the comparison is speculation's alone.
-- ``invariance``: what batch-invariant kernels cost a plain engine: prompt tokens/s over a ~1,100-token prompt
-  (no prompt cache) and decode tokens/s, ``batch_invariant`` false against true side by side, order rotating.
+- ``invariance``: what batch-invariant kernels cost a plain engine: prompt tokens/s over a ~1,100 and a
+  ~3,300-token prompt (no prompt cache), decode tokens/s, and 4 streams at once on 4 slots, ``batch_invariant``
+  false against true side by side, order rotating.
 - ``placement``: 2 engines × 4 slots, a ~2,000-token system prompt shared by 4 conversations of 5 turns
   (turns interleaved across conversations), time to first token per turn, placement ``prefix`` vs
   ``least_loaded``.
@@ -192,46 +193,58 @@ async def part_speculative(tmp: Path, passes: int = 2) -> dict[str, Any]:
     return out
 
 
-async def part_invariance(tmp: Path, rounds: int = 4) -> dict[str, Any]:
-    long_system = " ".join(
+def harbour_rules(n: int) -> str:
+    return " ".join(
         f"Rule {i}: the assistant of the harbour office answers briefly and names the pier, berth {i} and tide table."
-        for i in range(40)
+        for i in range(n)
     )
+
+
+async def part_invariance(tmp: Path, rounds: int = 4) -> dict[str, Any]:
+    """Fast kernels against batch-invariant ones, side by side, order rotating: prompt tokens/s over a ~1,100 and a
+    ~3,300-token prompt (no prompt cache), single-stream decode tokens/s, and 4 streams at once on 4 slots
+    (tokens over wall time: continuous batching, where the fast kernels batch the rows of different requests)."""
     settings = {"fast kernels": False, "batch-invariant": True}
+    prompts = {"1k": harbour_rules(40), "3k": harbour_rules(120)}
     backends = {
-        label: pool(tmp, f"inv-{i}", parallel=1, batch_invariant=on, prompt_cache={"save_slots": False}, **FIXED)
+        label: pool(tmp, f"inv-{i}", parallel=4, batch_invariant=on, prompt_cache={"save_slots": False}, **FIXED)
         for i, (label, on) in enumerate(settings.items())
     }
-    sums = {label: [0, 0.0, 0, 0.0] for label in settings}
+    sums = {label: {k: [0, 0.0] for k in (*prompts, "decode", "4 streams")} for label in settings}
     try:
         for backend in backends.values():
             await backend.start()
         labels = list(settings)
         for n in range(rounds):
             for label in labels if n % 2 == 0 else labels[::-1]:
-                messages = [
-                    {"role": "system", "content": long_system},
-                    {"role": "user", "content": f"Tell a long story about berth {n}."},
-                ]
-                payload = {**body(messages), "cache_prompt": False}
                 [engine] = backends[label].engines
-                t = (await engine.chat(payload))["timings"]
-                for i, value in enumerate((t["prompt_n"], t["prompt_ms"], t["predicted_n"], t["predicted_ms"])):
-                    sums[label][i] += value
+                for size, system in prompts.items():
+                    messages = [
+                        {"role": "system", "content": system},
+                        {"role": "user", "content": f"Tell a long story about berth {n}."},
+                    ]
+                    t = (await engine.chat({**body(messages), "cache_prompt": False}))["timings"]
+                    sums[label][size][0] += t["prompt_n"]
+                    sums[label][size][1] += t["prompt_ms"]
+                    sums[label]["decode"][0] += t["predicted_n"]
+                    sums[label]["decode"][1] += t["predicted_ms"]
+                started = time.perf_counter()
+                results = await asyncio.gather(
+                    *(engine.chat(body([{"role": "user", "content": f}], 96)) for f in FREE[:4])
+                )
+                sums[label]["4 streams"][0] += sum(r["timings"]["predicted_n"] for r in results)
+                sums[label]["4 streams"][1] += (time.perf_counter() - started) * 1000
     finally:
         for backend in backends.values():
             await backend.close()
+    names = {"1k": "prompt_1k", "3k": "prompt_3k", "decode": "decode", "4 streams": "4_streams"}
     out: dict[str, Any] = {
-        label: {
-            "prompt_tokens_per_s": round(s[0] / s[1] * 1000, 1),
-            "decode_tokens_per_s": round(s[2] / s[3] * 1000, 1),
-        }
+        label: {f"{names[k]}_tokens_per_s": round(n / ms * 1000, 1) for k, (n, ms) in s.items()}
         for label, s in sums.items()
     }
-    out["prompt_tokens"] = sums["fast kernels"][0] // rounds
+    out["prompt_tokens"] = {size: sums["fast kernels"][size][0] // rounds for size in prompts}
     out["invariant_vs_fast"] = {
-        k: round(out["batch-invariant"][k] / out["fast kernels"][k], 3)
-        for k in ("prompt_tokens_per_s", "decode_tokens_per_s")
+        k: round(out["batch-invariant"][k] / out["fast kernels"][k], 3) for k in out["fast kernels"]
     }
     return out
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from openmaas.engine.slots import SlotStore
+from openmaas.engine.slots import SlotStore, fingerprint
 
 pytestmark = pytest.mark.anyio
 
@@ -89,3 +89,13 @@ def test_a_hot_prefix_marks_the_store_due_after_its_interval(tmp_path: Path) -> 
     assert not s.due()
     s.note_cached(400)
     assert s.due()
+
+
+def test_a_slot_saved_by_other_kernels_has_another_fingerprint(tmp_path: Path) -> None:
+    model, binary = tmp_path / "m.gguf", tmp_path / "llama-server"
+    model.write_bytes(b"weights")
+    binary.write_bytes(b"engine")
+    fast = fingerprint(model, binary, 4096)
+    assert fingerprint(model, binary, 4096, batch_invariant=False) == fast
+    assert fingerprint(model, binary, 4096, batch_invariant=True) != fast
+    assert fingerprint(model, binary, 8192) != fast

@@ -202,6 +202,28 @@ async def test_long_drafts_verified_in_batches_decode_the_same_tokens_as_one_at_
     assert accepted >= 50, "long drafts were verified in batches"
 
 
+INVARIANT = {"batch_invariant": True, "parallel": 4, "threads": 2, "prompt_cache": {"save_slots": False}}
+
+
+@pytest.mark.parametrize("pool", [INVARIANT], indirect=True)
+async def test_batch_invariant_answers_do_not_depend_on_the_requests_decoded_beside_them(pool: LlamaCppBackend) -> None:
+    """Alone, a request over ~800 cached tokens decodes one row at a time; beside three others its rows share
+    every product and the attention with theirs (continuous batching). Same tokens either way."""
+    [engine] = pool.engines
+    assert engine.process.env.get("GGML_CPU_BATCH_INVARIANT") == "1"
+    body = {**ask("Tell a long story about the harbour and its piers.", system=SYSTEM, max_tokens=96)}
+    alone = await engine.chat({**body, "cache_prompt": False})
+    others = [
+        ask(f"Write a poem about berth {n} at night.", system=SYSTEM if n % 2 else None, max_tokens=96)
+        for n in range(3)
+    ]
+    together = await asyncio.gather(
+        engine.chat({**body, "cache_prompt": False}), *(engine.chat({**o, "cache_prompt": False}) for o in others)
+    )
+    assert alone["usage"]["completion_tokens"] >= 48
+    assert together[0]["choices"][0]["message"]["content"] == alone["choices"][0]["message"]["content"]
+
+
 @pytest.mark.parametrize("pool", [{"engines": 2, "prompt_cache": {"save_slots": False}}], indirect=True)
 async def test_a_follow_up_turn_goes_to_the_engine_that_holds_its_prefix(pool: LlamaCppBackend) -> None:
     first = ask("Where is berth 7?", system=SYSTEM)

@@ -16,7 +16,8 @@ max(64, 8 × parallel): every waiting request holds one of llama-server's HTTP t
 all taken even ``/health`` waits), ``speculative`` (``off`` | ``on`` | ``auto``, or a mapping with ``mode``,
 ``type`` and the n-gram sizes), ``prompt_cache`` (placement, ``--cache-reuse``, saved hot slots),
 ``batch_invariant`` (default: on with speculation — an answer is the same token for token whether or not it
-was speculated, and whatever the thread count; it slows prompt processing, not decoding: docs/benchmarks.md §i),
+was speculated, whatever the thread count and the requests batched beside it; free for Q4_1 weights, prompt
+processing ~0.7× for Q4_0 ones: docs/benchmarks.md §i),
 ``binary`` (a llama-server to use instead of the cached build; batch invariance needs the project's build),
 ``extra_args``, ``tools`` (``auto`` | ``native`` | ``emulated``).
 """
@@ -108,7 +109,7 @@ class LlamaCppParams(Params):
     speculative: SpeculativeParams = Field(default_factory=SpeculativeParams)
     prompt_cache: PromptCacheParams = Field(default_factory=PromptCacheParams)
     # identical tokens whether or not a request is speculated (and at any thread count): ggml's batch-invariant
-    # kernels (engine.build.PATCHES) and no weight repacking; default: on when speculation is on or auto
+    # kernels (engine.patches) and no weight repacking; default: on when speculation is on or auto
     batch_invariant: bool | None = None
     binary: str | None = None
     extra_args: list[str] = Field(default_factory=list)
@@ -184,7 +185,7 @@ class LlamaCppBackend(Backend):
     def engine_env(self) -> dict[str, str]:
         env = self.thread_plan.env()
         if self.batch_invariant:
-            env["GGML_CPU_BATCH_INVARIANT"] = "1"  # read by the project's build (engine.build.PATCHES)
+            env["GGML_CPU_BATCH_INVARIANT"] = "1"  # read by the project's build (engine.patches)
         return env
 
     async def start(self) -> None:
@@ -199,7 +200,7 @@ class LlamaCppBackend(Backend):
                 store = SlotStore(
                     self.slot_folder,
                     name,
-                    fingerprint(model_path, binary, self.deployment.context_length),
+                    fingerprint(model_path, binary, self.deployment.context_length, self.batch_invariant),
                     self.params.parallel,
                     budget_bytes=cache.save_budget_mib * 1024 * 1024,
                     min_tokens=cache.save_min_tokens,

@@ -25,6 +25,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from openmaas.engine.patches import PATCHES, patch
+
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 SIMPLE_INDEX = "https://pypi.org/simple/llama-cpp-python/"
 CMAKE_FLAGS = (
@@ -48,44 +50,6 @@ CMAKE_FLAGS = (
     "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16",
     "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16",
 )
-
-# Batch-invariant kernels on request (``GGML_CPU_BATCH_INVARIANT`` in the engine's environment): ggml's CPU
-# backend then takes its reference paths — flash attention one query row at a time (no KV split across threads
-# for a single token, no tiles for a batch), matrix products by the per-element dot product (no llamafile sgemm
-# or tiled kernels, which it uses only for batches of two rows or more). Every row of a batch is then computed
-# exactly as the same row alone, so n-gram speculation (a batch of drafted tokens verified at once) gives the
-# same tokens as decoding one at a time, whatever the thread count. Weight repacking (gemv/gemm kernels) is
-# switched off by the engine's own ``--no-repack``. Measured: without this, 3 of 6 code edits decoded
-# differently with speculation at temperature 0 (docs/benchmarks.md §i).
-PATCHES: tuple[tuple[str, str, str], ...] = (
-    ("ggml/src/ggml-cpu/ggml-cpu.cpp", "#include <cctype>\n", "#include <cctype>\n#include <cstdlib>\n"),
-    (
-        "ggml/src/ggml-cpu/ggml-cpu.cpp",
-        "    ctx->use_ref             = false;",
-        '    ctx->use_ref             = getenv("GGML_CPU_BATCH_INVARIANT") != NULL;',
-    ),
-    (
-        "ggml/src/ggml-cpu/ggml-cpu.c",
-        "    if (src1_cont) {\n        for (int64_t i13 = 0; i13 < ne13; i13++)",
-        "    if (src1_cont && !params->use_ref) {\n        for (int64_t i13 = 0; i13 < ne13; i13++)",
-    ),
-    (
-        "ggml/src/ggml-cpu/ggml-cpu.c",
-        "#if GGML_USE_LLAMAFILE\n    if (src1->type != vec_dot_type) {",
-        "#if GGML_USE_LLAMAFILE\n    if (src1->type != vec_dot_type && !params->use_ref) {",
-    ),
-)
-
-
-def patch(src: Path) -> None:
-    """Apply ``PATCHES`` to an extracted llama.cpp tree; each must match exactly once (a new version that moved
-    the code fails the build instead of silently losing the patch)."""
-    for relative, old, new in PATCHES:
-        path = src / relative
-        text = path.read_text()
-        if text.count(old) != 1:
-            raise RuntimeError(f"patch does not apply to {relative}: {old!r}")
-        path.write_text(text.replace(old, new))
 
 
 def cache_root() -> Path:

@@ -9,7 +9,7 @@ reused a long cached prefix (a prefix used more than once is hot), at most every
 when the engine stops. Busy slots are left alone. The folder is kept within ``budget_bytes`` (oldest files
 go first). A file is only ever restored when its manifest entry matches it: its size and BLAKE2 digest
 (the engine aborts on a truncated or corrupt file — measured — so it never sees one) and the engine's
-fingerprint (model file, context per slot, binary): anything else is skipped with a warning. Slot files
+fingerprint (model file, context per slot, binary, kernels): anything else is skipped with a warning. Slot files
 hold the prompt in another form: they live in the data directory, never in logs.
 """
 
@@ -40,8 +40,10 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def fingerprint(model: Path, binary: Path, context: int) -> str:
-    """What a slot file depends on: the model file, the engine binary and the context per slot."""
+def fingerprint(model: Path, binary: Path, context: int, batch_invariant: bool = False) -> str:
+    """What a slot file depends on: the model file, the engine binary, the context per slot and the kernels (a KV
+    cache computed by the fast kernels, restored into a batch-invariant engine, would answer its first request
+    differently from the same prompt recomputed there)."""
     parts = []
     for path in (model, binary):
         try:
@@ -50,6 +52,8 @@ def fingerprint(model: Path, binary: Path, context: int) -> str:
         except OSError:
             parts.append(str(path))
     parts.append(str(context))
+    if batch_invariant:
+        parts.append("batch-invariant")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
