@@ -48,7 +48,7 @@ WORDS = (
 
 
 def start(port: int, model: Path, invariant: bool) -> subprocess.Popen[bytes]:
-    args = [str(binary_path()), "-m", str(model), "--port", str(port), "-np", "1", "-t", "2", "-c", "8192"]
+    args = [str(binary_path()), "-m", str(model), "--port", str(port), "-np", "1", "-t", "2", "-c", "8192", "--jinja"]
     args += ["--poll", "0", "--no-webui"] + (["--no-repack"] if invariant else [])
     env = {**os.environ, **({"GGML_CPU_BATCH_INVARIANT": "1"} if invariant else {})}
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
