@@ -45,6 +45,8 @@ bench: install
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/local_generation.py
 	$(BIN)/python bench/local_engine.py
+	$(BIN)/python bench/kernel_cost.py
+	$(BIN)/python bench/copy_ceiling.py
 	$(BIN)/python bench/embeddings.py
 	$(BIN)/python bench/dialects.py
 	$(BIN)/python bench/core_cost.py
