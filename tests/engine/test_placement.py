@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from openmaas.engine.placement import Placer, SlotMap, copy_heavy, prefix_keys
+from openmaas.engine.placement import Placer, SlotMap, SpeculationGain, copy_heavy, prefix_keys
 
 
 @dataclass
@@ -88,3 +88,33 @@ def test_slots_keep_their_conversation_and_a_new_one_gets_the_shared_prefix_copi
     slots.release(2)
     slots.clear()
     assert slots.acquire(c1)[1] is None  # after a restart nothing is held
+
+
+def test_speculation_is_paused_while_it_does_not_pay_and_probed_every_eighth_time() -> None:
+    gain = SpeculationGain()
+    assert gain.wants() and gain.value == 1.0
+    for _ in range(10):
+        gain.note({"predicted_n": 100, "draft_n": 0, "draft_n_accepted": 0})  # never drafts: nothing lost
+    assert gain.value == 1.0 and gain.wants()
+    poor = {"predicted_n": 100, "draft_n": 192, "draft_n_accepted": 12}  # rejected drafts cost their batch
+    for _ in range(12):
+        gain.note(poor)
+    assert gain.value < 0.8 and not gain.pays()
+    choices = [gain.wants() for _ in range(16)]
+    assert choices == [False] * 7 + [True] + [False] * 7 + [True]  # a probe keeps the estimate current
+    for _ in range(12):
+        gain.note({"predicted_n": 400, "draft_n": 339, "draft_n_accepted": 339})  # the traffic turned copy-heavy
+    assert gain.value > 1.5 and gain.wants()
+
+
+def test_the_gain_waits_for_a_few_answers_and_ignores_timings_it_cannot_read() -> None:
+    gain = SpeculationGain(warm_up=4)
+    for _ in range(3):
+        gain.note({"predicted_n": 50, "draft_n": 64, "draft_n_accepted": 0})
+    assert gain.value < 1 and gain.wants()  # too few answers to judge
+    gain.note(None)
+    gain.note({"predicted_n": 0})
+    gain.note("timings")
+    assert gain.samples == 3
+    gain.note({"predicted_n": 50, "draft_n": 64, "draft_n_accepted": 0})
+    assert not gain.pays()

@@ -184,6 +184,7 @@ async def test_speculation_gives_the_same_output_at_temperature_zero_and_takes_c
         assert a["choices"][0]["message"]["content"] == b["choices"][0]["message"]["content"]
         drafted += int((b.get("timings") or {}).get("draft_n") or 0)
     assert drafted > 0, "the speculative engine drafted"
+    assert pool.gain.samples == 3 and fast.gain is pool.gain and plain.gain is None  # its answers feed `auto`
     assert pool.place(prompts[0]).backend is fast and pool.place(prompts[1]).backend is fast
     assert pool.place(prompts[2]).backend is plain
 

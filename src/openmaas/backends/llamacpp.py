@@ -136,6 +136,7 @@ class LlamaCppBackend(Backend):
         self.kinds = [spec.mode == "on"] * plain + [True] * extra  # speculative or not, per engine
         self.plain = [i for i, s in enumerate(self.kinds) if not s] or list(range(len(self.kinds)))
         self.fast_copy = [i for i, s in enumerate(self.kinds) if s] or self.plain
+        self.gain = placement.SpeculationGain()  # auto: does speculation pay on the copy-heavy traffic?
         invariant = self.params.batch_invariant
         self.batch_invariant = spec.mode != "off" if invariant is None else invariant
         self.thread_plan = threads.resolve(
@@ -225,6 +226,7 @@ class LlamaCppBackend(Backend):
                 args_for=self._args_for(model_path, speculative),
                 pin_slots=cache.placement == "prefix",
                 copy_slots=cache.placement == "prefix",
+                gain=self.gain if speculative and self.fast_copy is not self.plain else None,
             )
             self.engines.append(engine)
         await asyncio.gather(*(e.start() for e in self.engines))
@@ -296,18 +298,20 @@ class LlamaCppBackend(Backend):
         if len(engines) == 1:
             return Placement(engines[0], None)
         copy = self.fast_copy is not self.plain and placement.copy_heavy(payload)
+        paused = copy and not self.gain.wants()  # speculation does not pay on this traffic (yet)
         up = [i for i in range(len(engines)) if engines[i].process.ready or engines[i].switching]
-        eligible = [i for i in (self.fast_copy if copy else self.plain) if i in up] or up
+        eligible = [i for i in (self.fast_copy if copy and not paused else self.plain) if i in up] or up
         if not eligible:
             raise UpstreamUnavailable(f"local engine for '{self.deployment.name}' is not ready")
+        note = f", copy-heavy but speculation paused (gain {self.gain.value:.2f})" if paused else ""
         if self.params.prompt_cache.placement == "prefix":
             choice = self.placer.choose(engines, eligible, placement.prefix_keys(payload))
             label = f"{engines[choice.index].label}: {choice.reason}"
             if choice.matched:
                 label += f", {choice.matched} prefix level(s) held"
-            return Placement(engines[choice.index], label)
+            return Placement(engines[choice.index], label + note)
         index = self.placer.least_loaded(engines, eligible)
-        return Placement(engines[index], f"{engines[index].label}: least_loaded")
+        return Placement(engines[index], f"{engines[index].label}: least_loaded{note}")
 
     def _any(self) -> LlamaCppEngine:
         """A ready engine, else one relaunching for a thread switch (the call waits for it)."""

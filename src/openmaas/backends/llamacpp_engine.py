@@ -19,7 +19,7 @@ from openmaas.backends.base import Backend, Payload
 from openmaas.backends.http import HTTPProvider
 from openmaas.backends.openai_compat import OpenAICompatBackend
 from openmaas.core.view import cached_tokens
-from openmaas.engine.placement import SlotMap, prefix_keys
+from openmaas.engine.placement import SlotMap, SpeculationGain, prefix_keys
 from openmaas.engine.slots import SlotStore
 from openmaas.engine.supervisor import LlamaServerProcess
 from openmaas.errors import UpstreamUnavailable
@@ -44,9 +44,11 @@ class LlamaCppEngine(Backend):
         args_for: Callable[[bool], list[str]] | None = None,
         pin_slots: bool = True,
         copy_slots: bool = False,
+        gain: SpeculationGain | None = None,
     ) -> None:
         """``args_for(contended)``: the engine's arguments for the calm or the contended thread count
-        (``engine.threads``; None: it never switches)."""
+        (``engine.threads``; None: it never switches); ``gain``: fed the timings of every answer (speculative
+        engines of ``auto``)."""
         super().__init__(deployment)
         self.index = index
         self.process = process
@@ -54,6 +56,7 @@ class LlamaCppEngine(Backend):
         self.speculative = speculative
         self.tools = tools
         self.store = store
+        self.gain = gain
         self.inflight = 0
         self.slot_map = SlotMap(slots) if pin_slots else None
         self.copy_slots = copy_slots  # the engine runs with --slot-save-path
@@ -182,9 +185,11 @@ class LlamaCppEngine(Backend):
             raise UpstreamUnavailable(f"local engine for '{self.deployment.name}' is not ready")
         return self.http
 
-    def _seen(self, usage: Any) -> None:
+    def _seen(self, usage: Any, timings: Any = None) -> None:
         if self.store is not None:
             self.store.note_cached(cached_tokens(usage))
+        if self.gain is not None and timings is not None:
+            self.gain.note(timings)
 
     async def chat(self, payload: Payload) -> Payload:
         engine, payload, slot = await self._enter(payload)
@@ -195,7 +200,7 @@ class LlamaCppEngine(Backend):
                 result = await engine.chat(_without_unused_tools(payload, not self.native_tools))
         finally:
             self._leave(slot)
-        self._seen(result.get("usage"))
+        self._seen(result.get("usage"), result.get("timings"))
         return result
 
     async def chat_stream(self, payload: Payload) -> AsyncIterator[Payload]:
@@ -211,7 +216,7 @@ class LlamaCppEngine(Backend):
         try:
             async for chunk in engine.chat_stream(_without_unused_tools(payload, not self.native_tools)):
                 if not chunk.get("choices") and chunk.get("usage"):
-                    self._seen(chunk["usage"])
+                    self._seen(chunk["usage"], chunk.get("timings"))  # llama-server: on the usage chunk only
                 yield chunk
         finally:
             self._leave(slot)

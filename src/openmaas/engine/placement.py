@@ -14,7 +14,10 @@ is bounded (LRU); keys are salted per process digests of the text, never the tex
 
 ``copy_heavy`` is the gateway's guess that the answer will copy its prompt — n-gram speculation pays there
 (+40–63 % tokens/s measured) and costs ~5 % on free writing: an answer grounded in knowledge-base sources,
-extraction into a JSON schema, or a document or code given to edit, fix, rewrite or quote.
+extraction into a JSON schema, or a document or code given to edit, fix, rewrite or quote. Whether it does
+pay depends on the model copying verbatim, which only the engine's answers show: ``SpeculationGain`` keeps
+an estimate from their ``timings`` (drafted and accepted tokens), and while it reads below 1 the pool sends
+copy-heavy requests to the plain engines too, probing the speculative one every ``probe_every``-th time.
 """
 
 from __future__ import annotations
@@ -95,6 +98,50 @@ def copy_heavy(payload: dict[str, Any]) -> bool:
     last = next((text for role, text in reversed(texts) if role == "user"), "")
     pasted = "```" in last or len(last) >= _LONG_DOCUMENT
     return pasted and _EDIT.search(last) is not None
+
+
+class SpeculationGain:
+    """Estimated speed-up of n-gram speculation on the traffic sent to it, from each answer's ``timings``:
+    ``predicted / (predicted - accepted + verify_cost × drafted)`` decode steps — an accepted token saves a
+    step, every drafted token costs ``verify_cost`` of one in the verifying batch (~0.35 measured,
+    bench/kernel_cost.py) — averaged with weight ``alpha``. No drafts: 1 (nothing gained, nothing lost)."""
+
+    def __init__(self, verify_cost: float = 0.35, alpha: float = 0.2, warm_up: int = 4, probe_every: int = 8):
+        self.verify_cost = verify_cost
+        self.alpha = alpha
+        self.warm_up = warm_up
+        self.probe_every = probe_every
+        self.value = 1.0
+        self.samples = 0
+        self._passed = 0
+
+    def note(self, timings: Any) -> None:
+        if not isinstance(timings, dict):
+            return
+        predicted = int(timings.get("predicted_n") or 0)
+        if predicted <= 0:
+            return
+        drafted = int(timings.get("draft_n") or 0)
+        accepted = int(timings.get("draft_n_accepted") or 0)
+        steps = predicted - accepted + self.verify_cost * drafted
+        gain = predicted / steps if steps > 0 else 1.0
+        self.value = gain if self.samples == 0 else (1 - self.alpha) * self.value + self.alpha * gain
+        self.samples += 1
+
+    def pays(self) -> bool:
+        return self.samples < self.warm_up or self.value >= 1.0
+
+    def wants(self) -> bool:
+        """Whether this copy-heavy request goes to the speculative engine: while it pays, and every
+        ``probe_every``-th request while it does not (so the estimate follows the traffic)."""
+        if self.pays():
+            self._passed = 0
+            return True
+        self._passed += 1
+        if self._passed >= self.probe_every:
+            self._passed = 0
+            return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)
