@@ -1,4 +1,5 @@
-"""The local engine pool's launch settings (no engine started): batch-invariant kernels follow speculation."""
+"""The local engine pool's launch settings (no engine started): batch-invariant kernels follow speculation and
+the weights' type."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 import pytest
 
 from openmaas.backends.llamacpp import LlamaCppBackend
+from openmaas.engine.models import resolve_model_path
 from openmaas.settings import Deployment
+from tests.engine.gguf_files import write_header
 
 
 def backend(tmp_path: Path, **params: Any) -> LlamaCppBackend:
@@ -28,13 +31,25 @@ def test_speculation_runs_every_engine_of_the_deployment_on_batch_invariant_kern
         assert ("--spec-type" in args) is speculative
 
 
-def test_without_speculation_the_fast_prompt_kernels_stay_unless_asked(tmp_path: Path) -> None:
+def test_without_speculation_the_fast_kernels_stay_where_invariance_would_cost(tmp_path: Path) -> None:
+    q4_0 = write_header(tmp_path / "q4_0.gguf", 2)  # Q4_0: sgemm and repacked batches to lose
     plain = backend(tmp_path)
-    assert not plain.batch_invariant
+    assert not plain.settle_kernels(q4_0) and not plain.batch_invariant
     assert "GGML_CPU_BATCH_INVARIANT" not in plain.engine_env()
-    assert "--no-repack" not in plain.engine_args(tmp_path / "m.gguf")
+    assert "--no-repack" not in plain.engine_args(q4_0)
     asked = backend(tmp_path, batch_invariant=True)
+    assert asked.settle_kernels(q4_0)
     assert asked.engine_env()["GGML_CPU_BATCH_INVARIANT"] == "1"
     declined = backend(tmp_path, speculative="on", batch_invariant=False)
-    assert "--no-repack" not in declined.engine_args(tmp_path / "m.gguf", True)
+    assert not declined.settle_kernels(q4_0)
+    assert "--no-repack" not in declined.engine_args(q4_0, True)
     assert "GGML_CPU_BATCH_INVARIANT" not in declined.engine_env()
+
+
+def test_without_speculation_invariance_is_on_where_it_costs_nothing(tmp_path: Path) -> None:
+    builtin = resolve_model_path("builtin:smollm2-135m")  # Q4_1: no faster batch kernel (measured free)
+    pool = backend(tmp_path)
+    assert pool.settle_kernels(builtin)
+    assert pool.engine_env()["GGML_CPU_BATCH_INVARIANT"] == "1" and "--no-repack" in pool.engine_args(builtin)
+    declined = backend(tmp_path, batch_invariant=False)
+    assert not declined.settle_kernels(builtin) and "GGML_CPU_BATCH_INVARIANT" not in declined.engine_env()

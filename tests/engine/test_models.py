@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from openmaas.engine import build
-from openmaas.engine.models import ModelFileMissing, resolve_model_path
+from openmaas.engine.models import ModelFileMissing, batch_invariance_is_free, file_type, resolve_model_path
+from tests.engine.gguf_files import write_header
 
 
 def test_the_builtin_model_is_found_inside_its_package_without_importing_it() -> None:
@@ -32,3 +33,25 @@ def test_the_engine_cache_is_keyed_by_version_and_outside_the_clone(
     a, b = build.binary_path("0.3.36"), build.binary_path("0.3.37")
     assert a != b and a.is_relative_to(tmp_path)
     assert "0.3.36" in str(a)
+
+
+def test_the_weights_file_type_is_read_from_the_gguf_header(tmp_path: Path) -> None:
+    builtin = resolve_model_path("builtin:smollm2-135m")
+    assert file_type(builtin) == 3  # LLAMA_FTYPE_MOSTLY_Q4_1, as its file name says
+    assert file_type(write_header(tmp_path / "q4_0.gguf", 2, tokens=5000)) == 2  # found after the arrays
+    assert file_type(write_header(tmp_path / "none.gguf", None)) is None
+    full = (tmp_path / "q4_0.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(full[: len(full) // 2])
+    assert file_type(tmp_path / "cut.gguf") is None  # truncated: no crash, no type
+    (tmp_path / "text.gguf").write_bytes(b"not a model at all")
+    assert file_type(tmp_path / "text.gguf") is None
+    assert file_type(tmp_path / "missing.gguf") is None
+
+
+def test_batch_invariance_is_free_only_for_weights_without_faster_batch_kernels(tmp_path: Path) -> None:
+    assert batch_invariance_is_free(resolve_model_path("builtin:smollm2-135m"))  # Q4_1: measured free
+    for kind, name in [(2, "Q4_0"), (15, "Q4_K_M"), (7, "Q8_0"), (1, "F16")]:
+        assert not batch_invariance_is_free(write_header(tmp_path / f"{name}.gguf", kind)), name
+    for kind in (9, 12, 30):  # Q5_1, Q3_K_M, IQ4_XS
+        assert batch_invariance_is_free(write_header(tmp_path / f"{kind}.gguf", kind))
+    assert not batch_invariance_is_free(write_header(tmp_path / "unknown.gguf", None))  # unknown: the fast kernels

@@ -15,9 +15,10 @@ Params: ``model_path`` (``builtin:NAME`` or a file), ``parallel`` (slots per eng
 max(64, 8 × parallel): every waiting request holds one of llama-server's HTTP threads, and when they are
 all taken even ``/health`` waits), ``speculative`` (``off`` | ``on`` | ``auto``, or a mapping with ``mode``,
 ``type`` and the n-gram sizes), ``prompt_cache`` (placement, ``--cache-reuse``, saved hot slots),
-``batch_invariant`` (default: on with speculation — an answer is the same token for token whether or not it
-was speculated, whatever the thread count and the requests batched beside it; free for Q4_1 weights, prompt
-processing ~0.7× for Q4_0 ones: docs/benchmarks.md §i),
+``batch_invariant`` (an answer is the same token for token whether or not it was speculated, whatever the
+thread count and the requests batched beside it; default: on with speculation, and on wherever it costs nothing
+— weights with no faster batch kernel to give up, such as Q4_1 (``engine.models.batch_invariance_is_free``);
+a batch token of Q4_0 weights costs ~1.45× under it: docs/benchmarks.md §i),
 ``binary`` (a llama-server to use instead of the cached build; batch invariance needs the project's build),
 ``extra_args``, ``tools`` (``auto`` | ``native`` | ``emulated``).
 """
@@ -38,7 +39,7 @@ from openmaas.backends.base import Backend, Occupancy, Params, Payload, Placemen
 from openmaas.backends.llamacpp_engine import LlamaCppEngine
 from openmaas.engine import build, placement, threads
 from openmaas.engine.adapt import LoadWatch
-from openmaas.engine.models import resolve_model_path
+from openmaas.engine.models import batch_invariance_is_free, resolve_model_path
 from openmaas.engine.slots import SlotStore, fingerprint
 from openmaas.engine.supervisor import LlamaServerProcess
 from openmaas.errors import UpstreamUnavailable
@@ -150,6 +151,13 @@ class LlamaCppBackend(Backend):
         self.load = LoadWatch()
         self._tasks: list[asyncio.Task[None]] = []
 
+    def settle_kernels(self, model_path: Path) -> bool:
+        """``batch_invariant`` as asked; by default on with speculation, and on wherever it costs nothing (the
+        weights' type has no faster batch kernel to give up: a header read)."""
+        if self.params.batch_invariant is None and not self.batch_invariant:
+            self.batch_invariant = batch_invariance_is_free(model_path)
+        return self.batch_invariant
+
     @property
     def slot_folder(self) -> Path:
         return self.data_dir / "slots"
@@ -191,6 +199,7 @@ class LlamaCppBackend(Backend):
 
     async def start(self) -> None:
         model_path = resolve_model_path(self.params.model_path)
+        self.settle_kernels(model_path)
         binary = engine_binary(self.params.binary)
         cache = self.params.prompt_cache
         self.slot_folder.mkdir(parents=True, exist_ok=True)
@@ -230,7 +239,14 @@ class LlamaCppBackend(Backend):
             )
             self.engines.append(engine)
         await asyncio.gather(*(e.start() for e in self.engines))
-        log.info("deployment %s: %s engine(s), threads %s", self.deployment.name, len(self.engines), self.thread_plan)
+        kernels = "batch-invariant" if self.batch_invariant else "fast"
+        log.info(
+            "deployment %s: %s engine(s), threads %s, %s kernels",
+            self.deployment.name,
+            len(self.engines),
+            self.thread_plan,
+            kernels,
+        )
         if cache.save_slots:
             self._tasks.append(asyncio.create_task(self._save_hot(), name=f"slots-{self.deployment.name}"))
         if self.thread_plan.adaptive:
