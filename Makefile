@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python bench/local_engine.py
 	$(BIN)/python bench/kernel_cost.py
 	$(BIN)/python bench/copy_ceiling.py
+	$(BIN)/python bench/spec_sizes.py
 	$(BIN)/python bench/embeddings.py
 	$(BIN)/python bench/dialects.py
 	$(BIN)/python bench/core_cost.py

@@ -28,48 +28,11 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, free_port
 from kernel_cost import ready, start
-from local_engine import CODE, EDITS, body, grounded_prompts
+from local_engine import CODE, EDITS, LONG_EDITS, ORDERS, body, grounded_prompts
 
 from openmaas.engine.models import resolve_model_path
 
 CONTEXTS = (4, 8, 12)
-ORDERS = """import csv
-from dataclasses import dataclass
-
-
-@dataclass
-class Order:
-    customer: str
-    amount: float
-    country: str
-
-
-def read_orders(path):
-    with open(path) as handle:
-        return [Order(r["customer"], float(r["amount"]), r["country"]) for r in csv.DictReader(handle)]
-
-
-def total_by_country(orders):
-    totals = {}
-    for order in orders:
-        totals[order.country] = totals.get(order.country, 0.0) + order.amount
-    return totals
-
-
-def top_customers(orders, limit=3):
-    spent = {}
-    for order in orders:
-        spent[order.customer] = spent.get(order.customer, 0.0) + order.amount
-    return sorted(spent.items(), key=lambda item: item[1], reverse=True)[:limit]
-"""
-LONG_EDITS = [
-    "Rename the function total_by_country to totals_per_country. Return the complete code.",
-    "In this code, rename the variable `orders` to `records` everywhere. Return the complete updated code.",
-    "Change the default limit from 3 to 5 in this code. Return the complete code.",
-    "Add a docstring to read_orders. Return the complete code.",
-    "Rename the class Order to Purchase. Return the complete code.",
-    "Make top_customers return only the names. Return the complete code.",
-]
 
 
 def draftable(tokens: list[int], start_at: int, m: int) -> int:

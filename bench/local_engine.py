@@ -10,9 +10,10 @@ pure-Python busy process).
   switched). Ratios: loaded / idle, and idle / best idle.
 - ``speculative``: decode tokens/s (the engine's ``timings``: tokens over decode time of the whole set) on a
   copy-heavy set — answers grounded in sources from the project's RAG evaluation corpus (Python docs, first two
-  chunks of each question's relevant page), code edits — and a free-writing set, with ``speculative`` off, on
-  and auto running side by side (every prompt to each in turn, the order rotating, one pass); outputs at
-  temperature 0 are compared with off's. All three run ggml's batch-invariant kernels (the default with
+  chunks of each question's relevant page) and three edits of a short function —, on six whole-file code edits
+  (a 30-line module back with one change), on both together, and on a free-writing set, with ``speculative``
+  off, on and auto running side by side (every prompt to each in turn, the order rotating, one pass); outputs
+  at temperature 0 are compared with off's. All three run ggml's batch-invariant kernels (the default with
   speculation; off given them too), so the comparison is speculation's alone.
 - ``invariance``: what batch-invariant kernels cost a plain engine: prompt tokens/s over a ~1,100 and a
   ~3,300-token prompt (no prompt cache), decode tokens/s, and 4 streams at once on 4 slots, ``batch_invariant``
@@ -63,6 +64,46 @@ EDITS = [
     "Add a docstring to the function in this code and return the whole code:",
     "Rewrite this code to use a list comprehension and return the whole code:",
 ]
+# whole-file code edits: the answer returns a 30-line module with one change
+ORDERS = """import csv
+from dataclasses import dataclass
+
+
+@dataclass
+class Order:
+    customer: str
+    amount: float
+    country: str
+
+
+def read_orders(path):
+    with open(path) as handle:
+        return [Order(r["customer"], float(r["amount"]), r["country"]) for r in csv.DictReader(handle)]
+
+
+def total_by_country(orders):
+    totals = {}
+    for order in orders:
+        totals[order.country] = totals.get(order.country, 0.0) + order.amount
+    return totals
+
+
+def top_customers(orders, limit=3):
+    spent = {}
+    for order in orders:
+        spent[order.customer] = spent.get(order.customer, 0.0) + order.amount
+    return sorted(spent.items(), key=lambda item: item[1], reverse=True)[:limit]
+"""
+LONG_EDITS = [
+    "Rename the function total_by_country to totals_per_country. Return the complete code.",
+    "In this code, rename the variable `orders` to `records` everywhere. Return the complete updated code.",
+    "Change the default limit from 3 to 5 in this code. Return the complete code.",
+    "Add a docstring to read_orders. Return the complete code.",
+    "Rename the class Order to Purchase. Return the complete code.",
+    "Make top_customers return only the names. Return the complete code.",
+]
+
+
 FREE = [
     "Write a short story about a lighthouse keeper.",
     "Describe a walk through a forest in autumn.",
@@ -150,9 +191,12 @@ async def part_speculative(tmp: Path, passes: int = 1) -> dict[str, Any]:
     requests, but not what this part measures (a second pass read free text 1.2× "faster")."""
     copy = [body(p["messages"]) for p in grounded_prompts()]
     copy += [body([{"role": "user", "content": f"{e}\n```python\n{CODE}```"}], 160) for e in EDITS]
+    edits = [body([{"role": "user", "content": f"{e}\n\n```python\n{ORDERS}```"}], 400) for e in LONG_EDITS]
     free = [body([{"role": "user", "content": f}]) for f in FREE]
+    sets = {"copy_heavy": copy, "code_edits": edits, "free": free}
     modes = ("off", "on", "auto")
-    out: dict[str, Any] = {"copy_heavy_requests": len(copy), "free_requests": len(free), "passes": passes}
+    out: dict[str, Any] = {f"{name}_requests": len(prompts) for name, prompts in sets.items()}
+    out["passes"] = passes
     backends = {
         mode: pool(
             tmp,
@@ -168,7 +212,8 @@ async def part_speculative(tmp: Path, passes: int = 1) -> dict[str, Any]:
     try:
         for backend in backends.values():
             await backend.start()
-        for name, prompts in (("copy_heavy", copy), ("free", free)):
+        both: dict[str, list[float]] = {m: [0, 0.0] for m in modes}  # copy-heavy and code edits together
+        for name, prompts in sets.items():
             tokens = {m: 0 for m in modes}
             ms = {m: 0.0 for m in modes}
             texts: dict[str, list[str]] = {m: [] for m in modes}
@@ -188,14 +233,20 @@ async def part_speculative(tmp: Path, passes: int = 1) -> dict[str, Any]:
             for mode in modes:
                 row = out.setdefault(mode, {})
                 row[name] = round(tokens[mode] / ms[mode] * 1000, 1)
+                if name != "free":
+                    both[mode][0] += tokens[mode]
+                    both[mode][1] += ms[mode]
                 if mode != "off":
                     row[f"{name}_identical"] = sum(a == b for a, b in zip(texts[mode], texts["off"], strict=True))
+        for mode in modes:
+            out[mode]["copy_heavy_and_code_edits"] = round(both[mode][0] / both[mode][1] * 1000, 1)
     finally:
         for backend in backends.values():
             await backend.close()
     for mode in ("on", "auto"):
-        for name in ("copy_heavy", "free"):
+        for name in (*sets, "copy_heavy_and_code_edits"):
             out[mode][f"{name}_vs_off"] = round(out[mode][name] / out["off"][name], 3)
+    out["auto_gain_estimate"] = round(backends["auto"].gain.value, 3)
     return out
 
 

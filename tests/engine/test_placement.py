@@ -65,6 +65,15 @@ def test_copy_heavy_requests_are_grounded_extraction_or_edits_of_pasted_text() -
     assert not copy_heavy({"messages": [{"role": "user", "content": "Write a poem about the sea."}]})
     assert not copy_heavy({"messages": [{"role": "user", "content": "Explain this:\n" + code}]})  # no edit asked
     assert not copy_heavy({"messages": [{"role": "user", "content": "Fix my mood, please."}]})  # nothing pasted
+    for ask in (
+        "Change the default limit from 3 to 5. Return the complete code.",
+        "Add a docstring to read_orders.",
+        "Make top_customers return only the names and give me the whole file back.",
+        "Remove the unused import.",
+    ):
+        assert copy_heavy({"messages": [{"role": "user", "content": f"{ask}\n{code}"}]}), ask
+    assert not copy_heavy({"messages": [{"role": "user", "content": "What does this return?\n" + code}]})
+    assert not copy_heavy({"messages": [{"role": "user", "content": "Write tests for this function.\n" + code}]})
 
 
 def test_slots_keep_their_conversation_and_a_new_one_gets_the_shared_prefix_copied() -> None:

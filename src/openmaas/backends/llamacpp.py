@@ -59,16 +59,24 @@ def engine_binary(binary: str | None) -> Path:
     return path
 
 
+# ngram-mod's sizes when none is given: match 8 tokens, draft 4 to 16. The engine's own (24 / 48 / 64) suit models
+# whose verified batch is nearly free; on a CPU a drafted token costs ~0.35 of a decode step, so a long draft
+# that diverges early costs more than it saves (side by side: whole-file code edits 1.22× → 1.39×, grounded
+# answers 0.98× → 1.04×, free text 1.02× → 0.99× — docs/benchmarks.md §i)
+MOD_SIZES = {"n_match": 8, "n_min": 4, "n_max": 16}
+_FAMILY_SIZES = {"mod": ("n_match", "n_min", "n_max"), "other": ("size_n", "size_m", "min_hits")}
+
+
 class SpeculativeParams(Params):
     """N-gram speculative decoding (no draft model): ``off``, ``on`` (every engine) or ``auto`` (a separate
     speculative engine for copy-heavy requests, ``engine.placement.copy_heavy``)."""
 
     mode: Literal["off", "on", "auto"] = "off"
     type: Literal["ngram-mod", "ngram-simple", "ngram-map-k", "ngram-map-k4v"] = "ngram-mod"
-    n_match: int | None = Field(default=None, ge=1)  # ngram-mod (engine defaults 24 / 48 / 64)
+    n_match: int | None = Field(default=None, ge=1)  # ngram-mod (default MOD_SIZES)
     n_min: int | None = Field(default=None, ge=1)
     n_max: int | None = Field(default=None, ge=1)
-    size_n: int | None = Field(default=None, ge=1)  # ngram-simple / map-k (12 / 48 / 1)
+    size_n: int | None = Field(default=None, ge=1)  # ngram-simple / map-k / map-k4v (engine defaults 12 / 48 / 1)
     size_m: int | None = Field(default=None, ge=1)
     min_hits: int | None = Field(default=None, ge=1)
     engines: int = Field(default=1, ge=1, le=16)  # auto: speculative processes beside the plain ones
@@ -78,13 +86,29 @@ class SpeculativeParams(Params):
     def _shorthand(cls, data: Any) -> Any:
         return {"mode": data} if isinstance(data, str) else data
 
+    @model_validator(mode="after")
+    def _sizes_fit_the_type(self) -> SpeculativeParams:
+        family = "mod" if self.type == "ngram-mod" else "other"
+        foreign = [
+            n for f, names in _FAMILY_SIZES.items() if f != family for n in names if getattr(self, n) is not None
+        ]
+        if foreign:
+            raise ValueError(f"{', '.join(foreign)} do not apply to speculative type '{self.type}'")
+        sizes = self.sizes()
+        if "n_min" in sizes and "n_max" in sizes and sizes["n_min"] > sizes["n_max"]:
+            raise ValueError(f"n_min ({sizes['n_min']}) is above n_max ({sizes['n_max']})")
+        return self
+
+    def sizes(self) -> dict[str, int]:
+        """The sizes passed to the engine: the ones given, and MOD_SIZES for the rest of ngram-mod's."""
+        given = {n: v for n in (*_FAMILY_SIZES["mod"], *_FAMILY_SIZES["other"]) if (v := getattr(self, n)) is not None}
+        return {**MOD_SIZES, **given} if self.type == "ngram-mod" else given
+
     def args(self) -> list[str]:
         args = ["--spec-type", self.type]
         family = "mod" if self.type == "ngram-mod" else self.type.removeprefix("ngram-")
-        for name in ("n_match", "n_min", "n_max", "size_n", "size_m", "min_hits"):
-            value = getattr(self, name)
-            if value is not None:
-                args += [f"--spec-ngram-{family}-{name.replace('_', '-')}", str(value)]
+        for name, value in self.sizes().items():
+            args += [f"--spec-ngram-{family}-{name.replace('_', '-')}", str(value)]
         return args
 
 

@@ -33,7 +33,9 @@ import orjson
 TEXT_BLOCK = 1024
 _EDIT = re.compile(
     r"\b(rewrite|re-write|edit|fix|refactor|rename|correct|proofread|revise|reformat|convert|extract|quote|"
-    r"repeat|copy|translate the code|add (?:type hints|comments|docstrings)|update the)\b|"
+    r"repeat|copy|translate the code|change|modify|replace|remove|delete|update|"
+    r"add (?:an? )?(?:type hints?|comments?|docstrings?|logging|error handling)|"
+    r"(?:complete|whole|full|entire|updated) (?:code|file|function|class|script|text|document))\b|"
     r"(改写|修改|修正|重写|提取|摘录|润色|重构)",
     re.IGNORECASE,
 )
