@@ -1,6 +1,6 @@
 """Embedding throughput: our NumPy all-MiniLM-L6-v2 against sentence-transformers (torch), same texts, same run.
 
-    python bench/embeddings.py [--reference-python /path/to/python-with-sentence-transformers]
+    python bench/embeddings.py [--reference-python /path/to/python-with-sentence-transformers] [--blas-threads N]
 
 Workloads: 256 short sentences (~20 tokens) and the chunks the knowledge-base chunker makes from a real
 page (python3-doc's tutorial/datastructures.html when installed, ~150 tokens each). The baseline runs in a
@@ -59,7 +59,17 @@ def main() -> None:
     parser.add_argument(
         "--out", default=None, help="results file (default: bench/results/embeddings.json, with a reference only)"
     )
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="OpenBLAS threads (the served encoder's blas_threads, default 1 there); default: OpenBLAS's own",
+    )
     args = parser.parse_args()
+    if args.blas_threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=args.blas_threads, user_api="blas")
     model_dir = builtin_path("all-minilm-l6-v2")
     encoder = SentenceEncoder(model_dir)
     texts = workloads(encoder)

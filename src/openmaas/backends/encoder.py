@@ -9,7 +9,7 @@ Encoding runs on one thread of its own, one request at a time. Why one BLAS thre
 pool, called from the gateway's changing worker threads beside a busy engine, hung for good inside
 ``exec_blas`` (reproduced: the second upload of a knowledge base, 2 of 2 runs, with a chat on the local engine
 and one busy core beside it; 0 of 12 with one BLAS thread). The gateway shares its cores with the local
-engine, whose threads the load watch already manages; a second pool competing for them buys ~1.3× on bulk
+engine, whose threads the load watch already manages; a second pool competing for them buys ~1.5× on bulk
 ingestion of an idle host (docs/benchmarks.md §f) at the price of a hang, so it is opt-in.
 """
 
