@@ -35,6 +35,10 @@ class ServerSettings(_Strict):
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (for a log pipeline)
     access_log: bool = True  # one line per request (observability.logs.AccessLog): no prompt text, no key
+    # OpenBLAS threads of the gateway process (NumPy: the in-process encoder, vector search, the privacy
+    # classifier), set when it starts. 1: no OpenBLAS thread pool — entered from the gateway's changing worker
+    # threads beside a busy engine it hung a knowledge-base upload for good (backends.encoder)
+    blas_threads: int = Field(default=1, ge=1)
 
 
 class StoreSettings(_Strict):

@@ -1,9 +1,12 @@
 """In-process app tests (ASGI transport) against the fake backend."""
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.conftest import fake_settings, running_app
 
 pytestmark = pytest.mark.anyio
 
@@ -125,3 +128,17 @@ async def test_tools_on_the_fake_backend_come_back_as_tool_calls(fake_client: ht
     choice = resp.json()["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["tool_calls"][0]["function"]["name"] == "lookup"
+
+
+async def test_the_gateway_runs_openblas_on_its_blas_threads(tmp_path: Path) -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    with threadpool_limits(limits=None):  # the test process gets its own setting back afterwards
+        threadpool_limits(limits=2, user_api="blas")
+        async with running_app(fake_settings(tmp_path)):
+            assert blas_threads() == {1}  # default: no OpenBLAS pool (its hang: backends.encoder)
+        async with running_app(fake_settings(tmp_path / "two", server={"blas_threads": 2})):
+            assert blas_threads() == {2}

