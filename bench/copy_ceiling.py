@@ -28,9 +28,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, free_port
 from kernel_cost import ready, start
-from local_engine import CODE, EDITS, LONG_EDITS, ORDERS, body, grounded_prompts
+from local_engine import body, grounded_prompts
 
 from openmaas.engine.models import resolve_model_path
+from openmaas.testing.samples import CODE, EDITS, LONG_EDITS, ORDERS
 
 CONTEXTS = (4, 8, 12)
 

@@ -30,10 +30,11 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, free_port
 from kernel_cost import ready
-from local_engine import CODE, EDITS, FREE, LONG_EDITS, ORDERS, WARM_UP, body, grounded_prompts
+from local_engine import FREE, WARM_UP, body, grounded_prompts
 
 from openmaas.engine.build import binary_path
 from openmaas.engine.models import resolve_model_path
+from openmaas.testing.samples import CODE, EDITS, LONG_EDITS, ORDERS
 
 
 def spec_args(setting: str) -> list[str]:

@@ -19,6 +19,7 @@ from openmaas.backends.llamacpp_engine import LlamaCppEngine
 from openmaas.core.view import cached_tokens
 from openmaas.engine.tune import Load
 from openmaas.settings import Deployment
+from openmaas.testing.samples import ORDERS
 
 pytestmark = [pytest.mark.real, pytest.mark.anyio]
 
@@ -37,31 +38,6 @@ CODE = """def total(items):
     return result
 """
 
-ORDERS = """import csv
-from dataclasses import dataclass
-
-
-@dataclass
-class Order:
-    customer: str
-    amount: float
-    country: str
-
-
-def read_orders(path):
-    orders = []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            orders.append(Order(row["customer"], float(row["amount"]), row["country"]))
-    return orders
-
-
-def total_by_country(orders):
-    totals = {}
-    for order in orders:
-        totals[order.country] = totals.get(order.country, 0.0) + order.amount
-    return totals
-"""
 STOCK = """class Inventory:
     def __init__(self):
         self.items = {}
