@@ -35,6 +35,13 @@ def test_every_patch_replaces_its_snippet(tmp_path: Path) -> None:
     assert "simd_gemm(VKQ32, KQ, V32, tile_rows, KV_TILE_SZ, DV)" in ops
     # the packing helper is defined before the kernel that calls it
     assert ops.index("static int ggml_fa_pack_k_f16_transposed") < ops.index("? ggml_fa_pack_k_f16_transposed(")
+    # the tiled products: defined beside vec_dot, declared before the product that takes them, under the switch
+    quants = (cpu / "arch/x86/quants.c").read_text()
+    products = (cpu / "ggml-cpu.c").read_text()
+    assert "bool ggml_gemm_invariant(" in quants and "ggml_inv_tile_q4_1" in quants and "ggml_inv_tile_q8_0" in quants
+    assert products.index("bool ggml_gemm_invariant(") < products.index("params->use_ref && ne02 == 1")
+    # vec_dot's m × s term as an explicit fused multiply-add, the tile's own arithmetic for it
+    assert "summs = fmaf(" in quants and "summs += " not in quants
 
 
 @pytest.mark.parametrize("index", range(len(patches.PATCHES)))
