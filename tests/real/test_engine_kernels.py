@@ -17,15 +17,20 @@ from openmaas.testing.samples import CODE, EDITS
 pytestmark = [pytest.mark.real, pytest.mark.anyio]
 
 
-@pytest.fixture
-async def engine_url(tmp_path: Path) -> AsyncIterator[str]:
+@pytest.fixture(params=["off", "on"], ids=["attention by dot products", "tiled flash attention"])
+async def engine_url(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """Both attention paths of the invariant kernels: without flash attention (the default without speculation)
+    and the tiled flash-attention kernel (with it)."""
     params = {"batch_invariant": True, "parallel": 1, "threads": 2, "prompt_cache": {"save_slots": False}}
+    params["flash_attention"] = request.param
     deployment = Deployment(name="kernels", backend="llamacpp", locality="local", context_length=4096, params=params)
     backend = LlamaCppBackend(deployment, data_dir=tmp_path)
     await backend.start()
     try:
         [engine] = backend.engines
-        assert engine.process.env.get("GGML_CPU_BATCH_INVARIANT") == "1" and "--no-repack" in engine.process.args
+        args = engine.process.args
+        assert engine.process.env.get("GGML_CPU_BATCH_INVARIANT") == "1" and "--no-repack" in args
+        assert args[args.index("--flash-attn") + 1] == request.param
         yield engine.process.base_url
     finally:
         await backend.close()

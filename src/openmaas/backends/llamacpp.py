@@ -136,6 +136,8 @@ class LlamaCppParams(Params):
     # identical tokens whether or not a request is speculated (and at any thread count): ggml's batch-invariant
     # kernels (engine.patches) and no weight repacking; default: on when speculation is on or auto
     batch_invariant: bool | None = None
+    # llama-server's -fa; default: off on batch-invariant kernels without speculation, else the engine's (attention)
+    flash_attention: Literal["auto", "on", "off"] | None = None
     binary: str | None = None
     extra_args: list[str] = Field(default_factory=list)
     tools: Literal["auto", "native", "emulated"] = "auto"
@@ -183,6 +185,17 @@ class LlamaCppBackend(Backend):
         return self.batch_invariant
 
     @property
+    def attention(self) -> str | None:
+        """``--flash-attn`` for the engines: as asked; by default ``off`` on batch-invariant kernels without
+        speculation — there one-row attention otherwise runs the tiled kernel (engine.patches), a decode step
+        1.4–2.0× the fast kernels' at 0.9–3.5 k cached tokens, while off gives per-element dot products as fast as
+        theirs —, and the engine's own choice with speculation, where the tiled kernel verifies drafts cheaply
+        (whole-file edits 1.67× against 1.13× with it off: docs/benchmarks.md §i)."""
+        if self.params.flash_attention is not None:
+            return self.params.flash_attention
+        return "off" if self.batch_invariant and self.params.speculative.mode == "off" else None
+
+    @property
     def slot_folder(self) -> Path:
         return self.data_dir / "slots"
 
@@ -212,6 +225,8 @@ class LlamaCppBackend(Backend):
             args += self.params.speculative.args()
         if self.batch_invariant:
             args.append("--no-repack")  # repacked weights have a gemv kernel for one row, a gemm for a batch
+        if self.attention is not None:
+            args += ["--flash-attn", self.attention]
         args += self.params.extra_args
         return args
 
@@ -234,7 +249,9 @@ class LlamaCppBackend(Backend):
                 store = SlotStore(
                     self.slot_folder,
                     name,
-                    fingerprint(model_path, binary, self.deployment.context_length, self.batch_invariant),
+                    fingerprint(
+                        model_path, binary, self.deployment.context_length, self.batch_invariant, self.attention
+                    ),
                     self.params.parallel,
                     budget_bytes=cache.save_budget_mib * 1024 * 1024,
                     min_tokens=cache.save_min_tokens,

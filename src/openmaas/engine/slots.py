@@ -40,10 +40,13 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def fingerprint(model: Path, binary: Path, context: int, batch_invariant: bool = False) -> str:
+def fingerprint(
+    model: Path, binary: Path, context: int, batch_invariant: bool = False, attention: str | None = None
+) -> str:
     """What a slot file depends on: the model file, the engine binary, the context per slot and the kernels (a KV
     cache computed by the fast kernels, restored into a batch-invariant engine, would answer its first request
-    differently from the same prompt recomputed there)."""
+    differently from the same prompt recomputed there; without flash attention the V cache is stored
+    transposed)."""
     parts = []
     for path in (model, binary):
         try:
@@ -54,6 +57,8 @@ def fingerprint(model: Path, binary: Path, context: int, batch_invariant: bool =
     parts.append(str(context))
     if batch_invariant:
         parts.append("batch-invariant")
+    if attention is not None:
+        parts.append(f"flash-attn-{attention}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
