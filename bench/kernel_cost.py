@@ -1,10 +1,10 @@
 """What batch-invariant kernels cost on raw engines: a batch token against a decode step, after a cached prefix.
 
-Two ``llama-server`` processes of the project's build side by side (``--poll 0`` so the idle one does not spin):
-one with ``GGML_CPU_BATCH_INVARIANT=1`` and ``--no-repack`` (what the pool starts with ``batch_invariant``), one
-on ggml's fast kernels. Per round and engine: a prefix of about ``--words`` × 4 tokens is cached, then ~110 new
-tokens are processed in one batch (what verifying a speculative draft or a follow-up turn costs) and 64
-tokens decoded; ms per batch token and per decode step, middle two of four rounds, order rotating.
+Three ``llama-server`` processes of the project's build side by side (``--poll 0`` so the idle ones do not
+spin): ggml's fast kernels; ``GGML_CPU_BATCH_INVARIANT=1`` and ``--no-repack`` with flash attention (what the
+pool starts with speculation); the same without flash attention (its invariant engines without speculation).
+Per round and engine: a prefix of about ``--words`` × 4 tokens is cached, then ~110 new tokens are processed
+in one batch (what verifying a speculative draft or a follow-up turn costs) and 64 tokens decoded; ms per batch token and per decode step, middle two of four rounds, order rotating.
 
 Usage: python bench/kernel_cost.py [--words 10,250,900] [--model PATH]   (default: the builtin SmolLM2 Q4_1)
 """
@@ -47,9 +47,9 @@ WORDS = (
 )
 
 
-def start(port: int, model: Path, invariant: bool) -> subprocess.Popen[bytes]:
+def start(port: int, model: Path, invariant: bool, attention: str = "auto") -> subprocess.Popen[bytes]:
     args = [str(binary_path()), "-m", str(model), "--port", str(port), "-np", "1", "-t", "2", "-c", "8192", "--jinja"]
-    args += ["--poll", "0", "--no-webui"] + (["--no-repack"] if invariant else [])
+    args += ["--poll", "0", "--no-webui", "--flash-attn", attention] + (["--no-repack"] if invariant else [])
     env = {**os.environ, **({"GGML_CPU_BATCH_INVARIANT": "1"} if invariant else {})}
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -89,15 +89,16 @@ async def measure(client: httpx.AsyncClient, ports: dict[str, int], words: int, 
     out: dict[str, Any] = {"cached_tokens": cached}
     for label in ports:
         out[label] = {"ms_per_batch_token": mid(batch[label]), "ms_per_decode_step": mid(decode[label])}
-    out["invariant_over_fast"] = {
-        k: round(out["batch-invariant"][k] / out["fast kernels"][k], 3) for k in out["fast kernels"]
-    }
+    for label in list(ports)[1:]:
+        out[f"{label} over fast"] = {k: round(out[label][k] / out["fast kernels"][k], 3) for k in out["fast kernels"]}
     return out
 
 
 async def main(words: list[int], model: Path) -> dict[str, Any]:
-    ports = {"fast kernels": free_port(), "batch-invariant": free_port()}
+    labels = ("fast kernels", "batch-invariant", "batch-invariant, no flash attention")
+    ports = {label: free_port() for label in labels}
     procs = [start(ports["fast kernels"], model, False), start(ports["batch-invariant"], model, True)]
+    procs.append(start(ports["batch-invariant, no flash attention"], model, True, "off"))
     try:
         async with httpx.AsyncClient(timeout=600) as client:
             for port in ports.values():

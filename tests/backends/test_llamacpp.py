@@ -52,7 +52,6 @@ def test_without_speculation_invariance_is_on_where_it_costs_nothing(tmp_path: P
     pool = backend(tmp_path)
     assert pool.settle_kernels(builtin)
     assert pool.engine_env()["GGML_CPU_BATCH_INVARIANT"] == "1" and "--no-repack" in pool.engine_args(builtin)
-    assert flag(pool.engine_args(builtin), "--flash-attn") == "off"  # no speculation: off, decode at full speed
     declined = backend(tmp_path, batch_invariant=False)
     assert not declined.settle_kernels(builtin) and "GGML_CPU_BATCH_INVARIANT" not in declined.engine_env()
 
@@ -87,22 +86,14 @@ def flag(args: list[str], name: str) -> str | None:
     return args[args.index(name) + 1] if name in args else None
 
 
-def test_flash_attention_is_off_on_invariant_kernels_without_speculation_and_the_engines_own_otherwise(
-    tmp_path: Path,
-) -> None:
-    q4_0 = write_header(tmp_path / "q4_0.gguf", 2)
+def test_flash_attention_is_the_engines_own_choice_unless_asked(tmp_path: Path) -> None:
     builtin = resolve_model_path("builtin:smollm2-135m")
-    fast = backend(tmp_path)
-    fast.settle_kernels(q4_0)
-    assert fast.attention is None and "--flash-attn" not in fast.engine_args(q4_0)
-    invariant = backend(tmp_path, batch_invariant=True)
-    assert flag(invariant.engine_args(q4_0), "--flash-attn") == "off"
-    for mode in ("on", "auto"):  # drafts are verified by the tiled attention kernel
-        speculative = backend(tmp_path, speculative=mode)
-        speculative.settle_kernels(builtin)
-        assert speculative.batch_invariant and "--flash-attn" not in speculative.engine_args(builtin, True)
-    asked = backend(tmp_path, speculative="on", flash_attention="off")
-    assert flag(asked.engine_args(builtin, True), "--flash-attn") == "off"
-    assert flag(backend(tmp_path, batch_invariant=True, flash_attention="auto").engine_args(q4_0), "--flash-attn") == (
-        "auto"
-    )
+    for params in ({}, {"batch_invariant": True}, {"speculative": "auto"}):
+        pool = backend(tmp_path, **params)
+        pool.settle_kernels(builtin)
+        assert pool.attention is None and "--flash-attn" not in pool.engine_args(builtin)
+    for value in ("on", "off", "auto"):
+        asked = backend(tmp_path, speculative="on", flash_attention=value)
+        assert asked.attention == value and flag(asked.engine_args(builtin, True), "--flash-attn") == value
+    with pytest.raises(ValidationError):
+        backend(tmp_path, flash_attention="sometimes")

@@ -35,6 +35,9 @@ def test_every_patch_replaces_its_snippet(tmp_path: Path) -> None:
     assert "simd_gemm(VKQ32, KQ, V32, tile_rows, KV_TILE_SZ, DV)" in ops
     # the packing helper is defined before the kernel that calls it
     assert ops.index("static int ggml_fa_pack_k_f16_transposed") < ops.index("? ggml_fa_pack_k_f16_transposed(")
+    # grouped-query attention: a tile's rows are the heads sharing a K/V head, each row with its own q, mask, output
+    assert "row_q2[tq] = iq2 + (in_g + tq)%G;" in ops and "const int i2 = row_q2[tq];" in ops
+    assert "chunk_size = (chunk_size + G - 1)/G*G;" in ops  # whole groups to a thread
     # the tiled products: defined beside vec_dot, declared before the product that takes them, under the switch
     quants = (cpu / "arch/x86/quants.c").read_text()
     products = (cpu / "ggml-cpu.c").read_text()

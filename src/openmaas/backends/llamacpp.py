@@ -136,7 +136,7 @@ class LlamaCppParams(Params):
     # identical tokens whether or not a request is speculated (and at any thread count): ggml's batch-invariant
     # kernels (engine.patches) and no weight repacking; default: on when speculation is on or auto
     batch_invariant: bool | None = None
-    # llama-server's -fa; default: off on batch-invariant kernels without speculation, else the engine's (attention)
+    # llama-server's --flash-attn (attention); default: the engine's own choice
     flash_attention: Literal["auto", "on", "off"] | None = None
     binary: str | None = None
     extra_args: list[str] = Field(default_factory=list)
@@ -186,14 +186,12 @@ class LlamaCppBackend(Backend):
 
     @property
     def attention(self) -> str | None:
-        """``--flash-attn`` for the engines: as asked; by default ``off`` on batch-invariant kernels without
-        speculation — there one-row attention otherwise runs the tiled kernel (engine.patches), a decode step
-        1.4–2.0× the fast kernels' at 0.9–3.5 k cached tokens, while off gives per-element dot products as fast as
-        theirs —, and the engine's own choice with speculation, where the tiled kernel verifies drafts cheaply
-        (whole-file edits 1.67× against 1.13× with it off: docs/benchmarks.md §i)."""
-        if self.params.flash_attention is not None:
-            return self.params.flash_attention
-        return "off" if self.batch_invariant and self.params.speculative.mode == "off" else None
+        """``--flash-attn`` for the engines: as asked, else the engine's own choice (on). On batch-invariant kernels
+        flash attention runs the tiled kernel for every row count (engine.patches): batches at or below the fast
+        kernels' cost, a decode step 1.2–1.5× theirs at 0.9–3.5 k cached tokens on an AVX-512 host; ``off`` gives
+        per-element dot products instead — decode as fast as theirs, batches 1.2–1.5× dearer, drafts verified
+        at a cost that takes most of speculation's gain (docs/benchmarks.md §i)."""
+        return self.params.flash_attention
 
     @property
     def slot_folder(self) -> Path:
