@@ -1,10 +1,11 @@
 """What batch-invariant kernels cost on raw engines: a batch token against a decode step, after a cached prefix.
 
 Three ``llama-server`` processes of the project's build side by side (``--poll 0`` so the idle ones do not
-spin): ggml's fast kernels; ``GGML_CPU_BATCH_INVARIANT=1`` and ``--no-repack`` with flash attention (what the
-pool starts with speculation); the same without flash attention (its invariant engines without speculation).
+spin): ggml's fast kernels; ``GGML_CPU_BATCH_INVARIANT=1`` and ``--no-repack`` (what the pool starts with
+``batch_invariant``, flash attention left on); the same with ``--flash-attn off`` (``flash_attention: off``).
 Per round and engine: a prefix of about ``--words`` × 4 tokens is cached, then ~110 new tokens are processed
-in one batch (what verifying a speculative draft or a follow-up turn costs) and 64 tokens decoded; ms per batch token and per decode step, middle two of four rounds, order rotating.
+in one batch (what verifying a speculative draft or a follow-up turn costs) and 64 tokens decoded; ms per batch
+token and per decode step, middle two of four rounds, order rotating.
 
 Usage: python bench/kernel_cost.py [--words 10,250,900] [--model PATH]   (default: the builtin SmolLM2 Q4_1)
 """
