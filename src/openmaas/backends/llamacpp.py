@@ -189,8 +189,8 @@ class LlamaCppBackend(Backend):
     def attention(self) -> str | None:
         """``--flash-attn`` for the engines: as asked, else the engine's own choice (on). On batch-invariant kernels
         flash attention runs the tiled kernel for every row count (engine.patches): batches at or below the fast
-        kernels' cost, a decode step 1.2–1.5× theirs at 0.9–3.5 k cached tokens on an AVX-512 host; ``off`` gives
-        per-element dot products instead — decode as fast as theirs, batches 1.2–1.5× dearer, drafts verified
+        kernels' cost, a decode step 1.2–1.35× theirs at 0.9–3.5 k cached tokens on an AVX-512 host; ``off`` gives
+        per-element dot products instead — decode as fast as theirs, batches up to 1.55× dearer, drafts verified
         at a cost that takes most of speculation's gain (docs/benchmarks.md §i)."""
         return self.params.flash_attention
 
