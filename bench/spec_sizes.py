@@ -9,7 +9,7 @@ the ratio those counts predict at a verified token costing 0.35 of a decode step
 .SpeculationGain``), and answers identical to the plain engine's.
 
 Settings are ``match-min-max`` (``--spec-ngram-mod-n-match / -n-min / -n-max``); ``engine`` is llama.cpp's own
-default (24-48-64), ``8-4-16`` the project's (``backends.llamacpp.MOD_SIZES``).
+default (24-48-64), ``8-4-16`` the project's (``backends.llamacpp_params.MOD_SIZES``).
 
 Usage: python bench/spec_sizes.py [--sizes engine,8-4-16,8-2-16,10-4-16,8-4-24,12-8-32]
 """
