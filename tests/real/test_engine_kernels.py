@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.real, pytest.mark.anyio]
 
 @pytest.fixture(params=["off", "on"], ids=["attention by dot products", "tiled flash attention"])
 async def engine_url(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """Both attention paths of the invariant kernels: without flash attention (the default without speculation)
-    and the tiled flash-attention kernel (with it)."""
+    """Both attention paths of the invariant kernels: the tiled flash-attention kernel (the engine's default) and
+    per-element dot products (``flash_attention: off``)."""
     params = {"batch_invariant": True, "parallel": 1, "threads": 2, "prompt_cache": {"save_slots": False}}
     params["flash_attention"] = request.param
     deployment = Deployment(name="kernels", backend="llamacpp", locality="local", context_length=4096, params=params)
