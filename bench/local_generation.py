@@ -8,7 +8,10 @@ random 8-digit request number, so the prompt cache cannot favour either side
 and every prompt costs the same). Reported: aggregate decode tokens/s (completion tokens
 over wall time) and time to first token (first content chunk).
 
-Usage: python bench/local_generation.py [--rounds 2] [--tokens 128]
+``--stream-hold-ms`` sets the gateway's ``server.stream_hold_ms`` (default: the server's own, 20 ms;
+0 writes one event per socket write, as before the setting existed).
+
+Usage: python bench/local_generation.py [--rounds 2] [--tokens 128] [--stream-hold-ms MS]
 """
 
 from __future__ import annotations
@@ -76,13 +79,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--stream-hold-ms", type=float, default=None)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="openmaas-bench-gen-"))
     config = tmp / "openmaas.yaml"
     config.write_text(
         json.dumps(
             {
-                "server": {"log_level": "warning"},
+                "server": {
+                    "log_level": "warning",
+                    **({} if args.stream_hold_ms is None else {"stream_hold_ms": args.stream_hold_ms}),
+                },
                 "deployments": [
                     {
                         "name": "smollm2-135m",
@@ -127,7 +134,9 @@ def main() -> None:
                     print(f"streams={streams} {name:<9} {r}", flush=True)
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "local_generation.json").write_text(
-            json.dumps({"tokens_per_stream": args.tokens, "runs": rows}, indent=2)
+            json.dumps(
+                {"tokens_per_stream": args.tokens, "stream_hold_ms": args.stream_hold_ms, "runs": rows}, indent=2
+            )
         )
         print("| streams | engine tok/s | openmaas tok/s | ratio | engine TTFT p50 ms | openmaas TTFT p50 ms |")
         print("|---|---|---|---|---|---|")

@@ -39,6 +39,9 @@ class ServerSettings(_Strict):
     # classifier), set when it starts. 1: no OpenBLAS thread pool — entered from the gateway's changing worker
     # threads beside a busy engine it hung a knowledge-base upload for good (backends.encoder)
     blas_threads: int = Field(default=1, ge=1)
+    # a streamed event in a steady cadence may wait this long for the next ones, to leave in one socket write
+    # (server.event_stream: the opening events and any after a pause leave at once); 0: one write per event
+    stream_hold_ms: float = Field(default=20.0, ge=0, le=1000)
 
 
 class StoreSettings(_Strict):

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from openmaas.auth.principal import Principal
@@ -15,6 +15,7 @@ from openmaas.console.sessions import CONSOLE_SESSION, ConsoleSessions
 from openmaas.dialects.anthropic import render as anthropic_render
 from openmaas.errors import InvalidRequest, ModelNotFound, OpenMaaSError, PayloadTooLarge
 from openmaas.gateway import Call, Gateway
+from openmaas.server.event_stream import event_stream
 from openmaas.server.middleware import header
 from openmaas.services import Services
 from openmaas.store import usage
@@ -65,11 +66,10 @@ async def _sse(stream: Stream) -> AsyncIterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
-def _respond(result: dict[str, Any] | Stream, call: Call) -> Response:
+def _respond(request: Request, result: dict[str, Any] | Stream, call: Call) -> Response:
     response: Response
     if isinstance(result, Stream):
-        headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **call.headers}
-        response = StreamingResponse(_sse(result), media_type="text/event-stream", headers=headers)
+        response = event_stream(request, _sse(result), call.headers)
     else:
         response = _json(result, headers=call.headers)
     if call.raw_headers:
@@ -109,17 +109,17 @@ def _call(request: Request) -> Call:
 
 async def chat_completions(request: Request) -> Response:
     call = _call(request)
-    return _respond(await _gateway(request).chat(await read_json(request, call), call), call)
+    return _respond(request, await _gateway(request).chat(await read_json(request, call), call), call)
 
 
 async def completions(request: Request) -> Response:
     call = _call(request)
-    return _respond(await _gateway(request).complete(await read_json(request, call), call), call)
+    return _respond(request, await _gateway(request).complete(await read_json(request, call), call), call)
 
 
 async def embeddings(request: Request) -> Response:
     call = _call(request)
-    return _respond(await _gateway(request).embed(await read_json(request, call), call), call)
+    return _respond(request, await _gateway(request).embed(await read_json(request, call), call), call)
 
 
 async def my_usage(request: Request) -> Response:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from openmaas.core.execute import EventStream, Executor
@@ -15,6 +15,7 @@ from openmaas.dialects.anthropic import render
 from openmaas.dialects.anthropic.load import compile_patterns, load
 from openmaas.errors import OpenMaaSError
 from openmaas.gateway import Call
+from openmaas.server.event_stream import event_stream
 from openmaas.server.routes import authenticate, read_json
 from openmaas.settings import AnthropicDialect
 
@@ -60,8 +61,7 @@ class MessagesAPI:
         headers = dict(call.headers)
         if isinstance(out, EventStream):
             body = render.encode(out.events, call.request_id, canonical.model, out.input_tokens)
-            headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
-            response: Response = StreamingResponse(body, media_type="text/event-stream", headers=headers)
+            response: Response = event_stream(request, body, headers)
         else:
             response = _json(render.message(out, call.request_id, canonical.model), headers=headers)
         response.raw_headers += call.raw_headers

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from openmaas.agents.loop import AgentLoop
@@ -26,6 +26,7 @@ from openmaas.errors import InvalidRequest, OpenMaaSError, ServiceUnavailable
 from openmaas.gateway import Call
 from openmaas.ids import IdGenerator
 from openmaas.mcp.config import AgentSettings
+from openmaas.server.event_stream import event_stream
 from openmaas.server.routes import authenticate, read_json
 from openmaas.settings import ResponsesDialect
 from openmaas.store.responses import ResponseStore, StoredResponse
@@ -123,15 +124,14 @@ class ResponsesAPI:
                 raise InvalidRequest("hosted MCP tools are not enabled on this gateway", param="tools")
             if wire.background:
                 raise InvalidRequest("background responses with hosted MCP tools are not supported", param="background")
-            return await self._agent_run(call, wire, canonical, shell, spec, finished)
+            return await self._agent_run(request, call, wire, canonical, shell, spec, finished)
         if wire.background:
             return await self._start_background(call, wire, canonical, shell, items, history, storing)
         out = await self.executor.run(canonical, call)
         headers = dict(call.headers)
         if isinstance(out, EventStream):
-            headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
             body = Encoder(shell, self.new_id, finished).encode(out.events)
-            response: Response = StreamingResponse(body, media_type="text/event-stream", headers=headers)
+            response: Response = event_stream(request, body, headers)
         else:
             result = from_result(shell, out, self.new_id)
             await finished(result)
@@ -141,6 +141,7 @@ class ResponsesAPI:
 
     async def _agent_run(
         self,
+        request: Request,
         call: Call,
         wire: ResponsesRequest,
         canonical: Canonical,
@@ -154,9 +155,8 @@ class ResponsesAPI:
         events = loop.run(canonical, call.principal, call.request_id, "responses", spec, limits)
         if wire.stream:
             primed = await prime(events)  # errors before the first model output are HTTP errors
-            headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
             body = AgentEncoder(shell, self.new_id, finished).encode_run(primed)
-            return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+            return event_stream(request, body)
         final: list[Item] = []
 
         async def keep(response: Item) -> None:
