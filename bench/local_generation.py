@@ -8,10 +8,11 @@ random 8-digit request number, so the prompt cache cannot favour either side
 and every prompt costs the same). Reported: aggregate decode tokens/s (completion tokens
 over wall time) and time to first token (first content chunk).
 
-``--stream-hold-ms`` sets the gateway's ``server.stream_hold_ms`` (default: the server's own, 20 ms;
-0 writes one event per socket write, as before the setting existed).
+Also reported, per token: the client's CPU time (this process) and the gateway's (``/proc``).
+``--stream-hold-ms 0,20`` runs one gateway (with its own engine) per value of ``server.stream_hold_ms``, one
+after the other (default: one gateway on the server's default, 20 ms; 0 writes one event per socket write).
 
-Usage: python bench/local_generation.py [--rounds 2] [--tokens 128] [--stream-hold-ms MS]
+Usage: python bench/local_generation.py [--rounds 2] [--tokens 128] [--stream-hold-ms 0,20]
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, free_port, python, stop, wait_http
+
+from dialects import cpu_seconds
 
 
 def engine_port(gateway_pid: int) -> int:
@@ -75,46 +78,42 @@ async def run(url: str, model: str, streams: int, tokens: int) -> dict[str, floa
     return {"tok_s": total / wall, "ttft_p50_ms": statistics.median(r[0] for r in results), "tokens": total}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--stream-hold-ms", type=float, default=None)
-    args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="openmaas-bench-gen-"))
-    config = tmp / "openmaas.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "server": {
-                    "log_level": "warning",
-                    **({} if args.stream_hold_ms is None else {"stream_hold_ms": args.stream_hold_ms}),
-                },
-                "deployments": [
-                    {
-                        "name": "smollm2-135m",
-                        "backend": "llamacpp",
-                        "locality": "local",
-                        "context_length": 2048,
-                        # the engine is also driven directly here, where the gateway cannot see its
-                        # requests: a fixed thread count, so it never relaunches under them
-                        "params": {"model_path": "builtin:smollm2-135m", "parallel": 8, "threads": 2},
-                    }
-                ],
-                "aliases": {},
-            }
-        )
-    )
+def serve(tmp: Path, hold_ms: float | None) -> tuple[subprocess.Popen[bytes], int]:
+    config = tmp / f"openmaas-{hold_ms}.yaml"
+    server: dict[str, Any] = {"log_level": "warning"}
+    if hold_ms is not None:
+        server["stream_hold_ms"] = hold_ms
+    deployment = {
+        "name": "smollm2-135m",
+        "backend": "llamacpp",
+        "locality": "local",
+        "context_length": 2048,
+        # the engine is also driven directly here, where the gateway cannot see its
+        # requests: a fixed thread count, so it never relaunches under them
+        "params": {"model_path": "builtin:smollm2-135m", "parallel": 8, "threads": 2},
+    }
+    config.write_text(json.dumps({"server": server, "deployments": [deployment], "aliases": {}}))
     port = free_port()
-    log = (tmp / "serve.log").open("wb")
+    log = (tmp / "serve.log").open("ab")
     proc = subprocess.Popen(
         [python(), "-m", "openmaas", "serve", "--config", str(config), "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={"OPENMAAS_DATA_DIR": str(tmp), "PATH": "/usr/bin:/bin"},
+        env={"OPENMAAS_DATA_DIR": str(tmp / str(hold_ms)), "PATH": "/usr/bin:/bin"},
     )
+    return proc, port
+
+
+def measure(tmp: Path, hold_ms: float | None, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Raw engine and gateway alternating, on one gateway (and its engine) with this ``stream_hold_ms``."""
+    proc, port = serve(tmp, hold_ms)
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", 600)
+        engine_pid = int(
+            subprocess.run(
+                ["pgrep", "-P", str(proc.pid), "-f", "llama-server"], capture_output=True, text=True
+            ).stdout.split()[0]
+        )
         targets = {
             "engine": f"http://127.0.0.1:{engine_port(proc.pid)}/v1/chat/completions",
             "openmaas": f"http://127.0.0.1:{port}/v1/chat/completions",
@@ -129,29 +128,54 @@ def main() -> None:
             for rnd in range(args.rounds):
                 order = ["engine", "openmaas"] if rnd % 2 == 0 else ["openmaas", "engine"]
                 for name in order:
+                    client, gateway, engine = time.process_time(), cpu_seconds(proc.pid), cpu_seconds(engine_pid)
                     r = asyncio.run(run(targets[name], "smollm2-135m", streams, args.tokens))
-                    rows.append({"target": name, "streams": streams, "round": rnd, **r})
-                    print(f"streams={streams} {name:<9} {r}", flush=True)
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "local_generation.json").write_text(
-            json.dumps(
-                {"tokens_per_stream": args.tokens, "stream_hold_ms": args.stream_hold_ms, "runs": rows}, indent=2
-            )
-        )
-        print("| streams | engine tok/s | openmaas tok/s | ratio | engine TTFT p50 ms | openmaas TTFT p50 ms |")
-        print("|---|---|---|---|---|---|")
+                    per_token = 1e6 / r["tokens"]
+                    r["client_cpu_us_per_token"] = (time.process_time() - client) * per_token
+                    r["gateway_cpu_us_per_token"] = (cpu_seconds(proc.pid) - gateway) * per_token
+                    r["engine_cpu_us_per_token"] = (cpu_seconds(engine_pid) - engine) * per_token
+                    rows.append({"hold_ms": hold_ms, "target": name, "streams": streams, "round": rnd, **r})
+                    print(f"hold={hold_ms} streams={streams} {name:<9} {r}", flush=True)
+        return rows
+    finally:
+        stop(proc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--stream-hold-ms", default="", help="comma-separated; one gateway each, in this order")
+    args = parser.parse_args()
+    holds = [float(h) for h in args.stream_hold_ms.split(",")] if args.stream_hold_ms else [None]
+    tmp = Path(tempfile.mkdtemp(prefix="openmaas-bench-gen-"))
+    rows = [row for hold in holds for row in measure(tmp, hold, args)]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "local_generation.json").write_text(
+        json.dumps({"tokens_per_stream": args.tokens, "runs": rows}, indent=2)
+    )
+    print(
+        "| hold ms | streams | engine tok/s | openmaas tok/s | ratio | engine TTFT p50 ms | openmaas TTFT p50 ms "
+        "| client CPU µs/token raw → via gateway | gateway CPU µs/token |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for hold in holds:
         for streams in (1, 4, 8):
 
-            def med(target: str, key: str, s: int = streams) -> float:
-                return statistics.median(r[key] for r in rows if r["target"] == target and r["streams"] == s)
+            def med(target: str, key: str, s: int = streams, h: float | None = hold) -> float:
+                return float(
+                    statistics.median(
+                        r[key] for r in rows if r["target"] == target and r["streams"] == s and r["hold_ms"] == h
+                    )
+                )
 
             e, o = med("engine", "tok_s"), med("openmaas", "tok_s")
             print(
-                f"| {streams} | {e:.1f} | {o:.1f} | {o / e:.3f} | {med('engine', 'ttft_p50_ms'):.1f} | "
-                f"{med('openmaas', 'ttft_p50_ms'):.1f} |"
+                f"| {'default' if hold is None else hold} | {streams} | {e:.1f} | {o:.1f} | {o / e:.3f} "
+                f"| {med('engine', 'ttft_p50_ms'):.1f} | {med('openmaas', 'ttft_p50_ms'):.1f} "
+                f"| {med('engine', 'client_cpu_us_per_token'):.0f} → {med('openmaas', 'client_cpu_us_per_token'):.0f} "
+                f"| {med('openmaas', 'gateway_cpu_us_per_token'):.0f} |"
             )
-    finally:
-        stop(proc)
 
 
 if __name__ == "__main__":
