@@ -11,8 +11,9 @@ pure-Python busy process).
 - ``speculative``: decode tokens/s (the engine's ``timings``: tokens over decode time of the whole set) on a
   copy-heavy set — answers grounded in sources from the project's RAG evaluation corpus (Python docs, first two
   chunks of each question's relevant page) and three edits of a short function —, on six whole-file code edits
-  (a 30-line module back with one change), on both together, and on a free-writing set, with ``speculative``
-  off, on and auto running side by side (every prompt to each in turn, the order rotating, one pass); outputs
+  (a 30-line module back with one change), on both together, and on a free-writing set (12 prompts: with 6,
+  two engines alike read ±3 % apart), with ``speculative`` off, on and auto running side by side (every prompt
+  to each in turn, the order rotating, one pass); outputs
   at temperature 0 are compared with off's. All three run ggml's batch-invariant kernels (the default with
   speculation; off given them too), so the comparison is speculation's alone.
 - ``invariance``: what batch-invariant kernels cost a plain engine: prompt tokens/s over a ~1,100 and a
@@ -56,6 +57,12 @@ FREE = [
     "Tell me about the history of the bicycle.",
     "Write a letter to a friend who moved abroad.",
     "Describe your ideal weekend.",
+    "Explain why the sky changes colour at sunset.",
+    "Write a fable about a fox and a crow.",
+    "Describe a busy market on a Saturday morning.",
+    "Write a diary entry of a sailor on a long voyage.",
+    "Tell me about the invention of the printing press.",
+    "Write a speech for a school's first day.",
 ]
 
 
