@@ -1,11 +1,11 @@
 """Server-sent event responses that share socket writes between events of a steady stream.
 
-A local engine streams a token every ~10 ms; relayed one write each, every token costs the gateway a
-socket write and the client a wake-up (~130–170 µs of a core each on a small VM: the largest part of the
-gateway's cost per token, taken from the engine's own cores on a shared host). Here an event that follows
-a short gap — the stream is in its steady cadence — may wait up to ``hold`` seconds for the events after
-it, and they leave in one write. Every event is still its own ``data:`` event, byte for byte and in order;
-only when the bytes leave changes:
+A local engine streams a token every ~10 ms; relayed one write each, every token costs the gateway a socket
+write and the client a wake-up, on the cores the engine decodes on. Here an event that follows a short gap —
+the stream is in its steady cadence — may wait up to ``hold`` seconds for the events after it, and they leave
+in one write (measured, docs/benchmarks.md §b: a client on the same host spends 122 instead of ~270 µs of CPU
+per token; the gateway's own cost is its read side and does not change). Every event is still its own
+``data:`` event, byte for byte and in order; only when the bytes leave changes:
 
 - the opening events (those within ``hold`` of the first) and any event after a gap of ``hold`` or more
   (the first content after a long prefill, a tool call after a pause) are written at once, so time to
