@@ -155,3 +155,16 @@ async def test_a_paced_stream_over_http_arrives_whole_in_fewer_reads(tmp_path: A
         text = "".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta")
     assert text.split() == WORDS
     assert reads <= len(events) / 2, (reads, len(events))
+
+
+def test_what_was_held_is_written_before_a_failure_of_the_source_propagates() -> None:
+    async def failing(log: Log) -> AsyncIterator[bytes]:
+        async for event in source(log, [0, 0.3, 0.002]):
+            yield event
+        raise RuntimeError("upstream gone")
+
+    log: Log = []
+    response = EventStreamResponse(failing(log), 0.5)
+    with pytest.raises(RuntimeError, match="upstream gone"):
+        asyncio.run(response.stream_response(recorder(log)))
+    assert log[-1] == ("sent", b"data: e2\n\n")  # e2 was held when the source failed

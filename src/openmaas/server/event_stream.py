@@ -20,6 +20,7 @@ per token; the gateway's own cost is its read side and does not change). Every e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterable, Mapping
 
 from starlette.requests import Request
@@ -48,6 +49,12 @@ class EventStreamResponse(StreamingResponse):
         try:
             async for event in self.events:
                 await writer.event(event)
+        except Exception:
+            # the source failed: what it produced before still reaches the client, as without holding
+            with contextlib.suppress(Exception):
+                await writer.release()
+            raise
+        else:
             await writer.finish()
         finally:
             writer.cancel()
@@ -90,13 +97,18 @@ class _Writer:
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def finish(self) -> None:
+        await self.release(more_body=False)
+
+    async def release(self, more_body: bool = True) -> None:
+        """Write what is held now (with ``more_body`` false: and end the response)."""
         if self.flushing is not None:
             await self.flushing
             self.flushing = None
         self._stop_timer()
         body = b"".join(self.held)
         self.held.clear()
-        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+        if body or not more_body:
+            await self.send({"type": "http.response.body", "body": body, "more_body": more_body})
 
     def _expired(self) -> None:
         """The next event is late: write the held ones now (the response's task is waiting on its iterator)."""
