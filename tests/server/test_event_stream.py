@@ -159,7 +159,7 @@ async def test_a_paced_stream_over_http_arrives_whole_in_fewer_reads(tmp_path: A
 
 def test_what_was_held_is_written_before_a_failure_of_the_source_propagates() -> None:
     async def failing(log: Log) -> AsyncIterator[bytes]:
-        async for event in source(log, [0, 0.3, 0.002]):
+        async for event in source(log, [0, 0.6, 0.002]):
             yield event
         raise RuntimeError("upstream gone")
 
