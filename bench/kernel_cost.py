@@ -7,7 +7,10 @@ Per round and engine: a prefix of about ``--words`` × 4 tokens is cached, then 
 in one batch (what verifying a speculative draft or a follow-up turn costs) and 64 tokens decoded; ms per batch
 token and per decode step, middle two of four rounds, order rotating.
 
-Usage: python bench/kernel_cost.py [--words 10,250,900] [--model PATH]   (default: the builtin SmolLM2 Q4_1)
+``--before PATH`` adds a fourth engine: another build's ``llama-server`` on the batch-invariant kernels (a patch
+against the one before it, in one run).
+
+Usage: python bench/kernel_cost.py [--words 10,250,900] [--model PATH] [--before PATH]   (default: builtin SmolLM2 Q4_1)
 """
 
 from __future__ import annotations
@@ -48,8 +51,23 @@ WORDS = (
 )
 
 
-def start(port: int, model: Path, invariant: bool, attention: str = "auto") -> subprocess.Popen[bytes]:
-    args = [str(binary_path()), "-m", str(model), "--port", str(port), "-np", "1", "-t", "2", "-c", "8192", "--jinja"]
+def start(
+    port: int, model: Path, invariant: bool, attention: str = "auto", binary: Path | None = None
+) -> subprocess.Popen[bytes]:
+    args = [
+        str(binary or binary_path()),
+        "-m",
+        str(model),
+        "--port",
+        str(port),
+        "-np",
+        "1",
+        "-t",
+        "2",
+        "-c",
+        "8192",
+        "--jinja",
+    ]
     args += ["--poll", "0", "--no-webui", "--flash-attn", attention] + (["--no-repack"] if invariant else [])
     env = {**os.environ, **({"GGML_CPU_BATCH_INVARIANT": "1"} if invariant else {})}
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -95,11 +113,15 @@ async def measure(client: httpx.AsyncClient, ports: dict[str, int], words: int, 
     return out
 
 
-async def main(words: list[int], model: Path) -> dict[str, Any]:
-    labels = ("fast kernels", "batch-invariant", "batch-invariant, no flash attention")
+async def main(words: list[int], model: Path, before: Path | None = None) -> dict[str, Any]:
+    labels = ["fast kernels", "batch-invariant", "batch-invariant, no flash attention"]
+    if before is not None:
+        labels.append("batch-invariant, before")
     ports = {label: free_port() for label in labels}
     procs = [start(ports["fast kernels"], model, False), start(ports["batch-invariant"], model, True)]
     procs.append(start(ports["batch-invariant, no flash attention"], model, True, "off"))
+    if before is not None:
+        procs.append(start(ports["batch-invariant, before"], model, True, binary=before))
     try:
         async with httpx.AsyncClient(timeout=600) as client:
             for port in ports.values():
@@ -115,8 +137,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--words", default="10,250,900")
     parser.add_argument("--model", default="builtin:smollm2-135m")
+    parser.add_argument("--before", type=Path, default=None, help="another build's llama-server, invariant too")
     args = parser.parse_args()
-    result = asyncio.run(main([int(w) for w in args.words.split(",")], resolve_model_path(args.model)))
+    words = [int(w) for w in args.words.split(",")]
+    result = asyncio.run(main(words, resolve_model_path(args.model), args.before))
     print(json.dumps(result, indent=1))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "kernel_cost.json").write_text(json.dumps(result, indent=1))
