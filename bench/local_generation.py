@@ -38,11 +38,12 @@ from common import RESULTS, free_port, python, stop, wait_http
 from dialects import cpu_seconds
 
 
-def engine_port(gateway_pid: int) -> int:
+def supervised_engine(gateway_pid: int) -> tuple[int, int]:
+    """The supervised engine's pid and private port."""
     out = subprocess.run(["pgrep", "-P", str(gateway_pid), "-f", "llama-server"], capture_output=True, text=True)
-    pid = out.stdout.split()[0]
+    pid = int(out.stdout.split()[0])
     args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    return int(args[args.index(b"--port") + 1])
+    return pid, int(args[args.index(b"--port") + 1])
 
 
 async def one_stream(session: aiohttp.ClientSession, url: str, model: str, tokens: int) -> tuple[float, int]:
@@ -110,13 +111,9 @@ def measure(tmp: Path, hold_ms: float | None, args: argparse.Namespace) -> list[
     proc, port = serve(tmp, hold_ms)
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", 600)
-        engine_pid = int(
-            subprocess.run(
-                ["pgrep", "-P", str(proc.pid), "-f", "llama-server"], capture_output=True, text=True
-            ).stdout.split()[0]
-        )
+        engine_pid, engine_port = supervised_engine(proc.pid)
         targets = {
-            "engine": f"http://127.0.0.1:{engine_port(proc.pid)}/v1/chat/completions",
+            "engine": f"http://127.0.0.1:{engine_port}/v1/chat/completions",
             "openmaas": f"http://127.0.0.1:{port}/v1/chat/completions",
         }
         # warm-up, to the steady state of a running server: every slot used once on both sides (the gateway
